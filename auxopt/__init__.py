@@ -1,0 +1,41 @@
+"""auxopt: Optuna plugins for automated auxiliary learning.
+
+Heavy modules (torch, transformers, optuna) load lazily, so ``import auxopt`` and ``auxopt --help``
+stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AuxoptError": "auxopt.errors",
+    "Task": "auxopt.tasks",
+    "load_task": "auxopt.tasks",
+    "make_synthetic_suite": "auxopt.tasks",
+    "TrainConfig": "auxopt.train",
+    "TrainResult": "auxopt.train",
+    "train": "auxopt.train",
+    "Objective": "auxopt.objective",
+    "StudySpec": "auxopt.study",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from auxopt.errors import AuxoptError
+    from auxopt.objective import Objective
+    from auxopt.study import StudySpec
+    from auxopt.tasks import Task, load_task, make_synthetic_suite
+    from auxopt.train import TrainConfig, TrainResult, train
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'auxopt' has no attribute {name!r}")

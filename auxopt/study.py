@@ -1,0 +1,172 @@
+"""``StudySpec``: a search defined in Python — tasks, model, search space, sampler, storage.
+
+A study file (``studies/quickstart.py``) builds one ``StudySpec`` and names it ``study``;
+``auxopt run FILE`` loads it and runs ``study.optimize``. Running the same command again loads the
+same Optuna study from storage and adds trials to it. (It is called ``StudySpec``, not ``Study``, so
+that it is never confused with the ``optuna.Study`` that ``optimize`` returns.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from auxopt.errors import AuxoptError
+from auxopt.objective import Objective
+from auxopt.storage import default_storage_url, mask_url, open_storage
+from auxopt.tasks.task import Task
+from auxopt.train import TrainConfig
+
+logger = logging.getLogger("auxopt")
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"primary", "auxiliaries"}
+
+
+@dataclass
+class StudySpec:
+    """A search over multi-task training runs.
+
+    Args:
+        name: the Optuna study name.
+        primary: the end task.
+        auxiliaries: candidate auxiliary tasks.
+        space: ``space(trial) -> dict`` of :class:`TrainConfig` fields this trial uses (e.g.
+            ``{"ratios": {...}, "lr": ...}``), suggested through ``trial``; any Optuna sampler searches it.
+        base: fixed :class:`TrainConfig` fields (``max_steps``, ``model``, …) under the suggested ones.
+        sampler, pruner: Optuna's (default: TPE with ``seed``; :meth:`default_pruner`).
+        n_trials: trials one run adds.
+        storage: default storage URL (default: ``sqlite:///<name>.db`` beside the study file).
+        user_attrs: stored on the study (e.g. the ground truth of a synthetic benchmark).
+    """
+
+    name: str
+    primary: Task
+    auxiliaries: Sequence[Task] = ()
+    space: Callable[[optuna.Trial], Mapping[str, Any]] | None = None
+    base: Mapping[str, Any] = field(default_factory=dict)
+    sampler: optuna.samplers.BaseSampler | None = None
+    pruner: optuna.pruners.BasePruner | None = None
+    n_trials: int = 20
+    storage: str | None = None
+    seed: int = 0
+    user_attrs: Mapping[str, Any] = field(default_factory=dict)
+    source_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.primary, Task):
+            raise AuxoptError(f"study {self.name!r}: primary must be a Task (use auxopt.load_task)")
+        unknown = set(self.base) - _CONFIG_FIELDS
+        if unknown:
+            raise AuxoptError(
+                f"study {self.name!r}: base has unknown setting(s) {sorted(unknown)}; "
+                f"TrainConfig takes {sorted(_CONFIG_FIELDS)}"
+            )
+        self.config_for({})  # validate the fixed part now, before any storage is touched
+
+    def config_for(self, suggested: Mapping[str, Any]) -> TrainConfig:
+        unknown = set(suggested) - _CONFIG_FIELDS
+        if unknown:
+            raise AuxoptError(f"study {self.name!r}: the search space returned unknown setting(s) {sorted(unknown)}")
+        return TrainConfig(self.primary, tuple(self.auxiliaries), **{**self.base, **suggested})
+
+    def build_config(self, trial: optuna.Trial) -> TrainConfig:
+        return self.config_for(self.space(trial) if self.space is not None else {})
+
+    def objective(self) -> Objective:
+        return Objective(self.build_config)
+
+    def storage_url(self, storage: str | None = None) -> str:
+        if storage:
+            return storage
+        if self.storage:
+            return self.storage
+        folder = Path(self.source_file).parent if self.source_file else Path.cwd()
+        return default_storage_url(self.name, folder)
+
+    def preflight(self) -> None:
+        """Load the model once so that a checkpoint that does not load fails before storage is touched."""
+        from auxopt.train.loop import build_model
+
+        config = self.config_for({})
+        build_model(config, config.tasks)
+
+    def default_pruner(self) -> optuna.pruners.BasePruner:
+        """Median pruning after 4 trials, never in the first half of a run (early dev scores are noisy)."""
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=self.config_for({}).max_steps // 2)
+
+    def load_study(self, storage: str | None = None) -> optuna.Study:
+        """Create the Optuna study, or load it when it exists (resume)."""
+        url = self.storage_url(storage)
+        study = optuna.create_study(
+            study_name=self.name,
+            storage=open_storage(url),
+            sampler=self.sampler or optuna.samplers.TPESampler(seed=self.seed),
+            pruner=self.pruner or self.default_pruner(),
+            direction="maximize",
+            load_if_exists=True,
+        )
+        attrs = {
+            "primary": self.primary.name,
+            "metric": self.primary.metric,
+            "tasks": [t.describe() for t in (self.primary, *self.auxiliaries)],
+            **self.user_attrs,
+        }
+        for key, value in attrs.items():
+            if study.user_attrs.get(key) != value:
+                study.set_user_attr(key, value)
+        return study
+
+    def optimize(
+        self,
+        n_trials: int | None = None,
+        storage: str | None = None,
+        *,
+        show_progress_bar: bool = False,
+        callbacks: Sequence[Callable] = (),
+    ) -> optuna.Study:
+        """Run ``n_trials`` more trials (default ``self.n_trials``) and return the Optuna study."""
+        n = self.n_trials if n_trials is None else n_trials
+        if n < 1:
+            raise AuxoptError(f"n_trials must be at least 1, not {n}")
+        url = self.storage_url(storage)
+        open_storage(url)  # parse/validate before the model is loaded
+        self.preflight()
+        study = self.load_study(url)
+        logger.info("study %r in %s: %d trials so far", self.name, mask_url(url), len(study.trials))
+        study.optimize(
+            self.objective(),
+            n_trials=n,
+            show_progress_bar=show_progress_bar,
+            callbacks=list(callbacks),
+            catch=(),
+        )
+        return study
+
+
+def load_study_file(path: str | Path) -> StudySpec:
+    """Run a study file and return the ``StudySpec`` it defines (named ``study``, or the only one)."""
+    import runpy
+
+    path = Path(path)
+    if not path.is_file():
+        raise AuxoptError(f"study file {str(path)!r} does not exist")
+    if path.suffix != ".py":
+        raise AuxoptError(f"study file {str(path)!r} is not a Python file")
+    namespace = runpy.run_path(str(path), run_name="__auxopt_study__")
+    specs = [v for v in namespace.values() if isinstance(v, StudySpec)]
+    spec = namespace.get("study") if isinstance(namespace.get("study"), StudySpec) else None
+    if spec is None:
+        if len(specs) != 1:
+            raise AuxoptError(
+                f"study file {str(path)!r} must define one auxopt.StudySpec named 'study' "
+                f"(found {len(specs)})"
+            )
+        spec = specs[0]
+    if spec.source_file is None:
+        spec.source_file = str(path.resolve())
+    return spec

@@ -1,0 +1,18 @@
+"""Tasks: labelled datasets with splits, kinds and metrics; loading; synthetic benchmark tasks."""
+
+from auxopt.tasks.loading import build_task, data_dirs, load_task
+from auxopt.tasks.metrics import METRICS, get_metric
+from auxopt.tasks.synthetic import SyntheticSuite, make_synthetic_suite
+from auxopt.tasks.task import Split, Task
+
+__all__ = [
+    "METRICS",
+    "Split",
+    "SyntheticSuite",
+    "Task",
+    "build_task",
+    "data_dirs",
+    "get_metric",
+    "load_task",
+    "make_synthetic_suite",
+]

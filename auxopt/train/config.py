@@ -1,0 +1,134 @@
+"""``TrainConfig`` (what to train) and ``TrainResult`` (what came out). Plain data: no Optuna."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from auxopt.errors import AuxoptError
+from auxopt.tasks.task import Task
+
+
+@dataclass
+class TrainConfig:
+    """One multi-task training run.
+
+    Args:
+        primary: the end task; its dev metric is what the run optimises and reports.
+        auxiliaries: candidate auxiliary tasks; those with ratio 0 (or absent from ``ratios`` when
+            ``ratios`` is given) are not trained on.
+        ratios: task name → mixing ratio (the primary's defaults to 1; auxiliaries default to 1 when
+            ``ratios`` is None). Whole numbers give AutoSeM's round-robin, others proportional sampling.
+        schedule: ``"auto"``, ``"round_robin"`` or ``"proportional"``.
+        model: ``"tiny"``, ``"minilm"``, a checkpoint folder or a hub name.
+        lr: peak learning rate of AdamW (default 1e-3 for ``"tiny"``, 5e-5 for pretrained models).
+        warmup_ratio: linear warm-up over this fraction of ``max_steps``, then linear decay to 0.
+        eval_every: evaluate the primary dev metric every this many steps (and at the last step).
+        eval_batches: evaluate on at most this many dev batches (None: the whole dev split).
+        patience: stop after this many evaluations without a dev improvement (None: never).
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, …
+        bf16: autocast to bfloat16 (``"auto"``: on CUDA devices that support it).
+    """
+
+    primary: Task
+    auxiliaries: Sequence[Task] = ()
+    ratios: Mapping[str, float] | None = None
+    schedule: str = "auto"
+    model: str = "tiny"
+    tiny: Any = None
+    max_length: int = 128
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    lr: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    dropout: float = 0.1
+    max_steps: int = 1000
+    eval_every: int = 100
+    eval_batches: int | None = None
+    patience: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool | str = "auto"
+
+    def __post_init__(self) -> None:
+        names = [self.primary.name, *(t.name for t in self.auxiliaries)]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise AuxoptError(f"task names must be unique; repeated: {sorted(dupes)}")
+        if self.ratios is not None:
+            unknown = set(self.ratios) - set(names)
+            if unknown:
+                raise AuxoptError(
+                    f"ratios name unknown task(s) {sorted(unknown)}; the tasks are {names}"
+                )
+        for key in ("max_length", "batch_size", "eval_batch_size", "max_steps", "eval_every"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise AuxoptError(f"{key} must be a positive integer, not {value!r}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise AuxoptError(f"lr must be a positive number, not {self.lr!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise AuxoptError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio!r}")
+        if self.patience is not None and self.patience < 1:
+            raise AuxoptError(f"patience must be >= 1 or None, not {self.patience!r}")
+
+    @property
+    def tasks(self) -> list[Task]:
+        return [self.primary, *self.auxiliaries]
+
+    def active_ratios(self) -> dict[str, float]:
+        """Task name → ratio for the tasks actually trained on (ratio > 0), primary first."""
+        ratios = dict(self.ratios or {})
+        out = {self.primary.name: float(ratios.get(self.primary.name, 1.0))}
+        for task in self.auxiliaries:
+            default = 1.0 if self.ratios is None else 0.0
+            out[task.name] = float(ratios.get(task.name, default))
+        return {k: v for k, v in out.items() if v > 0}
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 1e-3 if self.model == "tiny" else 5e-5
+
+    def describe(self) -> dict[str, Any]:
+        """The run's settings in JSON-friendly form (tasks by name)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("primary", "auxiliaries", "tiny")}
+        out.update(
+            primary=self.primary.name,
+            auxiliaries=[t.name for t in self.auxiliaries],
+            ratios=self.active_ratios(),
+            lr=self.learning_rate,
+        )
+        if self.tiny is not None:
+            out["tiny"] = asdict(self.tiny)
+        return out
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`auxopt.train.train`.
+
+    ``best_dev`` is the best primary dev metric seen at an evaluation, ``test_at_best`` the primary
+    test metric of the model at that step (None without a test split); ``curve`` holds (step, dev).
+    ``stopped`` says why training ended: ``"max_steps"``, ``"early_stopping"`` or ``"reporter"``.
+    """
+
+    metric: str
+    best_dev: float
+    best_step: int
+    test_at_best: float | None
+    curve: list[tuple[int, float]]
+    steps: int
+    examples: dict[str, int]
+    wall_time: float
+    stopped: str
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

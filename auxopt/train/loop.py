@@ -1,0 +1,236 @@
+"""The multi-task training loop. It knows nothing about Optuna: it takes a :class:`TrainConfig` and an
+optional reporter, and returns a :class:`TrainResult`."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from auxopt.errors import AuxoptError
+from auxopt.models import MultiTaskModel, encode_split, load_encoder
+from auxopt.models.tokenize import Encoded
+from auxopt.tasks.task import Task
+from auxopt.train.config import TrainConfig, TrainResult
+from auxopt.train.schedules import make_schedule
+
+
+@runtime_checkable
+class Reporter(Protocol):
+    """Receives the primary dev metric at every evaluation; ``should_stop()`` ends training early
+    (an Optuna objective reports to its trial and stops when the pruner says so)."""
+
+    def report(self, step: int, value: float) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+ReporterLike = Reporter | Callable[[int, float], bool | None] | None
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise AuxoptError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise AuxoptError(f"device {device!r} asked for, but no CUDA device is available here")
+    return resolved
+
+
+def use_bf16(setting: bool | str, device: torch.device) -> bool:
+    if setting == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return bool(setting)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _Batches:
+    """An endless stream of shuffled minibatch indices over one task's train split (seeded)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, min(batch_size, n)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(n, generator=self.generator)
+        self.position = 0
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > self.n:
+            self.order = torch.randperm(self.n, generator=self.generator)
+            self.position = 0
+        index = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return index
+
+
+def _loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
+    if task.kind == "classification":
+        return F.cross_entropy(logits, labels)
+    return F.mse_loss(logits.squeeze(-1), labels)
+
+
+@torch.no_grad()
+def evaluate(
+    model: MultiTaskModel,
+    task: Task,
+    encoded: Encoded,
+    labels: np.ndarray,
+    *,
+    device: torch.device,
+    batch_size: int,
+    bf16: bool,
+    max_batches: int | None = None,
+) -> float:
+    """The task's metric on ``encoded`` (first ``max_batches`` batches when given)."""
+    was_training = model.training
+    model.eval()
+    n = len(encoded) if max_batches is None else min(len(encoded), max_batches * batch_size)
+    preds = []
+    for start in range(0, n, batch_size):
+        index = torch.arange(start, min(start + batch_size, n))
+        batch = {k: v.to(device) for k, v in encoded.batch(index).items()}
+        with _autocast(device, bf16):
+            out = model(task.head_name, **batch).float()
+        preds.append(out.argmax(-1) if task.kind == "classification" else out.squeeze(-1))
+    model.train(was_training)
+    return task.score(labels[:n], torch.cat(preds).cpu().numpy())
+
+
+def _autocast(device: torch.device, bf16: bool):
+    if bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _call_reporter(reporter: ReporterLike, step: int, value: float) -> bool:
+    if reporter is None:
+        return False
+    if isinstance(reporter, Reporter):
+        reporter.report(step, value)
+        return bool(reporter.should_stop())
+    return bool(reporter(step, value))
+
+
+def build_model(config: TrainConfig, tasks: list[Task]):
+    """The encoder (tokenizer trained on the primary's train text for ``"tiny"``) with task heads."""
+    loaded = load_encoder(config.model, corpus=config.primary.train.texts, seed=config.seed, tiny=config.tiny)
+    model = MultiTaskModel(loaded.model, loaded.hidden_size, tasks, dropout=config.dropout)
+    return model, loaded.tokenizer
+
+
+def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
+    """Train the primary task jointly with the auxiliaries that have a positive ratio.
+
+    Every ``eval_every`` steps the primary dev metric is computed and passed to ``reporter``; the
+    model state at the best dev step is kept (on the CPU) and scored on the primary test split at the
+    end. On the CPU, equal configs give identical results.
+    """
+    start_time = time.perf_counter()
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    bf16 = use_bf16(config.bf16, device)
+    ratios = config.active_ratios()
+    tasks = {t.name: t for t in config.tasks if t.name in ratios}
+    model, tokenizer = build_model(config, list(tasks.values()))
+    model.to(device).train()
+
+    train_data = {n: encode_split(tokenizer, t, "train", config.max_length) for n, t in tasks.items()}
+    train_labels = {
+        n: torch.as_tensor(t.train.labels, dtype=torch.long if t.kind == "classification" else torch.float32)
+        for n, t in tasks.items()
+    }
+    primary = config.primary
+    dev_data = encode_split(tokenizer, primary, "dev", config.max_length)
+    batches = {n: _Batches(len(d), config.batch_size, config.seed * 1000 + i) for i, (n, d) in enumerate(train_data.items())}
+    schedule = make_schedule(ratios, config.schedule, seed=config.seed)
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    params = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+    warmup = int(config.warmup_ratio * config.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (config.max_steps - s) / max(1, config.max_steps - warmup)),
+    )
+
+    curve: list[tuple[int, float]] = []
+    examples = dict.fromkeys(tasks, 0)
+    best_dev, best_step, best_state = -math.inf, 0, None
+    evals_since_best, stopped, step = 0, "max_steps", 0
+    for step in range(1, config.max_steps + 1):
+        name = schedule.next_task()
+        task = tasks[name]
+        index = batches[name].next()
+        batch = {k: v.to(device, non_blocking=True) for k, v in train_data[name].batch(index).items()}
+        labels = train_labels[name][index].to(device, non_blocking=True)
+        with _autocast(device, bf16):
+            logits = model(task.head_name, **batch)
+        loss = _loss(task, logits, labels)
+        if not torch.isfinite(loss):
+            raise AuxoptError(
+                f"the loss of task {name!r} became {loss.item()} at step {step}; "
+                f"lower the learning rate (now {config.learning_rate:g}) or check the task's labels"
+            )
+        loss.backward()
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        examples[name] += len(index)
+
+        if step % config.eval_every == 0 or step == config.max_steps:
+            dev = evaluate(
+                model, primary, dev_data, primary.dev.labels, device=device,
+                batch_size=config.eval_batch_size, bf16=bf16, max_batches=config.eval_batches,
+            )
+            curve.append((step, dev))
+            if dev > best_dev:
+                best_dev, best_step, evals_since_best = dev, step, 0
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            else:
+                evals_since_best += 1
+            if _call_reporter(reporter, step, dev):
+                stopped = "reporter"
+                break
+            if config.patience is not None and evals_since_best >= config.patience:
+                stopped = "early_stopping"
+                break
+
+    test = None
+    if primary.test is not None and best_state is not None:
+        model.load_state_dict(best_state)
+        test = evaluate(
+            model, primary, encode_split(tokenizer, primary, "test", config.max_length), primary.test.labels,
+            device=device, batch_size=config.eval_batch_size, bf16=bf16,
+        )
+    return TrainResult(
+        metric=primary.metric,
+        best_dev=float(best_dev),
+        best_step=best_step,
+        test_at_best=test,
+        curve=curve,
+        steps=step,
+        examples=examples,
+        wall_time=time.perf_counter() - start_time,
+        stopped=stopped,
+        device=str(device),
+    )
