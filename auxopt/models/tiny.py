@@ -51,17 +51,40 @@ def train_wordpiece(corpus: Iterable[str], vocab_size: int = 2000):
 
 @lru_cache(maxsize=8)
 def _train_wordpiece(digest: str, vocab_size: int, texts: tuple[str, ...]):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
+    def fresh(model):
+        tok = Tokenizer(model)
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        return tok
+
+    tok = fresh(models.WordPiece(unk_token="[UNK]"))
+    # The trainer numbers the "##x" pieces in hash-map order and breaks ties between equally frequent
+    # merges by those numbers, so equal corpora gave different vocabularies from run to run
+    # (huggingface/tokenizers#1794). Registering every "##x" first, in sorted order, fixes their ids.
+    chars: set[str] = set()
+    for text in texts:
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)):
+            chars.update(word[1:])
+    pieces = [f"##{c}" for c in sorted(chars)]
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+        vocab_size=vocab_size, special_tokens=[*SPECIAL_TOKENS, *pieces], show_progress=False
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    # The pieces are ordinary vocabulary, not special tokens: rebuild the tokenizer from the vocabulary.
+    tok = fresh(models.WordPiece(tok.get_vocab(with_added_tokens=False), unk_token="[UNK]"))
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

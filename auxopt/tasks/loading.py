@@ -235,14 +235,15 @@ def build_task(
             splits[split_name] = Split(tuple(texts), values, None if pairs is None else tuple(pairs))
 
     train = splits["train"]
+    n_original = len(train)  # both fractions are of the original train split (80/10/10 by default)
     rng = np.random.default_rng(seed)
     for split_name, fraction in (("dev", dev_fraction), ("test", test_fraction)):
         if split_name in splits:
             continue
-        n = int(round(len(train) * fraction))
+        n = int(round(n_original * fraction))
         if not 0 < n < len(train):
             raise AuxoptError(
-                f"task {name!r} has no {split_name} split and {fraction:.0%} of its {len(train)} train "
+                f"task {name!r} has no {split_name} split and {fraction:.0%} of its {n_original} train "
                 f"examples cannot be carved off; give a {split_name} split"
             )
         order = rng.permutation(len(train))
@@ -359,6 +360,8 @@ def _read_hub(name: str, config: str | None, original: str) -> dict[str, list[di
             rows = [r for r in rows if r.get("label", -1) is not None and r.get("label", -1) >= 0]
             for r in rows:
                 r["label"] = names[r["label"]]
+        elif rows and all(r.get("label", -1) in (-1, None) for r in rows):
+            rows = []  # unlabelled split without a ClassLabel (GLUE's STS-B test: -1.0 everywhere)
         if rows:  # unlabelled test splits (label -1 everywhere) are dropped and carved instead
             records[canonical] = rows
     return records

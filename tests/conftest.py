@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data(monkeypatch) -> Path:
+    """../shared/data as AUXOPT_DATA; skips where the shared data is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the shared datasets at {SHARED_DATA}")
+    monkeypatch.setenv("AUXOPT_DATA", str(SHARED_DATA))
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def suite():
+    from auxopt.tasks import make_synthetic_suite
+
+    return make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=1, n_train=300, n_aux_train=600, n_dev=200, n_test=200)
