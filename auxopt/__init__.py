@@ -23,7 +23,18 @@ _EXPORTS = {
     "StudySpec": "auxopt.study",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "AuxoptError",
+    "Objective",
+    "StudySpec",
+    "Task",
+    "TrainConfig",
+    "TrainResult",
+    "__version__",
+    "load_task",
+    "make_synthetic_suite",
+    "train",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from auxopt.errors import AuxoptError

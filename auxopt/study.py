@@ -19,7 +19,7 @@ import optuna
 
 from auxopt.errors import AuxoptError
 from auxopt.objective import Objective
-from auxopt.storage import default_storage_url, mask_url, open_storage
+from auxopt.storage import default_storage_url, mask_url, open_storage, validate_storage_url
 from auxopt.tasks.task import Task
 from auxopt.train import TrainConfig
 
@@ -134,7 +134,7 @@ class StudySpec:
         if n < 1:
             raise AuxoptError(f"n_trials must be at least 1, not {n}")
         url = self.storage_url(storage)
-        open_storage(url)  # parse/validate before the model is loaded
+        validate_storage_url(url)  # a bad URL or a model that does not load fails before storage exists
         self.preflight()
         study = self.load_study(url)
         logger.info("study %r in %s: %d trials so far", self.name, mask_url(url), len(study.trials))

@@ -2,7 +2,12 @@
 
 from auxopt.train.config import TrainConfig, TrainResult
 from auxopt.train.loop import Reporter, evaluate, resolve_device, train
-from auxopt.train.schedules import ProportionalSchedule, RoundRobinSchedule, TaskSchedule, make_schedule
+from auxopt.train.schedules import (
+    ProportionalSchedule,
+    RoundRobinSchedule,
+    TaskSchedule,
+    make_schedule,
+)
 
 __all__ = [
     "ProportionalSchedule",

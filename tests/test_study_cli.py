@@ -1,0 +1,176 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import optuna
+import pytest
+
+import auxopt
+from auxopt.cli import main
+from auxopt.errors import AuxoptError
+from auxopt.storage import mask_url, validate_storage_url
+from auxopt.study import StudySpec, load_study_file
+
+STUDY = """
+import optuna
+from auxopt import StudySpec, make_synthetic_suite
+
+suite = make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=0, n_train=200, n_aux_train=300, n_dev=100, n_test=100)
+
+def space(trial):
+    aux = trial.suggest_categorical("aux_task", ["none", "helpful_0", "neutral_0"])
+    return {{"ratios": {{"primary": 1}} if aux == "none" else {{"primary": 1, aux: 1}}}}
+
+study = StudySpec(
+    name="tiny_study",
+    primary=suite.primary,
+    auxiliaries=suite.auxiliaries,
+    space=space,
+    base={{"max_steps": 20, "eval_every": 10, "max_length": 24, "batch_size": 16, "model": {model!r}}},
+    sampler=optuna.samplers.RandomSampler(seed=0),
+    n_trials=2,
+)
+"""
+
+
+def write_study(tmp_path, model="tiny"):
+    path = tmp_path / "study.py"
+    path.write_text(STUDY.format(model=model))
+    return path
+
+
+def test_exports_resolve():
+    for name in auxopt.__all__:
+        assert getattr(auxopt, name) is not None
+
+
+def test_import_and_help_do_not_load_torch():
+    code = "import sys, auxopt, auxopt.cli; print(sorted(m for m in ('torch', 'optuna', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    help_out = subprocess.run([sys.executable, "-m", "auxopt.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "quickstart" in help_out and "examples:" in help_out
+
+
+@pytest.mark.parametrize("command", ["run", "quickstart"])
+def test_subcommand_help_has_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "example" in capsys.readouterr().out
+
+
+def test_study_records_results_and_rerun_adds_trials(tmp_path):
+    spec = load_study_file(write_study(tmp_path))
+    url = spec.storage_url()
+    assert url == f"sqlite:///{tmp_path / 'tiny_study.db'}"
+    study = spec.optimize()
+    assert len(study.trials) == 2
+    for trial in study.trials:
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        attrs = trial.user_attrs
+        assert attrs["dev_metric"] == trial.value
+        assert 0 <= attrs["test_metric"] <= 1
+        assert [s for s, _ in attrs["curve"]] == [10, 20]
+        assert trial.intermediate_values == {s: v for s, v in attrs["curve"]}
+        assert attrs["config"]["primary"] == "primary"
+    assert [t["name"] for t in study.user_attrs["tasks"]] == ["primary", "helpful_0", "neutral_0"]
+    again = load_study_file(tmp_path / "study.py").optimize(n_trials=1)
+    assert len(again.trials) == 3 and again.study_name == "tiny_study"
+
+
+def test_pruned_trials_keep_their_record(tmp_path):
+    class AlwaysPrune(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    spec = load_study_file(write_study(tmp_path))
+    spec.pruner = AlwaysPrune()
+    study = spec.optimize(n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.user_attrs["stopped"] == "reporter" and trial.user_attrs["steps"] == 10
+
+
+def test_cli_run_prints_summary(tmp_path, capsys):
+    path = write_study(tmp_path)
+    assert main(["run", str(path), "--n-trials", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "study 'tiny_study': 1 complete" in out
+    assert f"optuna-dashboard sqlite:///{tmp_path / 'tiny_study.db'}" in out
+
+
+@pytest.mark.parametrize(
+    "storage, message",
+    [
+        ("not a url", "does not parse"),
+        ("redis://localhost/0", "supports sqlite"),
+        ("sqlite:///{tmp}/missing/dir/x.db", "does not exist"),
+    ],
+)
+def test_cli_bad_storage_writes_nothing(tmp_path, capsys, storage, message):
+    path = write_study(tmp_path)
+    code = main(["run", str(path), "--storage", storage.format(tmp=tmp_path), "--n-trials", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("*.db"))
+
+
+@pytest.mark.parametrize("folder, message", [("no_such_model", "does not exist"), ("empty_model", "cannot load model")])
+def test_cli_model_that_does_not_load_writes_nothing(tmp_path, capsys, folder, message):
+    (tmp_path / "empty_model").mkdir()
+    path = write_study(tmp_path, model=str(tmp_path / folder))
+    assert main(["run", str(path), "--n-trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "tiny_study.db").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "does not exist"),
+        ("x = 1\n", "must define one auxopt.StudySpec"),
+        ("from auxopt import load_task\nt = load_task('no_such_task_anywhere_xyz')\n", "unknown task"),
+    ],
+)
+def test_cli_bad_study_file(tmp_path, capsys, monkeypatch, content, message):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = tmp_path / "s.py"
+    if content is not None:
+        path.write_text(content)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_spec_rejects_unknown_settings(suite):
+    with pytest.raises(AuxoptError, match="unknown setting"):
+        StudySpec(name="x", primary=suite.primary, base={"max_stepz": 3})
+    spec = StudySpec(name="x", primary=suite.primary, space=lambda trial: {"learning_rate": 1.0})
+    with pytest.raises(AuxoptError, match="search space returned unknown"):
+        spec.build_config(optuna.trial.FixedTrial({}))
+
+
+def test_storage_url_helpers(tmp_path):
+    assert mask_url("postgresql+psycopg://alice:s3cret@db.example/auxopt") == "postgresql+psycopg://alice:***@db.example/auxopt"
+    assert validate_storage_url(f"sqlite:///{tmp_path}/a.db").endswith("a.db")
+    with pytest.raises(AuxoptError, match="needs a file"):
+        validate_storage_url("sqlite://")
+
+
+@pytest.mark.slow
+def test_quickstart_command_twice(tmp_path):
+    """The README's main job: `auxopt quickstart` writes quickstart.db; running it again adds trials."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "auxopt.cli", "quickstart", "--n-trials", "2", "--quiet"]
+    for _ in range(2):
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{tmp_path / 'quickstart.db'}")
+    assert len(study.trials) == 4
+    assert study.user_attrs["ground_truth"] == {"helpful_0": "helpful", "neutral_0": "neutral", "harmful_0": "harmful"}
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete and all("dev_metric" in t.user_attrs and "test_metric" in t.user_attrs for t in complete)
