@@ -42,6 +42,14 @@ def record_result(trial: optuna.Trial, result: TrainResult) -> None:
         "stopped": result.stopped,
         "device": result.device,
     }
+    thompson = result.extra.get("thompson")
+    if thompson is not None:  # AutoSeM stage 1 run online: its posterior and how it evolved
+        attrs["thompson_posterior"] = thompson["posterior"]
+        attrs["thompson_means"] = thompson["means"]
+        attrs["thompson_pulls"] = thompson["pulls"]
+        attrs["thompson_history"] = [
+            [h["step"], h["task"], h["reward"], round(h["dev"], 6)] for h in thompson["history"]
+        ]
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
 

@@ -3,17 +3,21 @@
 from auxopt.train.config import TrainConfig, TrainResult
 from auxopt.train.loop import Reporter, evaluate, resolve_device, train
 from auxopt.train.schedules import (
+    OnlineThompson,
     ProportionalSchedule,
     RoundRobinSchedule,
     TaskSchedule,
+    ThompsonSchedule,
     make_schedule,
 )
 
 __all__ = [
+    "OnlineThompson",
     "ProportionalSchedule",
     "Reporter",
     "RoundRobinSchedule",
     "TaskSchedule",
+    "ThompsonSchedule",
     "TrainConfig",
     "TrainResult",
     "evaluate",

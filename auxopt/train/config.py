@@ -21,7 +21,9 @@ class TrainConfig:
             ``ratios`` is given) are not trained on.
         ratios: task name → mixing ratio (the primary's defaults to 1; auxiliaries default to 1 when
             ``ratios`` is None). Whole numbers give AutoSeM's round-robin, others proportional sampling.
-        schedule: ``"auto"``, ``"round_robin"`` or ``"proportional"``.
+        schedule: ``"auto"``, ``"round_robin"``, ``"proportional"``, or ``"thompson"`` /
+            :class:`~auxopt.train.schedules.OnlineThompson` (AutoSeM stage 1 inside the run: the
+            result's ``extra["thompson"]`` holds the final posterior and its history).
         model: ``"tiny"``, ``"minilm"``, a checkpoint folder or a hub name.
         lr: peak learning rate of AdamW (default 1e-3 for ``"tiny"``, 5e-5 for pretrained models).
         warmup_ratio: linear warm-up over this fraction of ``max_steps``, then linear decay to 0.
@@ -35,7 +37,7 @@ class TrainConfig:
     primary: Task
     auxiliaries: Sequence[Task] = ()
     ratios: Mapping[str, float] | None = None
-    schedule: str = "auto"
+    schedule: Any = "auto"
     model: str = "tiny"
     tiny: Any = None
     max_length: int = 128
@@ -97,7 +99,10 @@ class TrainConfig:
 
     def describe(self) -> dict[str, Any]:
         """The run's settings in JSON-friendly form (tasks by name)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("primary", "auxiliaries", "tiny")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("primary", "auxiliaries", "tiny", "schedule")}
+        out["schedule"] = self.schedule if isinstance(self.schedule, str) else {
+            "kind": type(self.schedule).__name__, **asdict(self.schedule)
+        }
         out.update(
             primary=self.primary.name,
             auxiliaries=[t.name for t in self.auxiliaries],

@@ -171,6 +171,17 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
         lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (config.max_steps - s) / max(1, config.max_steps - warmup)),
     )
 
+    feedback = getattr(schedule, "wants_feedback", False)
+
+    def quick_dev() -> float:  # the online schedule's reward signal: a bounded dev evaluation
+        return evaluate(
+            model, primary, dev_data, primary.dev.labels, device=device,
+            batch_size=config.eval_batch_size, bf16=bf16, max_batches=schedule.spec.eval_batches,
+        )
+
+    if feedback:
+        schedule.observe(0, quick_dev())
+
     curve: list[tuple[int, float]] = []
     examples = dict.fromkeys(tasks, 0)
     best_dev, best_step, best_state = -math.inf, 0, None
@@ -196,6 +207,8 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         examples[name] += len(index)
+        if feedback and schedule.pull_finished():
+            schedule.observe(step, quick_dev())
 
         if step % config.eval_every == 0 or step == config.max_steps:
             dev = evaluate(
@@ -233,4 +246,5 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
         wall_time=time.perf_counter() - start_time,
         stopped=stopped,
         device=str(device),
+        extra={"thompson": schedule.summary()} if feedback else {},
     )

@@ -8,6 +8,7 @@ has weight 1.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -70,16 +71,23 @@ class ProportionalSchedule:
         self.rng.bit_generator.state = state["rng"]
 
 
-def make_schedule(ratios: Mapping[str, float], kind: str = "auto", seed: int = 0) -> TaskSchedule:
-    """``kind``: ``"round_robin"``, ``"proportional"``, or ``"auto"`` (round-robin when every ratio is a
-    whole number, else proportional)."""
+def make_schedule(ratios: Mapping[str, float], kind: str | OnlineThompson = "auto", seed: int = 0) -> TaskSchedule:
+    """``kind``: ``"round_robin"``, ``"proportional"``, ``"auto"`` (round-robin when every ratio is a
+    whole number, else proportional), or ``"thompson"``/:class:`OnlineThompson` (the tasks with a
+    positive ratio become bandit arms; the ratios' values are not used)."""
+    if kind == "thompson":
+        kind = OnlineThompson()
+    if isinstance(kind, OnlineThompson):
+        return ThompsonSchedule(list(_check(ratios)), kind, seed=seed)
     if kind == "auto":
         kind = "round_robin" if all(float(r).is_integer() for r in ratios.values()) else "proportional"
     if kind == "round_robin":
         return RoundRobinSchedule(ratios)
     if kind == "proportional":
         return ProportionalSchedule(ratios, seed=seed)
-    raise AuxoptError(f"unknown schedule {kind!r}; use 'auto', 'round_robin' or 'proportional'")
+    raise AuxoptError(
+        f"unknown schedule {kind!r}; use 'auto', 'round_robin', 'proportional', 'thompson' or OnlineThompson(...)"
+    )
 
 
 def _check(ratios: Mapping[str, float]) -> dict[str, float]:
@@ -93,3 +101,100 @@ def _check(ratios: Mapping[str, float]) -> dict[str, float]:
     if not out:
         raise AuxoptError("every mixing ratio is 0: give at least one task a positive ratio")
     return out
+
+
+@dataclass(frozen=True)
+class OnlineThompson:
+    """AutoSeM's stage 1 inside one training run (``TrainConfig(schedule=OnlineThompson())``).
+
+    The primary task and every auxiliary with a positive ratio are arms of a
+    :class:`~auxopt.samplers._bandit.BetaBernoulliBandit`. A pull trains ``steps_per_pull`` minibatches
+    of the Thompson-chosen task, then the primary dev metric is computed on the first
+    ``eval_batches`` dev batches; the reward is 1 when it did not drop versus the previous such
+    evaluation (the first comparison is against the untrained model).
+
+    Args:
+        steps_per_pull: minibatches per pull.
+        gamma, alpha0, beta0: the bandit's decay and Beta prior (AutoSeM: 0.3 and Beta(1, 1)).
+        eval_batches: dev batches per reward evaluation (None: the whole dev split).
+    """
+
+    steps_per_pull: int = 10
+    gamma: float = 0.3
+    alpha0: float = 1.0
+    beta0: float = 1.0
+    eval_batches: int | None = 4
+
+    def __post_init__(self) -> None:
+        from auxopt.samplers._bandit import check_bandit_parameters
+
+        if not isinstance(self.steps_per_pull, int) or self.steps_per_pull < 1:
+            raise AuxoptError(f"steps_per_pull must be a positive integer, not {self.steps_per_pull!r}")
+        if self.eval_batches is not None and (not isinstance(self.eval_batches, int) or self.eval_batches < 1):
+            raise AuxoptError(f"eval_batches must be a positive integer or None, not {self.eval_batches!r}")
+        check_bandit_parameters(self.alpha0, self.beta0, self.gamma)
+
+
+class ThompsonSchedule:
+    """The online Thompson-sampling schedule of :class:`OnlineThompson`; the trainer calls
+    :meth:`observe` with the primary dev metric whenever :meth:`pull_finished` is true."""
+
+    wants_feedback = True
+
+    def __init__(self, arms: list[str], spec: OnlineThompson, seed: int = 0):
+        from auxopt.samplers._bandit import BetaBernoulliBandit
+
+        if not arms:
+            raise AuxoptError("the online Thompson schedule needs at least one task")
+        self.spec = spec
+        self.bandit = BetaBernoulliBandit(arms, spec.alpha0, spec.beta0, spec.gamma)
+        self.rng = np.random.default_rng(seed)
+        self.current: str | None = None
+        self.remaining = 0
+        self.last_value: float | None = None
+        self.history: list[dict] = []
+
+    def next_task(self) -> str:
+        if self.remaining == 0:
+            self.current = self.bandit.choose(self.rng)
+            self.remaining = self.spec.steps_per_pull
+        self.remaining -= 1
+        return self.current
+
+    def pull_finished(self) -> bool:
+        return self.current is not None and self.remaining == 0
+
+    def observe(self, step: int, value: float) -> None:
+        """Reward the finished pull with 1 if ``value`` (primary dev) did not drop, else 0."""
+        if self.last_value is not None and self.current is not None:
+            reward = int(value >= self.last_value)
+            self.bandit.update(self.current, reward)
+            means = self.bandit.means()
+            self.history.append(
+                {"step": step, "task": self.current, "reward": reward, "dev": value, "means": means}
+            )
+        self.last_value = value
+
+    def summary(self) -> dict:
+        return {
+            "posterior": {k: list(v) for k, v in self.bandit.posterior().items()},
+            "means": self.bandit.means(),
+            "pulls": self.bandit.pulls(),
+            "history": self.history,
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "bandit": self.bandit.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "current": self.current,
+            "remaining": self.remaining,
+            "last_value": self.last_value,
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.bandit.load_state_dict(state["bandit"])
+        self.rng.bit_generator.state = state["rng"]
+        self.current, self.remaining = state["current"], int(state["remaining"])
+        self.last_value, self.history = state["last_value"], list(state["history"])
