@@ -84,6 +84,8 @@ def _run(args: argparse.Namespace, study_file: Path, default_storage: str | None
     spec = load_study_file(study_file)
     url = spec.storage_url(args.storage or default_storage)
     study = spec.optimize(n_trials=args.n_trials, storage=url)
+    if hasattr(spec, "summary"):  # pipelines say what they chose
+        print(spec.summary())
     print(summary(study, mask_url(url)))
     return 0
 

@@ -149,8 +149,13 @@ class StudySpec:
 
 
 def load_study_file(path: str | Path) -> StudySpec:
-    """Run a study file and return the ``StudySpec`` it defines (named ``study``, or the only one)."""
+    """Run a study file and return the study it defines: a ``StudySpec`` or a pipeline such as
+    :class:`~auxopt.pipelines.AutoSeM`, named ``study`` (or the only one in the file)."""
     import runpy
+
+    from auxopt.pipelines import AutoSeM
+
+    kinds = (StudySpec, AutoSeM)
 
     path = Path(path)
     if not path.is_file():
@@ -158,12 +163,12 @@ def load_study_file(path: str | Path) -> StudySpec:
     if path.suffix != ".py":
         raise AuxoptError(f"study file {str(path)!r} is not a Python file")
     namespace = runpy.run_path(str(path), run_name="__auxopt_study__")
-    specs = [v for v in namespace.values() if isinstance(v, StudySpec)]
-    spec = namespace.get("study") if isinstance(namespace.get("study"), StudySpec) else None
+    specs = [v for v in namespace.values() if isinstance(v, kinds)]
+    spec = namespace.get("study") if isinstance(namespace.get("study"), kinds) else None
     if spec is None:
         if len(specs) != 1:
             raise AuxoptError(
-                f"study file {str(path)!r} must define one auxopt.StudySpec named 'study' "
+                f"study file {str(path)!r} must define one auxopt.StudySpec (or AutoSeM pipeline) named 'study' "
                 f"(found {len(specs)})"
             )
         spec = specs[0]

@@ -68,3 +68,23 @@ def write_section(path: Path, title: str, section: str) -> None:
         new = "".join(lines[:start]) + section + ("\n" + after if after else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new, encoding="utf-8")
+
+
+def header(title: str) -> list[str]:
+    """The first lines of a section: heading, date, machine and command."""
+    return [
+        f"## {title}",
+        "",
+        f"- Date: {today()}",
+        f"- Machine: {machine()}",
+        f"- Load average (1, 5, 15 min) at the end: {load_average()}",
+        f"- Command: `{command_line()}`",
+    ]
+
+
+def publish(title: str, lines: list[str], write: bool) -> None:
+    """Print the section and, with ``write``, put it into RESULTS.md."""
+    section = "\n".join(lines) + "\n"
+    print(section)
+    if write:
+        write_section(RESULTS, title, section)

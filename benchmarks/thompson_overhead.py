@@ -73,11 +73,7 @@ def main(argv=None) -> int:
         print(n, result, flush=True)
 
     lines = [
-        f"## {TITLE}",
-        "",
-        f"- Date: {_common.today()}",
-        f"- Machine: {_common.machine()}",
-        f"- Command: `{_common.command_line()}`",
+        *_common.header(TITLE),
         f"- Setting: InMemoryStorage pre-filled with N finished trials over 11 arms; then "
         f"{args.repeats} ask+suggest+tell in a row, median reported; 'first' is the first ask+tell "
         "on the pre-filled study, which replays all N trials into the posterior cache.",
@@ -89,10 +85,7 @@ def main(argv=None) -> int:
         t_first, t = r["ThompsonTaskSampler"]
         _, rnd = r["RandomSampler"]
         lines.append(f"| {n:,} | {t_first:.1f} | {t:.2f} | {rnd:.2f} | {t / rnd:.2f} |")
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if args.write:
-        _common.write_section(_common.RESULTS, TITLE, section)
+    _common.publish(TITLE, lines, args.write)
     return 0
 
 

@@ -118,11 +118,7 @@ def main(argv=None) -> int:
             rows["random"].append((p, r, len(selected), 0.0))
 
     lines = [
-        f"## {TITLE}",
-        "",
-        f"- Date: {_common.today()}",
-        f"- Machine: {_common.machine()}",
-        f"- Command: `{_common.command_line()}`",
+        *_common.header(TITLE),
         f"- Setting: synthetic suite with 10 candidates (4 helpful, 3 neutral, 3 harmful), tiny model, "
         f"{scale['seeds']} seed(s); online: one run of {scale['online_steps']} steps, 10 steps a pull, "
         f"reward on 2 dev batches; sampler: {scale['trials']} trials of {scale['trial_steps']} steps "
@@ -139,10 +135,7 @@ def main(argv=None) -> int:
             f"| {method} | {v[:, 0].mean():.2f} ± {v[:, 0].std():.2f} | {v[:, 1].mean():.2f} ± {v[:, 1].std():.2f} "
             f"| {v[:, 2].mean():.1f} | {wall} |"
         )
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if args.write:
-        _common.write_section(_common.RESULTS, TITLE, section)
+    _common.publish(TITLE, lines, args.write)
     return 0
 
 

@@ -121,12 +121,13 @@ def test_bad_bandit_parameters(kwargs):
 
 def test_select_tasks():
     posterior = {"none": (9, 1), "a": (3, 1), "b": (1, 1), "c": (1, 3), "d": (6, 1)}
-    assert select_tasks(posterior) == ["d", "a", "b"]  # means 6/7, 3/4, 1/2; 1/4 is out
+    assert select_tasks(posterior) == ["d", "a"]  # means 6/7, 3/4; b sits at the prior 1/2, c at 1/4
+    assert select_tasks(posterior, threshold=0.49) == ["d", "a", "b"]
     assert select_tasks(posterior, threshold=0.6) == ["d", "a"]
     assert select_tasks(posterior, threshold=0.0, top_k=2) == ["d", "a"]
     assert select_tasks(posterior, top_k=0) == []
     assert select_tasks(posterior, threshold=0.9) == []  # none (0.9) is never selected
-    assert select_tasks(posterior, none_arm="d") == ["none", "a", "b"]
+    assert select_tasks(posterior, none_arm="d") == ["none", "a"]
     with pytest.raises(AuxoptError):
         select_tasks(posterior, threshold=1.5)
     with pytest.raises(AuxoptError):

@@ -251,7 +251,10 @@ def select_tasks(
     *,
     none_arm: Hashable = "none",
 ) -> list[Hashable]:
-    """AutoSeM's task selection: the tasks whose posterior mean ``α / (α + β)`` is ≥ ``threshold``.
+    """AutoSeM's task selection: the tasks whose posterior mean ``α / (α + β)`` is above ``threshold``.
+
+    Strictly above: an arm the bandit knows nothing about sits at the prior mean (0.5 for Beta(1, 1),
+    and decay pulls every arm back there), and "no evidence" is not a reason to keep a task.
 
     Sorted by posterior mean, highest first (ties keep the posterior's order), at most ``top_k`` of
     them. The primary-only arm ``none_arm`` is never selected.
@@ -273,7 +276,7 @@ def select_tasks(
         if not (alpha > 0 and beta > 0):
             raise AuxoptError(f"posterior[{task!r}] = {ab!r} is not a Beta posterior (both > 0)")
         mean = alpha / (alpha + beta)
-        if mean >= threshold:
+        if mean > threshold:
             scored.append((mean, task))
     scored.sort(key=lambda mt: -mt[0])
     tasks = [task for _, task in scored]
