@@ -1,7 +1,8 @@
 """Optuna samplers for auxiliary learning.
 
 ``BetaBernoulliBandit`` and ``select_tasks`` are pure numpy (the training loop's online schedule
-uses them without Optuna); ``ThompsonTaskSampler`` loads Optuna on first use.
+uses them without Optuna); ``ThompsonTaskSampler`` and ``MixingRatioSampler`` (which also needs
+BoTorch) load on first use.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from auxopt.samplers._bandit import BetaBernoulliBandit, select_tasks
 
-__all__ = ["ThompsonTaskSampler", "select_tasks", "BetaBernoulliBandit"]
+__all__ = ["ThompsonTaskSampler", "MixingRatioSampler", "select_tasks", "BetaBernoulliBandit"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from auxopt.samplers._mixing import MixingRatioSampler
     from auxopt.samplers._thompson import ThompsonTaskSampler
 
 
@@ -22,4 +24,9 @@ def __getattr__(name: str) -> Any:
 
         globals()[name] = ThompsonTaskSampler
         return ThompsonTaskSampler
+    if name == "MixingRatioSampler":
+        from auxopt.samplers._mixing import MixingRatioSampler
+
+        globals()[name] = MixingRatioSampler
+        return MixingRatioSampler
     raise AttributeError(f"module 'auxopt.samplers' has no attribute {name!r}")
