@@ -50,6 +50,9 @@ def record_result(trial: optuna.Trial, result: TrainResult) -> None:
         attrs["thompson_history"] = [
             [h["step"], h["task"], h["reward"], round(h["dev"], 6)] for h in thompson["history"]
         ]
+    for key, value in result.extra.items():  # plugins' records (AANG weights, gradient-part norms)
+        if key != "thompson":
+            attrs[key] = value
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
 

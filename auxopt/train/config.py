@@ -32,6 +32,12 @@ class TrainConfig:
         patience: stop after this many evaluations without a dev improvement (None: never).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, …
         bf16: autocast to bfloat16 (``"auto"``: on CUDA devices that support it).
+        objectives: AANG's online objective weighting (``auxopt.objectives``), or None.
+        decomposer: ATTITTUD's gradient decomposition (``auxopt.grad``), or None.
+        checkpoint: where and how often to checkpoint for mid-trial resume, or None.
+
+    ``objectives`` and ``decomposer`` are plugins: objects with ``make_step(ctx)`` returning a
+    :class:`~auxopt.train.step.StepStrategy` (the trainer imports neither package).
     """
 
     primary: Task
@@ -55,6 +61,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool | str = "auto"
+    objectives: Any = None
+    decomposer: Any = None
+    checkpoint: Any = None
 
     def __post_init__(self) -> None:
         names = [self.primary.name, *(t.name for t in self.auxiliaries)]
@@ -75,6 +84,12 @@ class TrainConfig:
             raise AuxoptError(f"lr must be a positive number, not {self.lr!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise AuxoptError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio!r}")
+        if self.objectives is not None and self.decomposer is not None:
+            raise AuxoptError("objectives (AANG) and decomposer (ATTITTUD) cannot be combined in one run yet")
+        for key in ("objectives", "decomposer"):
+            plugin = getattr(self, key)
+            if plugin is not None and not callable(getattr(plugin, "make_step", None)):
+                raise AuxoptError(f"{key} must be an auxopt plugin with make_step(ctx), not {type(plugin).__name__}")
         if self.patience is not None and self.patience < 1:
             raise AuxoptError(f"patience must be >= 1 or None, not {self.patience!r}")
 
@@ -99,7 +114,12 @@ class TrainConfig:
 
     def describe(self) -> dict[str, Any]:
         """The run's settings in JSON-friendly form (tasks by name)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("primary", "auxiliaries", "tiny", "schedule")}
+        skip = ("primary", "auxiliaries", "tiny", "schedule", "objectives", "decomposer", "checkpoint")
+        out = {k: v for k, v in asdict(self).items() if k not in skip}
+        for key in ("objectives", "decomposer"):
+            plugin = getattr(self, key)
+            if plugin is not None:
+                out[key] = plugin.describe() if hasattr(plugin, "describe") else repr(plugin)
         out["schedule"] = self.schedule if isinstance(self.schedule, str) else {
             "kind": type(self.schedule).__name__, **asdict(self.schedule)
         }

@@ -3,7 +3,6 @@ optional reporter, and returns a :class:`TrainResult`."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -12,7 +11,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from auxopt.errors import AuxoptError
 from auxopt.models import MultiTaskModel, encode_split, load_encoder
@@ -20,6 +18,7 @@ from auxopt.models.tokenize import Encoded
 from auxopt.tasks.task import Task
 from auxopt.train.config import TrainConfig, TrainResult
 from auxopt.train.schedules import make_schedule
+from auxopt.train.step import Batches, TrainContext, autocast, make_step
 
 
 @runtime_checkable
@@ -59,31 +58,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class _Batches:
-    """An endless stream of shuffled minibatch indices over one task's train split (seeded)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size = n, min(batch_size, n)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(n, generator=self.generator)
-        self.position = 0
-
-    def next(self) -> torch.Tensor:
-        if self.position + self.batch_size > self.n:
-            self.order = torch.randperm(self.n, generator=self.generator)
-            self.position = 0
-        index = self.order[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
-        return index
-
-
-def _loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    logits = logits.float()
-    if task.kind == "classification":
-        return F.cross_entropy(logits, labels)
-    return F.mse_loss(logits.squeeze(-1), labels)
-
-
 @torch.no_grad()
 def evaluate(
     model: MultiTaskModel,
@@ -104,17 +78,11 @@ def evaluate(
     for start in range(0, n, batch_size):
         index = torch.arange(start, min(start + batch_size, n))
         batch = {k: v.to(device) for k, v in encoded.batch(index).items()}
-        with _autocast(device, bf16):
+        with autocast(device, bf16):
             out = model(task.head_name, **batch).float()
         preds.append(out.argmax(-1) if task.kind == "classification" else out.squeeze(-1))
     model.train(was_training)
     return task.score(labels[:n], torch.cat(preds).cpu().numpy())
-
-
-def _autocast(device: torch.device, bf16: bool):
-    if bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _call_reporter(reporter: ReporterLike, step: int, value: float) -> bool:
@@ -156,9 +124,15 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
     }
     primary = config.primary
     dev_data = encode_split(tokenizer, primary, "dev", config.max_length)
-    batches = {n: _Batches(len(d), config.batch_size, config.seed * 1000 + i) for i, (n, d) in enumerate(train_data.items())}
+    batches = {n: Batches(len(d), config.batch_size, config.seed * 1000 + i) for i, (n, d) in enumerate(train_data.items())}
     schedule = make_schedule(ratios, config.schedule, seed=config.seed)
 
+    ctx = TrainContext(
+        config=config, model=model, tokenizer=tokenizer, tasks=tasks, train_data=train_data,
+        train_labels=train_labels, batches=batches, dev_data=dev_data, schedule=schedule,
+        device=device, bf16=bf16,
+    )
+    strategy = make_step(ctx)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     params = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
@@ -187,26 +161,13 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
     best_dev, best_step, best_state = -math.inf, 0, None
     evals_since_best, stopped, step = 0, "max_steps", 0
     for step in range(1, config.max_steps + 1):
-        name = schedule.next_task()
-        task = tasks[name]
-        index = batches[name].next()
-        batch = {k: v.to(device, non_blocking=True) for k, v in train_data[name].batch(index).items()}
-        labels = train_labels[name][index].to(device, non_blocking=True)
-        with _autocast(device, bf16):
-            logits = model(task.head_name, **batch)
-        loss = _loss(task, logits, labels)
-        if not torch.isfinite(loss):
-            raise AuxoptError(
-                f"the loss of task {name!r} became {loss.item()} at step {step}; "
-                f"lower the learning rate (now {config.learning_rate:g}) or check the task's labels"
-            )
-        loss.backward()
+        for name, n in strategy.backward(step).items():
+            examples[name] = examples.get(name, 0) + n
         if config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        examples[name] += len(index)
         if feedback and schedule.pull_finished():
             schedule.observe(step, quick_dev())
 
@@ -246,5 +207,5 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
         wall_time=time.perf_counter() - start_time,
         stopped=stopped,
         device=str(device),
-        extra={"thompson": schedule.summary()} if feedback else {},
+        extra={**({"thompson": schedule.summary()} if feedback else {}), **strategy.summary()},
     )

@@ -1,0 +1,156 @@
+"""What one optimisation step computes, as a pluggable strategy.
+
+The loop owns the optimiser, the learning-rate schedule, clipping, evaluation and checkpoints; a
+:class:`StepStrategy` owns how the gradient of one step is formed and leaves it in ``param.grad``.
+The default, :class:`ScheduleStep`, draws one task from the task schedule and back-propagates its
+loss. AANG's online weighting (``auxopt.objectives``) and ATTITTUD's decomposition (``auxopt.grad``)
+are other strategies, chosen by :class:`~auxopt.train.TrainConfig` fields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+from auxopt.errors import AuxoptError
+from auxopt.models import MultiTaskModel
+from auxopt.models.tokenize import Encoded
+from auxopt.tasks.task import Task
+from auxopt.train.config import TrainConfig
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast on ``device`` when asked, else a no-op context."""
+    if bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def task_loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for classification, mean squared error for regression (in fp32)."""
+    logits = logits.float()
+    if task.kind == "classification":
+        return F.cross_entropy(logits, labels)
+    return F.mse_loss(logits.squeeze(-1), labels)
+
+
+class Batches:
+    """An endless stream of shuffled minibatch indices over one task's train split (seeded)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, min(batch_size, n)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(n, generator=self.generator)
+        self.position = 0
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > self.n:
+            self.order = torch.randperm(self.n, generator=self.generator)
+            self.position = 0
+        index = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return index
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order.clone(), "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position = state["order"].clone(), int(state["position"])
+
+
+@dataclass
+class TrainContext:
+    """Everything a step strategy may use: the model, the encoded data, the device and the schedule."""
+
+    config: TrainConfig
+    model: MultiTaskModel
+    tokenizer: Any
+    tasks: dict[str, Task]
+    train_data: dict[str, Encoded]
+    train_labels: dict[str, torch.Tensor]
+    batches: dict[str, Batches]
+    dev_data: Encoded
+    schedule: Any
+    device: torch.device
+    bf16: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> Task:
+        return self.config.primary
+
+    def batch(self, name: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The next training minibatch of task ``name`` on the device: (inputs, labels)."""
+        index = self.batches[name].next()
+        inputs = {k: v.to(self.device, non_blocking=True) for k, v in self.train_data[name].batch(index).items()}
+        return inputs, self.train_labels[name][index].to(self.device, non_blocking=True)
+
+    def loss(self, name: str, step: int) -> tuple[torch.Tensor, int]:
+        """The loss of one minibatch of task ``name`` (checked finite) and its size."""
+        task = self.tasks[name]
+        inputs, labels = self.batch(name)
+        with autocast(self.device, self.bf16):
+            logits = self.model(task.head_name, **inputs)
+        loss = task_loss(task, logits, labels)
+        check_finite(loss, f"task {name!r}", step, self.config.learning_rate)
+        return loss, len(labels)
+
+
+def check_finite(loss: torch.Tensor, what: str, step: int, lr: float) -> None:
+    if not torch.isfinite(loss):
+        raise AuxoptError(
+            f"the loss of {what} became {loss.item()} at step {step}; "
+            f"lower the learning rate (now {lr:g}) or check the task's labels"
+        )
+
+
+@runtime_checkable
+class StepStrategy(Protocol):
+    """Forms the gradient of one step in ``param.grad`` and says how many examples of which task it
+    used. ``summary()`` goes into ``TrainResult.extra``; ``state_dict`` into checkpoints."""
+
+    def backward(self, step: int) -> dict[str, int]: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ScheduleStep:
+    """The plain multi-task step: the schedule names a task; its minibatch loss is back-propagated."""
+
+    def __init__(self, ctx: TrainContext):
+        self.ctx = ctx
+
+    def backward(self, step: int) -> dict[str, int]:
+        name = self.ctx.schedule.next_task()
+        loss, n = self.ctx.loss(name, step)
+        loss.backward()
+        return {name: n}
+
+    def summary(self) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def make_step(ctx: TrainContext) -> StepStrategy:
+    """The strategy the config asks for: a plugin's (AANG, ATTITTUD) or the plain schedule step.
+
+    A strategy that trains extra modules (an LM head, …) attaches them to ``ctx.model`` when it is
+    made: the optimiser is built afterwards, from ``ctx.model.named_parameters()``."""
+    for plugin in (ctx.config.objectives, ctx.config.decomposer):
+        if plugin is not None:
+            return plugin.make_step(ctx)
+    return ScheduleStep(ctx)
