@@ -53,7 +53,7 @@ def samplers() -> dict:
     from auxopt.samplers import MixingRatioSampler
 
     return {
-        "MixingRatioSampler": lambda s: MixingRatioSampler(seed=s, n_startup_trials=5),
+        "MixingRatioSampler": lambda s: MixingRatioSampler(seed=s),
         "GPSampler": lambda s: optuna.samplers.GPSampler(seed=s),
         "TPESampler": lambda s: optuna.samplers.TPESampler(seed=s),
         "RandomSampler": lambda s: optuna.samplers.RandomSampler(seed=s),
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
         "noise-free f of the incumbent, the trial with the best *noisy* value among the first k "
         "(lower is better); mean ± sd over seeds. For scale, the mean regret of a uniformly random "
         "r: " + ", ".join(f"{random_regret(d, n_seeds):.2f} (d = {d})" for d in dims) + ".",
-        "- Samplers: `MixingRatioSampler(seed=s, n_startup_trials=5)` (5 Sobol points, then the GP); "
+        "- Samplers: `MixingRatioSampler(seed=s)` (its default min(10, 2d+1) Sobol points, then the GP); "
         "`GPSampler(seed=s)`, `TPESampler(seed=s)` (univariate), `RandomSampler(seed=s)` at Optuna "
         f"{optuna.__version__}'s defaults: GPSampler and TPESampler sample their first 10 trials at "
         "random, so at k = 10 they are random search.",

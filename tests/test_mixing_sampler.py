@@ -462,3 +462,20 @@ def test_cuda_device():
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(_ratio_objective, n_trials=8)
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_default_startup_is_2d_plus_1_sobol_points():
+    """With two ratios the default startup is 5 Sobol points: the same trials as an explicit
+    ``n_startup_trials=5``, and different from ``n_startup_trials=3`` once the GP starts."""
+
+    def run(**kw):
+        study = optuna.create_study(direction="maximize", sampler=_fast(seed=1, **kw))
+        study.optimize(
+            lambda t: -(t.suggest_float("a", 0, 5) - 2) ** 2 - (t.suggest_float("b", 0, 5) - 1) ** 2,
+            n_trials=6,
+        )
+        return [t.params for t in study.trials]
+
+    default = run()
+    assert default == run(n_startup_trials=5)
+    assert default[3:5] != run(n_startup_trials=3)[3:5]

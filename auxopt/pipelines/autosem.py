@@ -65,7 +65,8 @@ class AutoSeM:
         stage2_trials: trials of stage 2.
         ratio_range: bounds of each auxiliary's mixing ratio in stage 2 (the primary's is 1).
         integer_ratios: search whole-number ratios (AutoSeM's round-robin) instead of real ones.
-        n_startup_trials: quasi-random trials before the GP of stage 2.
+        n_startup_trials: quasi-random trials before the GP of stage 2 (None: the sampler's
+            default, ``min(10, 2 d + 1)`` for ``d`` kept tasks).
         seed: seeds both samplers and the training runs.
         storage: default storage URL (default: ``sqlite:///<name>.db`` beside the study file).
     """
@@ -84,7 +85,7 @@ class AutoSeM:
     stage2_trials: int = 20
     ratio_range: tuple[float, float] = (0.0, 5.0)
     integer_ratios: bool = False
-    n_startup_trials: int = 5
+    n_startup_trials: int | None = None
     seed: int = 0
     storage: str | None = None
     source_file: str | None = None

@@ -244,7 +244,9 @@ class MixingRatioSampler(BaseSampler):
     trials are ignored, as are non-finite values and trials whose parameters are missing or outside
     the current bounds. Values are negated for a minimised study (the GP maximises).
 
-    **Startup.** While fewer than ``n_startup_trials`` trials count as data, points come from a
+    **Startup.** While fewer than ``n_startup_trials`` trials count as data (default
+    ``min(10, 2 d + 1)`` for ``d`` searched parameters: with fewer points a GP over few ratios
+    overfits its first fit and spends trials at the corners), points come from a
     scrambled Sobol sequence seeded by ``seed``: trial ``k`` gets point ``k`` of the sequence, so
     parallel workers and a resumed study walk the same low-discrepancy sequence (discrete parameters
     take every value equally often, see :meth:`UnitCube.sample`). With
@@ -286,7 +288,8 @@ class MixingRatioSampler(BaseSampler):
     trial. Steps of concurrent threads (``n_jobs > 1``) take turns.
 
     Args:
-        n_startup_trials: trials that count as data before the GP takes over (>= 1).
+        n_startup_trials: trials that count as data before the GP takes over (>= 1; ``None``:
+            ``min(10, 2 d + 1)`` for ``d`` parameters in the relative search space).
         warm_start: stage-1 posterior means per parameter name (finite, >= 0), see above; ``None``
             or an empty mapping for none.
         seed: seeds the Sobol sequence, the GP step and the default independent sampler.
@@ -301,7 +304,7 @@ class MixingRatioSampler(BaseSampler):
     def __init__(
         self,
         *,
-        n_startup_trials: int = 5,
+        n_startup_trials: int | None = None,
         warm_start: Mapping[str, float] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
@@ -311,7 +314,7 @@ class MixingRatioSampler(BaseSampler):
         mc_samples: int = 128,
     ):
         for name, value, minimum in (
-            ("n_startup_trials", n_startup_trials, 1),
+            ("n_startup_trials", 1 if n_startup_trials is None else n_startup_trials, 1),
             ("num_restarts", num_restarts, 1),
             ("raw_samples", raw_samples, 1),
             ("mc_samples", mc_samples, 1),
@@ -330,7 +333,7 @@ class MixingRatioSampler(BaseSampler):
             isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
         ):
             raise AuxoptError(f"seed must be a whole number >= 0 or None, not {seed!r}")
-        self._n_startup_trials = int(n_startup_trials)
+        self._n_startup_trials = None if n_startup_trials is None else int(n_startup_trials)
         self._warm_start = _check_warm_start(warm_start)
         self._device = _check_device(device)
         self._num_restarts = int(num_restarts)
@@ -437,7 +440,10 @@ class MixingRatioSampler(BaseSampler):
             return params
         minimize = study.direction == StudyDirection.MINIMIZE
         X, y = _observations(trials, cube, minimize)
-        if len(y) < self._n_startup_trials:
+        startup = self._n_startup_trials
+        if startup is None:
+            startup = min(10, 2 * cube.dim + 1)
+        if len(y) < startup:
             return cube.sample(sobol)
         if len(y) < 2 or np.ptp(y) == 0.0:
             _logger.info(
