@@ -1,7 +1,8 @@
 """auxopt: Optuna plugins for automated auxiliary learning.
 
 Heavy modules (torch, transformers, optuna) load lazily, so ``import auxopt`` and ``auxopt --help``
-stay fast.
+stay fast. The training function is ``auxopt.train.train`` (the name ``auxopt.train`` is its
+package, so it is not re-exported here).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ _EXPORTS = {
     "make_synthetic_suite": "auxopt.tasks",
     "TrainConfig": "auxopt.train",
     "TrainResult": "auxopt.train",
-    "train": "auxopt.train",
     "Objective": "auxopt.objective",
     "StudySpec": "auxopt.study",
 }
@@ -33,7 +33,6 @@ __all__ = [
     "__version__",
     "load_task",
     "make_synthetic_suite",
-    "train",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from auxopt.objective import Objective
     from auxopt.study import StudySpec
     from auxopt.tasks import Task, load_task, make_synthetic_suite
-    from auxopt.train import TrainConfig, TrainResult, train
+    from auxopt.train import TrainConfig, TrainResult
 
 
 def __getattr__(name: str) -> Any:
