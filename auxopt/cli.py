@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,11 @@ EPILOG = """examples:
   auxopt quickstart                                   # synthetic tasks, tiny model, ~2 min on a CPU
   auxopt run studies/quickstart.py --n-trials 20      # add 20 trials to the study in the file
   auxopt run my_study.py --storage sqlite:///runs/my.db
-  optuna-dashboard sqlite:///quickstart.db            # watch it
+  auxopt run my_study.py --workers 4                  # 4 worker processes on one study
+  auxopt worker my_study.py --storage postgresql+psycopg://user:pw@host/db --n-trials 200
+  auxopt dashboard --storage sqlite:///quickstart.db  # watch it (auxopt's plots included)
+  auxopt studies --storage sqlite:///quickstart.db    # the studies in a storage and their state
+  auxopt show quickstart --storage sqlite:///quickstart.db   # the best configuration
 """
 
 
@@ -39,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("study_file", metavar="STUDY.py")
     common(run)
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="run N worker processes on the study at once (default: 1)")
+    _resume_options(run)
 
     quick = sub.add_parser(
         "quickstart",
@@ -49,7 +57,88 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(quick)
+    _ux_parsers(sub)
+    _worker_parser(sub)
     return parser
+
+
+def _resume_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reset-running", action="store_true",
+                   help="first fail and retry every RUNNING trial: only when no other worker is alive "
+                   "(journal storages have no heartbeat to tell)")
+    p.add_argument("--artifacts", metavar="DIR",
+                   help="checkpoint folder (default: <file>.artifacts beside an SQLite or journal "
+                   "file; with PostgreSQL give a folder every worker sees)")
+
+
+def _worker_parser(sub) -> None:
+    worker = sub.add_parser(
+        "worker",
+        help="work on a shared study until it holds its trials (many workers, many machines)",
+        description="Run trials of STUDY.py's study until the study holds --n-trials trials in all, "
+        "however many workers share it. Start the same command on every machine against one "
+        "PostgreSQL URL (or a few on one machine against SQLite or a journal file). A worker "
+        "first retries trials whose worker died, from their last checkpoint; running the same "
+        "command again after a crash continues the study.",
+        epilog="examples:\n"
+        "  auxopt worker studies/quickstart.py --storage postgresql+psycopg://me:pw@db/auxopt "
+        "--artifacts /shared/ckpt\n"
+        "  auxopt worker studies/quickstart.py --storage journal:///shared/qs.journal --reset-running",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument("study_file", metavar="STUDY.py")
+    worker.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<study>.db beside the study file)")
+    worker.add_argument("--n-trials", type=int, metavar="N",
+                        help="trials the study should hold in all (default: the study's n_trials)")
+    worker.add_argument("--quiet", action="store_true", help="print only the summary")
+    _resume_options(worker)
+
+
+def _ux_parsers(sub) -> None:
+    """``dashboard``, ``studies`` and ``show``: watching and reading studies."""
+    raw = argparse.RawDescriptionHelpFormatter
+    dash = sub.add_parser(
+        "dashboard",
+        help="open optuna-dashboard on a storage, with auxopt's plots and the artifact store",
+        description="Serve optuna-dashboard for every study in the storage. auxopt's plots (Thompson "
+        "posteriors, mixing-ratio landscape, AANG weights, ATTITTUD gradient parts, dev curves) and "
+        "a note on the best configuration are on each study's page; checkpoints are browsable as "
+        "artifacts. Binds to 127.0.0.1 unless --host says otherwise.",
+        epilog="examples:\n  auxopt dashboard --storage sqlite:///quickstart.db\n"
+        "  auxopt dashboard --storage sqlite:///quickstart.db --port 8081 --publish\n"
+        "  ssh -L 8080:127.0.0.1:8080 gpu-box   # then open http://127.0.0.1:8080 locally",
+        formatter_class=raw,
+    )
+    dash.add_argument("--storage", metavar="URL", required=True, help="Optuna storage URL")
+    dash.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    dash.add_argument("--host", default="127.0.0.1",
+                      help="address to bind (default: 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    dash.add_argument("--artifacts", metavar="DIR",
+                      help="artifact folder (default: <sqlite file>.artifacts beside the storage)")
+    dash.add_argument("--publish", action="store_true",
+                      help="refresh auxopt's plots on every study before serving")
+
+    studies = sub.add_parser(
+        "studies",
+        help="list the studies in a storage and their state",
+        description="List every study in the storage: trials by state, best value, and whether "
+        "trials are running now.",
+        epilog="example:\n  auxopt studies --storage sqlite:///quickstart.db",
+        formatter_class=raw,
+    )
+    studies.add_argument("--storage", metavar="URL", required=True, help="Optuna storage URL")
+
+    show = sub.add_parser(
+        "show",
+        help="print a study's best configuration",
+        description="Print the best trial of STUDY (a study name in --storage, or a study file, "
+        "whose storage is the default): its tasks, ratios, dev and test metric and parameters.",
+        epilog="examples:\n  auxopt show quickstart --storage sqlite:///quickstart.db\n"
+        "  auxopt show studies/quickstart.py",
+        formatter_class=raw,
+    )
+    show.add_argument("study", metavar="STUDY", help="study name, or a STUDY.py file")
+    show.add_argument("--storage", metavar="URL", help="Optuna storage URL")
 
 
 def _version() -> str:
@@ -81,17 +170,73 @@ def _run(args: argparse.Namespace, study_file: Path, default_storage: str | None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     else:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from auxopt.progress import Progress
+
     spec = load_study_file(study_file)
-    url = spec.storage_url(args.storage or default_storage)
-    study = spec.optimize(n_trials=args.n_trials, storage=url)
+    url = spec.storage_url(args.storage or os.environ.get("AUXOPT_STORAGE") or default_storage)
+    workers = getattr(args, "workers", 1)
+    if workers != 1 or args.command == "worker":
+        return _run_workers(args, spec, study_file, url, workers)
+    total = args.n_trials if args.n_trials is not None else getattr(spec, "n_trials", None)
+    with Progress(total, enabled=False if args.quiet else None) as progress:
+        if progress.enabled:  # the bars show each trial's outcome; Optuna's per-trial lines would break them
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = spec.optimize(n_trials=args.n_trials, storage=url, progress=progress,
+                              **_resume_kwargs(args))
     if hasattr(spec, "summary"):  # pipelines say what they chose
         print(spec.summary())
     print(summary(study, mask_url(url)))
     return 0
 
 
+def _resume_kwargs(args: argparse.Namespace) -> dict:
+    return {"reset": getattr(args, "reset_running", False), "artifacts": getattr(args, "artifacts", None)}
+
+
+def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, workers: int) -> int:
+    """``auxopt worker`` (this process is one worker) or ``auxopt run --workers N`` (N processes)."""
+    import subprocess
+
+    from auxopt.errors import AuxoptError
+    from auxopt.storage import mask_url
+    from auxopt.study import StudySpec
+    from auxopt.worker import requested
+
+    if not isinstance(spec, StudySpec):
+        raise AuxoptError(f"{type(spec).__name__} pipelines run in one process: use auxopt run without --workers")
+    if workers < 1:
+        raise AuxoptError(f"--workers must be at least 1, not {workers}")
+    if args.n_trials is not None and args.n_trials < 1:
+        raise AuxoptError(f"--n-trials must be at least 1, not {args.n_trials}")
+    if args.command == "worker":
+        until = args.n_trials if args.n_trials is not None else spec.n_trials
+        study = spec.optimize(until=until, storage=url, **_resume_kwargs(args))
+        print(summary(study, mask_url(url)))
+        return 0
+    spec.preflight()
+    study = spec.load_study(url)  # created once here, before the workers race to it
+    if args.reset_running:
+        from auxopt.storage import reset_running
+
+        reset_running(study)
+    until = requested(study.get_trials(deepcopy=False)) + (args.n_trials or spec.n_trials)
+    command = [sys.executable, "-m", "auxopt.cli", "worker", str(study_file), "--n-trials", str(until)]
+    if args.artifacts:
+        command += ["--artifacts", args.artifacts]
+    if args.quiet:
+        command.append("--quiet")
+    print(f"{workers} workers on {mask_url(url)} until the study holds {until} trials", flush=True)
+    env = {**os.environ, "AUXOPT_STORAGE": url}  # not on the command line, where ps shows passwords
+    procs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env) for _ in range(workers)]
+    codes = [p.wait() for p in procs]
+    study = spec.load_study(url)
+    print(summary(study, mask_url(url)))
+    return next((c for c in codes if c), 0)
+
+
 def summary(study, url: str) -> str:
-    """A short, readable report of a study's state and best trial."""
+    """A short, readable report of a study's state and best trial: its tasks, ratios, dev and test
+    metric, its parameters, where the storage is and how to open the dashboard."""
     import optuna
 
     trials = study.get_trials(deepcopy=False)
@@ -105,15 +250,122 @@ def summary(study, url: str) -> str:
     except ValueError:
         lines.append("no completed trial yet")
     else:
-        metric = best.user_attrs.get("metric", "value")
-        test = best.user_attrs.get("test_metric")
-        lines.append(f"best trial #{best.number}: dev {metric} {best.value:.4f}"
-                     + (f", test {metric} {test:.4f}" if test is not None else ""))
-        for key, value in best.params.items():
-            lines.append(f"  {key} = {value:.4g}" if isinstance(value, float) else f"  {key} = {value}")
+        lines.append(_best_table(best))
     lines.append(f"storage: {url}")
-    lines.append(f"dashboard: optuna-dashboard {url}")
+    lines.append(f"dashboard: auxopt dashboard --storage {url}   (or: optuna-dashboard {url})")
     return "\n".join(lines)
+
+
+def _best_table(best) -> str:
+    """The best trial as a two-column table."""
+    metric = best.user_attrs.get("metric", "value")
+    test = best.user_attrs.get("test_metric")
+    config = best.user_attrs.get("config", {})
+    ratios = config.get("ratios") or {}
+    rows = [("best trial", f"#{best.number}")]
+    if config.get("primary"):
+        aux = [k for k in ratios if k != config["primary"]]
+        rows.append(("tasks", ", ".join([config["primary"], *aux]) + ("" if aux else " (alone)")))
+    if ratios:
+        rows.append(("ratios", ", ".join(f"{k}: {_fmt(v)}" for k, v in ratios.items())))
+    rows.append((f"dev {metric}", f"{best.value:.4f}"))
+    if test is not None:
+        rows.append((f"test {metric}", f"{test:.4f}"))
+    rows += [(key, _fmt(value)) for key, value in best.params.items()]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _open_existing(url: str):
+    """An Optuna storage for ``url`` that must already exist (an SQLite file is never created)."""
+    from sqlalchemy.engine import make_url
+
+    from auxopt.errors import AuxoptError
+    from auxopt.storage import mask_url, open_storage, validate_storage_url
+
+    validate_storage_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).expanduser().is_file():
+        raise AuxoptError(f"no study database at {mask_url(url)}; run a study first "
+                          "(auxopt run STUDY.py) or check the path")
+    return open_storage(url)
+
+
+def _studies(args: argparse.Namespace) -> int:
+    import optuna
+
+    from auxopt.storage import mask_url
+
+    storage = _open_existing(args.storage)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=True)
+    if not summaries:
+        print(f"no studies in {mask_url(args.storage)}")
+        return 0
+    S = optuna.trial.TrialState
+    header = ("study", "complete", "pruned", "failed", "running", "best", "state")
+    rows = []
+    for s in summaries:
+        trials = storage.get_all_trials(s._study_id, deepcopy=False)
+        count = {st: sum(t.state == st for t in trials) for st in S}
+        best = f"{s.best_trial.value:.4f}" if s.best_trial is not None else "-"
+        state = "running" if count[S.RUNNING] else ("empty" if not trials else "idle")
+        rows.append((s.study_name, count[S.COMPLETE], count[S.PRUNED], count[S.FAIL],
+                     count[S.RUNNING], best, state))
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    for r in (header, *rows):
+        print("  ".join(str(v).ljust(w) if i in (0, 6) else str(v).rjust(w)
+                        for i, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import optuna
+
+    from auxopt.errors import AuxoptError
+    from auxopt.storage import mask_url
+
+    name, url = args.study, args.storage
+    if name.endswith(".py") and Path(name).is_file():
+        from auxopt.study import load_study_file
+
+        spec = load_study_file(name)
+        url = spec.storage_url(url)
+        name = spec.name
+        if hasattr(spec, "stage2_name"):  # a pipeline: its last stage that exists
+            found = [s.study_name for s in optuna.get_all_study_summaries(_open_existing(url))]
+            name = spec.stage2_name if spec.stage2_name in found else spec.stage1_name
+    if not url:
+        raise AuxoptError(f"auxopt show {name}: say where the study is with --storage URL")
+    storage = _open_existing(url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if name not in names:
+        raise AuxoptError(f"no study {name!r} in {mask_url(url)}; it has {names} "
+                          "(auxopt studies --storage URL lists them)")
+    study = optuna.load_study(study_name=name, storage=storage)
+    print(summary(study, mask_url(url)))
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    import optuna
+
+    from auxopt.dashboard import publish, serve
+
+    storage = _open_existing(args.storage)
+    if args.publish:
+        for s in optuna.get_all_study_summaries(storage):
+            study = optuna.load_study(study_name=s.study_name, storage=storage)
+            published = publish(study)
+            print(f"published {len(published)} plot(s) to {s.study_name!r}")
+    try:
+        serve(args.storage, host=args.host, port=args.port, artifacts=args.artifacts)
+    except KeyboardInterrupt:
+        print("dashboard stopped")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     from auxopt.errors import AuxoptError
 
     try:
+        if args.command == "worker":
+            return _run(args, Path(args.study_file), None)
+        if args.command in ("dashboard", "studies", "show"):
+            return {"dashboard": _dashboard, "studies": _studies, "show": _show}[args.command](args)
         if args.command == "quickstart":
             default = f"sqlite:///{Path.cwd() / 'quickstart.db'}"
             return _run(args, quickstart_file(), default)

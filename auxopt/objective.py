@@ -3,16 +3,24 @@
 A trial becomes a :class:`~auxopt.train.TrainConfig` (by the study's search space), the config is
 trained with a reporter that forwards dev metrics to ``trial.report`` and stops when the pruner says
 so, and the outcome is written to the trial's user_attrs, where optuna-dashboard shows it.
+
+With an artifact folder, the adapter also gives the run a :class:`~auxopt.train.checkpoint.Checkpoint`
+in Optuna's artifact store: a trial retried after its worker died resumes from the last checkpoint
+of the trial it retries (user_attr ``resumed_from_step``; 0 when none loaded), and a finished
+trial's checkpoints are deleted so that disk use stays bounded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from auxopt.train import TrainConfig, TrainResult, train
+from auxopt.train.checkpoint import DEFAULT_EVERY, Checkpoint
 
 
 class TrialReporter:
@@ -64,6 +72,8 @@ class Objective:
         build_config: turns a trial into a :class:`TrainConfig` (suggesting whatever it searches).
         prune: stop a run early when the study's pruner says so (the trial ends PRUNED).
         train_fn: the training function (``auxopt.train.train``); it receives the config and a reporter.
+        artifacts: folder of Optuna's artifact store for checkpoints (None: no checkpoints).
+        checkpoint_every: checkpoint every this many optimisation steps.
     """
 
     def __init__(
@@ -72,14 +82,35 @@ class Objective:
         *,
         prune: bool = True,
         train_fn: Callable[..., TrainResult] = train,
+        artifacts: str | Path | None = None,
+        checkpoint_every: int = DEFAULT_EVERY,
     ):
         self.build_config, self.prune, self.train_fn = build_config, prune, train_fn
+        self.artifacts, self.checkpoint_every = artifacts, checkpoint_every
 
     def __call__(self, trial: optuna.Trial) -> float:
+        from auxopt.storage import TrialCheckpointStore, artifact_store, retried_trials
+
         config = self.build_config(trial)
         trial.set_user_attr("config", config.describe())
-        result = self.train_fn(config, TrialReporter(trial, self.prune))
+        retried = retried_trials(trial)
+        if retried:
+            trial.set_user_attr("retry_of", retried[0])
+        checkpoints = None
+        if self.artifacts is not None and config.checkpoint is None:
+            checkpoints = TrialCheckpointStore(trial, artifact_store(self.artifacts))
+            config = dataclasses.replace(config, checkpoint=Checkpoint(checkpoints, every=self.checkpoint_every))
+        try:
+            result = self.train_fn(config, TrialReporter(trial, self.prune))
+        except Exception:
+            if checkpoints is not None:  # a run that fails by itself would fail again: no resume
+                checkpoints.delete_all()
+            raise
+        if retried and "resumed_from_step" not in result.extra:
+            result.extra["resumed_from_step"] = 0
         record_result(trial, result)
+        if checkpoints is not None:
+            checkpoints.delete_all()
         if result.stopped == "reporter":
             raise optuna.TrialPruned(f"pruned at step {result.steps} (dev {result.curve[-1][1]:.4f})")
         return result.best_dev

@@ -1,13 +1,50 @@
-"""Storage URLs: parsing, defaults, and masking credentials for display."""
+"""Storage URLs, heartbeat and retry of dead workers' trials, the artifact store, and checkpoints.
+
+Three kinds of storage, spelled as URLs:
+
+- ``sqlite:///path/to/study.db``: the default, a file beside the study; a few local workers (and a
+  dashboard) share it: SQLite waits up to a minute on a locked database.
+- ``postgresql+psycopg://user:password@host/dbname``: many workers on many machines.
+- ``journal:///path/to/study.journal``: Optuna's journal file, for shared filesystems without a
+  database server (``journal://relative.journal`` is relative to the current folder).
+
+RDB storages (SQLite, PostgreSQL) run with a heartbeat: a trial whose worker stopped beating for
+``grace`` seconds (SIGKILL, OOM, preemption) is marked FAIL by the next worker that starts a trial,
+and a copy with the same parameters is queued (:class:`RetryDeadTrials`). ``AUXOPT_HEARTBEAT_S``,
+``AUXOPT_GRACE_S`` and ``AUXOPT_MAX_RETRY`` change the defaults (30 s, 120 s, 3 retries). Journal storages have no
+heartbeat: :func:`reset_running` does the same on restart once the user says that no other worker
+is alive (``auxopt worker … --reset-running``).
+
+Checkpoints go to Optuna's artifact store, a folder beside the storage by default
+(:func:`artifact_dir`); :class:`TrialCheckpointStore` is the trainer's
+:class:`~auxopt.train.checkpoint.CheckpointStore` for one trial, and finds the checkpoints of the
+trials it retries. Storage URLs are only ever shown through :func:`mask_url`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from auxopt.errors import AuxoptError
 
+logger = logging.getLogger("auxopt")
+
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+JOURNAL_PREFIX = "journal://"
 SQLITE_TIMEOUT_S = 60
+HEARTBEAT_S = 30  # a live worker writes a heartbeat this often …
+GRACE_S = 120  # … and its trial counts as dead after this long without one
+MAX_RETRY = 3  # a trial whose worker dies more often than this stays FAILED
+CHECKPOINT_PREFIX = "auxopt-ckpt-step-"
+RETRY_ATTR = "retry_history"  # the system attr Optuna's retry callback writes
 
 
 def default_storage_url(name: str, folder: str | Path = ".") -> str:
@@ -15,8 +52,19 @@ def default_storage_url(name: str, folder: str | Path = ".") -> str:
     return f"sqlite:///{(Path(folder) / f'{name}.db').resolve()}"
 
 
+def is_journal(url: str) -> bool:
+    return isinstance(url, str) and url.startswith(JOURNAL_PREFIX)
+
+
+def journal_path(url: str) -> Path:
+    """The file of a ``journal://`` URL (``journal:///abs/file`` or ``journal://relative/file``)."""
+    return Path(url[len(JOURNAL_PREFIX) :]).expanduser().resolve()
+
+
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (safe to print and log)."""
+    if is_journal(url):
+        return url
     try:
         from sqlalchemy.engine import make_url
 
@@ -26,9 +74,15 @@ def mask_url(url: str) -> str:
 
 
 def validate_storage_url(url: str) -> str:
-    """Check that ``url`` parses as a database URL Optuna can use; return it unchanged."""
+    """Check that ``url`` parses as a storage Optuna can use; return it unchanged."""
     if not isinstance(url, str) or not url.strip():
         raise AuxoptError("the storage URL is empty; use e.g. sqlite:///study.db")
+    if is_journal(url):
+        if not url[len(JOURNAL_PREFIX) :].strip():
+            raise AuxoptError("a journal storage needs a file: journal:///path/to/study.journal")
+        if not journal_path(url).parent.is_dir():
+            raise AuxoptError(f"the folder of the journal file {str(journal_path(url))!r} does not exist")
+        return url
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -36,14 +90,14 @@ def validate_storage_url(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError:
         raise AuxoptError(
-            f"storage URL {mask_url(url)!r} does not parse; use sqlite:///path/to/file.db or "
-            "postgresql+psycopg://user:password@host/dbname"
+            f"storage URL {mask_url(url)!r} does not parse; use sqlite:///path/to/file.db, "
+            "postgresql+psycopg://user:password@host/dbname or journal:///path/to/file.journal"
         ) from None
     backend = parsed.get_backend_name()
     if backend not in RDB_SCHEMES:
         raise AuxoptError(
             f"storage URL {mask_url(url)!r} names the database {backend!r}; auxopt supports "
-            f"{', '.join(RDB_SCHEMES)}"
+            f"{', '.join(RDB_SCHEMES)} and journal:// files"
         )
     if backend == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
@@ -51,15 +105,330 @@ def validate_storage_url(url: str) -> str:
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
             raise AuxoptError(f"the folder of the SQLite file {parsed.database!r} does not exist")
+    if backend == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
+        import importlib.util
+
+        if importlib.util.find_spec(parsed.get_driver_name()) is None:
+            raise AuxoptError(
+                f"storage URL {mask_url(url)!r} needs the {parsed.get_driver_name()} driver; "
+                "install it with: pip install 'auxopt[postgres]'"
+            )
     return url
 
 
-def open_storage(url: str):
-    """An Optuna storage for ``url``; SQLite waits up to a minute on a locked database."""
+def _seconds(env: str, default: int) -> int:
+    value = os.environ.get(env)
+    if value is None:
+        return default
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise AuxoptError(f"{env} must be a whole number, not {value!r}") from None
+    if seconds < 1:
+        raise AuxoptError(f"{env} must be at least 1, not {seconds}")
+    return seconds
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds: ``AUXOPT_HEARTBEAT_S`` / ``AUXOPT_GRACE_S``
+    or 30 s / 120 s."""
+    interval = _seconds("AUXOPT_HEARTBEAT_S", HEARTBEAT_S)
+    grace = _seconds("AUXOPT_GRACE_S", max(GRACE_S, 2 * interval))
+    if grace <= interval:
+        raise AuxoptError(f"AUXOPT_GRACE_S ({grace}) must be longer than the heartbeat interval ({interval})")
+    return interval, grace
+
+
+class RetryDeadTrials:
+    """Optuna's :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`: a trial failed because
+    its worker died is queued again (WAITING) with the same parameters and user_attrs, at most
+    ``max_retry`` times. Its system attr ``retry_history`` lists the trials it retries, oldest first;
+    read it with :func:`retried_trials` (Optuna 5's ``retry_history(trial)`` fails on a live
+    :class:`~optuna.Trial`, which has no ``system_attrs``)."""
+
+    def __init__(self, max_retry: int | None = None):
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        if max_retry is None:
+            max_retry = _seconds("AUXOPT_MAX_RETRY", MAX_RETRY)  # a count, read the same way
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ExperimentalWarning
+            self._callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        self.max_retry = max_retry
+
+    def __call__(self, study, trial) -> None:
+        logger.warning("auxopt: trial %d lost its worker; queueing it again with the same parameters", trial.number)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._callback(study, trial)
+
+
+def retried_trials(trial) -> list[int]:
+    """The numbers of the trials ``trial`` retries (oldest first; empty for a fresh trial). Works on a
+    live :class:`optuna.Trial` by reading its frozen copy from storage."""
+    import optuna
+
+    if isinstance(trial, optuna.Trial):
+        trial = trial.storage.get_trial(trial._trial_id)
+    return list(trial.system_attrs.get(RETRY_ATTR, []))
+
+
+def open_storage(url: str, *, heartbeat: bool = True):
+    """An Optuna storage for ``url``. RDB storages get the heartbeat and :class:`RetryDeadTrials`
+    (``heartbeat=False`` for read-only use); SQLite waits up to a minute on a locked database."""
     import optuna
 
     validate_storage_url(url)
-    kwargs = {}
+    if is_journal(url):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(journal_path(url))))
+    kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    return optuna.storages.RDBStorage(url, **kwargs)
+    elif url.startswith("postgresql"):
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+    if heartbeat:
+        interval, grace = heartbeat_settings()
+        kwargs.update(heartbeat_interval=interval, grace_period=grace,
+                      heartbeat_stale_trial_callback=RetryDeadTrials())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat
+            return optuna.storages.RDBStorage(url, **kwargs)
+    except Exception as e:
+        if type(e).__module__.startswith("sqlalchemy"):
+            raise AuxoptError(
+                f"cannot open the storage {mask_url(url)}: {str(getattr(e, 'orig', e)).strip()[:300]}; "
+                "check that the server runs and the URL (host, port, user, database) is right"
+            ) from None
+        raise
+
+
+def has_heartbeat(storage) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(storage)
+
+
+def fail_dead_trials(study) -> list[int]:
+    """Fail trials whose worker's heartbeat stopped and queue their retries (RDB storages).
+
+    Besides Optuna's stale trials (a heartbeat older than the grace period), a RUNNING trial that
+    never beat and started longer than the grace period ago is dead too: its worker died between
+    creating it and its first heartbeat, which Optuna's check never catches. (auxopt workers
+    beat once right after ``ask``, under :func:`ask_lock`, so this cannot hit a live one.)"""
+    import optuna
+
+    if not has_heartbeat(study._storage):
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    never_beat = _never_beat(study._storage, study._study_id)
+    return _fail_and_retry(study, never_beat) if never_beat else []
+
+
+def _never_beat(storage, study_id: int) -> list[int]:
+    """Trial ids of RUNNING trials with no heartbeat row that started over a grace period ago."""
+    from datetime import datetime, timedelta
+
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+    from sqlalchemy import orm as sqlalchemy_orm
+
+    storage = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    if not hasattr(storage, "scoped_session"):
+        return []
+    grace = timedelta(seconds=storage.grace_period or 2 * storage.get_heartbeat_interval())
+    session = storage.scoped_session()
+    try:
+        rows = [
+            (trial.trial_id, trial.datetime_start)
+            for trial in session.query(models.TrialModel)
+            .options(sqlalchemy_orm.selectinload(models.TrialModel.heartbeats))
+            .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.RUNNING)
+            .all()
+            if not trial.heartbeats
+        ]
+        session.commit()
+    finally:
+        storage.scoped_session.remove()
+    now = datetime.now()  # datetime_start is the creating worker's local time
+    return [trial_id for trial_id, start in rows if start is None or now - start > grace]
+
+
+def _fail_and_retry(study, trial_ids: list[int], max_retry: int | None = None) -> list[int]:
+    """Mark these RUNNING trials FAIL and queue their retries; the numbers of those it changed."""
+    import copy
+
+    import optuna
+
+    storage = study._storage
+    retry = RetryDeadTrials(max_retry)
+    changed = []
+    for trial_id in trial_ids:
+        try:
+            if not storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        frozen = copy.deepcopy(storage.get_trial(trial_id))
+        retry(study, frozen)
+        changed.append(frozen.number)
+    return changed
+
+
+def reset_running(study, max_retry: int | None = None) -> list[int]:
+    """Mark every RUNNING trial of ``study`` FAIL and queue its retry; the numbers of the trials
+    reset. Only safe when no other worker is alive (a journal storage cannot tell)."""
+    import optuna
+
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return _fail_and_retry(study, [t._trial_id for t in running], max_retry)
+
+
+# -- one worker at a time in the critical section "count trials, then ask" ----------------------
+@contextlib.contextmanager
+def ask_lock(storage, url: str) -> Iterator[None]:
+    """Serialise "decide whether another trial is needed, then create it" across workers, so that
+    a study never gets more trials than asked for: a lock file beside an SQLite or journal file, a
+    PostgreSQL advisory lock on a server (other databases: no lock)."""
+    path = None
+    if is_journal(url):
+        path = journal_path(url).with_name(journal_path(url).name + ".auxopt-lock")
+    elif url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        db = Path(make_url(url).database).expanduser().resolve()
+        path = db.with_name(db.name + ".auxopt-lock")
+    if path is not None:
+        import fcntl
+
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)  # Optuna's cache wraps it
+    if engine is not None and engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        key = 0x6175786F7074  # "auxopt"
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    yield
+
+
+# -- artifacts and checkpoints -------------------------------------------------------------------
+def artifact_dir(url: str) -> Path | None:
+    """The artifact folder beside a SQLite or journal file (``<file>.artifacts``); ``None`` for a
+    database server (give a shared folder: ``--artifacts DIR`` or ``AUXOPT_ARTIFACTS``)."""
+    if os.environ.get("AUXOPT_ARTIFACTS"):
+        return Path(os.environ["AUXOPT_ARTIFACTS"]).expanduser().resolve()
+    if is_journal(url):
+        path = journal_path(url)
+    else:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite" or not parsed.database:
+            return None
+        path = Path(parsed.database).expanduser().resolve()
+    return path.with_name(path.name + ".artifacts")
+
+
+def artifact_store(folder: str | Path):
+    from optuna.artifacts import FileSystemArtifactStore
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(folder))
+
+
+def _checkpoints(frozen, storage) -> list[tuple[int, str]]:
+    """(step, artifact id) of the checkpoints uploaded to one trial, newest first."""
+    from optuna.artifacts import get_all_artifact_meta
+
+    found = []
+    for meta in get_all_artifact_meta(frozen, storage=storage):
+        m = re.fullmatch(re.escape(CHECKPOINT_PREFIX) + r"(\d+)\.pt", meta.filename)
+        if m:
+            found.append((int(m.group(1)), meta.artifact_id))
+    return sorted(found, reverse=True)
+
+
+class TrialCheckpointStore:
+    """Checkpoints of one trial in Optuna's artifact store (``upload_artifact``; read back with
+    the artifact store's reader). Keeps the newest ``keep`` of the trial's own; resumes from its
+    own or, for a retried trial, from the trials it retries (newest first). The trial's user_attr
+    ``checkpoint_step`` names its newest checkpoint."""
+
+    def __init__(self, trial, store, keep: int = 2):
+        self.trial, self.store, self.keep = trial, store, keep
+        self.storage = trial.storage
+
+    def _trial_ids(self) -> list[int]:
+        """This trial and the trials it retries, newest first."""
+        study_id = self.trial.study._study_id
+        ids = [self.trial._trial_id]
+        for number in reversed(retried_trials(self.trial)):
+            ids.append(self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
+        return ids
+
+    def save(self, step: int, data: bytes) -> None:
+        from optuna.artifacts import upload_artifact
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{CHECKPOINT_PREFIX}{step}.pt"
+            path.write_bytes(data)
+            upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=self.trial,
+                            mimetype="application/octet-stream")
+        self.trial.set_user_attr("checkpoint_step", step)
+        own = _checkpoints(self.storage.get_trial(self.trial._trial_id), self.storage)
+        for _, artifact_id in own[self.keep :]:
+            _remove(self.store, artifact_id)
+
+    def candidates(self) -> Iterator[tuple[int, Any]]:
+        seen = set()
+        for trial_id in self._trial_ids():
+            for step, artifact_id in _checkpoints(self.storage.get_trial(trial_id), self.storage):
+                if artifact_id not in seen:
+                    seen.add(artifact_id)
+                    yield step, _reader(self.store, artifact_id)
+
+    def delete_all(self) -> int:
+        """Remove the checkpoints of this trial and of the trials it retries (it has finished)."""
+        removed = 0
+        for trial_id in self._trial_ids():
+            for _, artifact_id in _checkpoints(self.storage.get_trial(trial_id), self.storage):
+                removed += _remove(self.store, artifact_id)
+        return removed
+
+
+def _reader(store, artifact_id: str):
+    def read() -> bytes:
+        with store.open_reader(artifact_id) as f:
+            return f.read()
+
+    return read
+
+
+def _remove(store, artifact_id: str) -> int:
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    try:
+        store.remove(artifact_id)
+    except ArtifactNotFound:
+        return 0
+    return 1

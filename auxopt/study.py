@@ -19,9 +19,17 @@ import optuna
 
 from auxopt.errors import AuxoptError
 from auxopt.objective import Objective
-from auxopt.storage import default_storage_url, mask_url, open_storage, validate_storage_url
+from auxopt.storage import (
+    artifact_dir,
+    default_storage_url,
+    mask_url,
+    open_storage,
+    reset_running,
+    validate_storage_url,
+)
 from auxopt.tasks.task import Task
 from auxopt.train import TrainConfig
+from auxopt.train.checkpoint import DEFAULT_EVERY
 
 logger = logging.getLogger("auxopt")
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"primary", "auxiliaries"}
@@ -42,6 +50,8 @@ class StudySpec:
         n_trials: trials one run adds.
         storage: default storage URL (default: ``sqlite:///<name>.db`` beside the study file).
         user_attrs: stored on the study (e.g. the ground truth of a synthetic benchmark).
+        checkpoint_every: checkpoint each run every this many steps into the artifact store beside
+            the storage, so that a trial whose worker died resumes mid-run (None: no checkpoints).
     """
 
     name: str
@@ -56,6 +66,7 @@ class StudySpec:
     seed: int = 0
     user_attrs: Mapping[str, Any] = field(default_factory=dict)
     source_file: str | None = None
+    checkpoint_every: int | None = DEFAULT_EVERY
 
     def __post_init__(self) -> None:
         if not isinstance(self.primary, Task):
@@ -77,8 +88,51 @@ class StudySpec:
     def build_config(self, trial: optuna.Trial) -> TrainConfig:
         return self.config_for(self.space(trial) if self.space is not None else {})
 
-    def objective(self) -> Objective:
-        return Objective(self.build_config)
+    def objective(self, artifacts: str | Path | None = None) -> Objective:
+        """The objective adapter; with ``artifacts`` (a folder) runs checkpoint there."""
+        if self.checkpoint_every is None:
+            artifacts = None
+        return Objective(self.build_config, artifacts=artifacts, checkpoint_every=self.checkpoint_every or DEFAULT_EVERY)
+
+    def dry_run_distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        """The parameters the search space suggests, from one trial of a throw-away in-memory study
+        (nothing is trained or stored); ``{}`` when the space cannot be run that way."""
+        if self.space is None:
+            return {}
+        scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = scratch.ask()
+        try:
+            self.space(trial)
+        except Exception:
+            return {}
+        return dict(scratch._storage.get_trial(trial._trial_id).distributions)
+
+    def check_compatible(self, study: optuna.Study) -> None:
+        """A clear error when ``study`` (loaded from storage) was created with another direction or
+        search space than this spec has."""
+        if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
+            found = ", ".join(d.name.lower() for d in study.directions)
+            raise AuxoptError(
+                f"study {self.name!r} in the storage was created to {found}, but auxopt studies maximize "
+                "the primary dev metric; use another study name or storage"
+            )
+        stored: dict[str, optuna.distributions.BaseDistribution] = {}
+        for t in study.get_trials(deepcopy=False):
+            for key, dist in t.distributions.items():
+                stored.setdefault(key, dist)
+        if not stored:
+            return
+        changed = [
+            f"{key}: stored {stored[key]!r}, now {dist!r}"
+            for key, dist in self.dry_run_distributions().items()
+            if key in stored and stored[key] != dist
+        ]
+        if changed:
+            raise AuxoptError(
+                f"study {self.name!r} in the storage was created with another search space ("
+                + "; ".join(changed)
+                + "); keep the space as it was, or give the changed study a new name"
+            )
 
     def storage_url(self, storage: str | None = None) -> str:
         if storage:
@@ -110,6 +164,7 @@ class StudySpec:
             direction="maximize",
             load_if_exists=True,
         )
+        self.check_compatible(study)
         attrs = {
             "primary": self.primary.name,
             "metric": self.primary.metric,
@@ -126,25 +181,60 @@ class StudySpec:
         n_trials: int | None = None,
         storage: str | None = None,
         *,
-        show_progress_bar: bool = False,
         callbacks: Sequence[Callable] = (),
+        publish_every: int | None = 5,
+        progress: Any = None,
+        until: int | None = None,
+        artifacts: str | Path | None = None,
+        reset: bool = False,
     ) -> optuna.Study:
-        """Run ``n_trials`` more trials (default ``self.n_trials``) and return the Optuna study."""
-        n = self.n_trials if n_trials is None else n_trials
-        if n < 1:
+        """Run ``n_trials`` more trials (default ``self.n_trials``) and return the Optuna study.
+
+        Every ``publish_every`` finished trials, and once at the end, auxopt's plots and a note on
+        the best configuration are published to optuna-dashboard (:mod:`auxopt.dashboard`;
+        ``None`` turns it off). ``progress`` (an :class:`auxopt.progress.Progress`) shows bars for
+        trials and training steps.
+
+        ``until=N`` runs trials until the study holds N (a trial and its retries count once), however
+        many workers share it: what ``auxopt worker`` does. Trials whose worker died are retried
+        first, from their last checkpoint in ``artifacts`` (default: the folder beside the storage,
+        :func:`auxopt.storage.artifact_dir`). ``reset=True`` first fails and retries every RUNNING
+        trial: only when no other worker is alive (journal storages, which have no heartbeat)."""
+        n = self.n_trials if n_trials is None and until is None else n_trials
+        if n is not None and n < 1:
             raise AuxoptError(f"n_trials must be at least 1, not {n}")
+        if until is not None and until < 1:
+            raise AuxoptError(f"the study's trial count must be at least 1, not {until}")
         url = self.storage_url(storage)
         validate_storage_url(url)  # a bad URL or a model that does not load fails before storage exists
         self.preflight()
         study = self.load_study(url)
         logger.info("study %r in %s: %d trials so far", self.name, mask_url(url), len(study.trials))
-        study.optimize(
-            self.objective(),
-            n_trials=n,
-            show_progress_bar=show_progress_bar,
-            callbacks=list(callbacks),
-            catch=(),
-        )
+        if reset:
+            again = reset_running(study)
+            if again:
+                logger.warning("reset running trial(s) %s: they will run again", again)
+        folder = artifacts if artifacts is not None else artifact_dir(url)
+        if folder is None and self.checkpoint_every is not None:
+            logger.info("no artifact folder for %s: trials are not checkpointed (give --artifacts DIR)", mask_url(url))
+        objective = self.objective(folder)
+        callbacks = list(callbacks)
+        publisher = None
+        if publish_every is not None:
+            from auxopt.dashboard import PublishCallback
+
+            publisher = PublishCallback(publish_every, sampler=self.sampler)
+            callbacks.append(publisher)
+        if progress is not None:
+            objective.train_fn = progress.wrap_train(objective.train_fn)
+            callbacks.append(progress.callback)
+        try:
+            from auxopt.worker import run_trials
+
+            run_trials(study, objective, url=url, n_trials=n, until=until, callbacks=callbacks)
+        finally:
+            if publisher is not None:
+                publisher.flush(study)
         return study
 
 

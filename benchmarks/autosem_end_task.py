@@ -34,7 +34,7 @@ TITLE = "AutoSeM end task (benchmarks/autosem_end_task.py)"
 SCALES = {
     "ci": dict(model="tiny", seeds=1, steps=60, trials=2, startup=1, max_train=600, max_length=48,
                batch_size=16, eval_every=30, lr=None),
-    "cpu": dict(model="minilm", seeds=3, steps=200, trials=4, startup=2, max_train=2000, max_length=64,
+    "cpu": dict(model="minilm", seeds=3, steps=150, trials=3, startup=2, max_train=2000, max_length=48,
                 batch_size=16, eval_every=50, lr=1e-4),
     "gpu": dict(model="minilm", seeds=3, steps=1500, trials=12, startup=4, max_train=None, max_length=128,
                 batch_size=32, eval_every=100, lr=5e-5),

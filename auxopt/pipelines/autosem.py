@@ -197,9 +197,12 @@ class AutoSeM:
         posterior = spec.sampler.posterior(study)
         return {k: v for k, v in posterior.items() if k != "none"}
 
-    def optimize(self, n_trials: int | None = None, storage: str | None = None) -> optuna.Study:
+    def optimize(
+        self, n_trials: int | None = None, storage: str | None = None, **run: Any
+    ) -> optuna.Study:
         """Run (or continue) both stages; return the final study. ``n_trials`` overrides
-        ``stage2_trials``. The outcome is in :attr:`result`."""
+        ``stage2_trials``; ``run`` (``progress``, ``publish_every``, ``callbacks``) goes to each
+        stage's :meth:`StudySpec.optimize`. The outcome is in :attr:`result`."""
         if n_trials is not None:
             self.stage2_trials = n_trials
         url = self.storage_url(storage)
@@ -208,7 +211,7 @@ class AutoSeM:
         remaining = self._remaining(spec1, url, target1)
         if remaining:
             logger.info("AutoSeM stage 1 (%s): %d run(s) to go", self.stage1, remaining)
-            study1 = spec1.optimize(n_trials=remaining, storage=url)
+            study1 = spec1.optimize(n_trials=remaining, storage=url, **run)
         else:
             logger.info("AutoSeM stage 1 is done; reading it from storage")
             study1 = spec1.load_study(url)
@@ -226,7 +229,7 @@ class AutoSeM:
             return study1
         spec2 = self._stage2_spec(selected, means)
         remaining = self._remaining(spec2, url, self.stage2_trials)
-        study2 = spec2.optimize(n_trials=remaining, storage=url) if remaining else spec2.load_study(url)
+        study2 = spec2.optimize(n_trials=remaining, storage=url, **run) if remaining else spec2.load_study(url)
         best = study2.best_trial
         ratios = {self.primary.name: 1.0, **{t: float(best.params[f"ratio_{t}"]) for t in selected}}
         self.result = AutoSeMResult(

@@ -77,6 +77,22 @@ MAX_LOCAL_SEARCH_VALUES = 100
 MAX_LATTICE_VALUES = 10_000
 
 
+def fit_gp(train_X: torch.Tensor, train_Y: torch.Tensor) -> SingleTaskGP:
+    """The sampler's surrogate: ``SingleTaskGP`` (Matérn-5/2 ARD with BoTorch's dimension-scaled
+    prior, standardised outcomes) on unit-cube inputs ``(n, d)`` and outcomes ``(n, 1)``, fitted by
+    marginal likelihood. Also used by :mod:`auxopt.plots` to draw the landscape the sampler sees."""
+    model = SingleTaskGP(
+        train_X,
+        train_Y,
+        covar_module=get_covar_module_with_dim_scaled_prior(
+            ard_num_dims=train_X.shape[-1], use_rbf_kernel=False
+        ),
+        outcome_transform=Standardize(m=1),
+    )
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    return model
+
+
 # -- the search space on the unit cube ------------------------------------------------------------
 @dataclass(frozen=True)
 class _Dim:
@@ -494,15 +510,7 @@ class MixingRatioSampler(BaseSampler):
             torch.manual_seed(self._trial_seed(number, "gp"))
             train_X = torch.as_tensor(X, **tkw)
             train_Y = torch.as_tensor(y, **tkw).unsqueeze(-1)
-            model = SingleTaskGP(
-                train_X,
-                train_Y,
-                covar_module=get_covar_module_with_dim_scaled_prior(
-                    ard_num_dims=cube.dim, use_rbf_kernel=False
-                ),
-                outcome_transform=Standardize(m=1),
-            )
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+            model = fit_gp(train_X, train_Y)
             acqf = qLogNoisyExpectedImprovement(
                 model,
                 X_baseline=train_X,

@@ -1,5 +1,6 @@
 """Multi-task training: configs, task schedules, the loop. No Optuna in here."""
 
+from auxopt.train.checkpoint import Checkpoint, CheckpointStore, FolderCheckpointStore
 from auxopt.train.config import TrainConfig, TrainResult
 from auxopt.train.loop import Reporter, evaluate, resolve_device, train
 from auxopt.train.schedules import (
@@ -12,6 +13,9 @@ from auxopt.train.schedules import (
 )
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "FolderCheckpointStore",
     "OnlineThompson",
     "ProportionalSchedule",
     "Reporter",

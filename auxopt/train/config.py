@@ -90,6 +90,14 @@ class TrainConfig:
             plugin = getattr(self, key)
             if plugin is not None and not callable(getattr(plugin, "make_step", None)):
                 raise AuxoptError(f"{key} must be an auxopt plugin with make_step(ctx), not {type(plugin).__name__}")
+        if self.checkpoint is not None:
+            from auxopt.train.checkpoint import Checkpoint
+
+            if not isinstance(self.checkpoint, Checkpoint):
+                raise AuxoptError(
+                    "checkpoint must be auxopt.train.checkpoint.Checkpoint(store, every=N) or None, "
+                    f"not {type(self.checkpoint).__name__}"
+                )
         if self.patience is not None and self.patience < 1:
             raise AuxoptError(f"patience must be >= 1 or None, not {self.patience!r}")
 

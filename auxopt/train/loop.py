@@ -16,6 +16,7 @@ from auxopt.errors import AuxoptError
 from auxopt.models import MultiTaskModel, encode_split, load_encoder
 from auxopt.models.tokenize import Encoded
 from auxopt.tasks.task import Task
+from auxopt.train.checkpoint import TrainState
 from auxopt.train.config import TrainConfig, TrainResult
 from auxopt.train.schedules import make_schedule
 from auxopt.train.step import Batches, TrainContext, autocast, make_step
@@ -94,6 +95,14 @@ def _call_reporter(reporter: ReporterLike, step: int, value: float) -> bool:
     return bool(reporter(step, value))
 
 
+def _report_only(reporter: ReporterLike, step: int, value: float) -> None:
+    """Hand a restored (step, dev metric) to the reporter without asking it whether to stop."""
+    if isinstance(reporter, Reporter):
+        reporter.report(step, value)
+    elif reporter is not None:
+        reporter(step, value)
+
+
 def build_model(config: TrainConfig, tasks: list[Task]):
     """The encoder (tokenizer trained on the primary's train text for ``"tiny"``) with task heads."""
     loaded = load_encoder(config.model, corpus=config.primary.train.texts, seed=config.seed, tiny=config.tiny)
@@ -153,14 +162,29 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
             batch_size=config.eval_batch_size, bf16=bf16, max_batches=schedule.spec.eval_batches,
         )
 
-    if feedback:
-        schedule.observe(0, quick_dev())
-
     curve: list[tuple[int, float]] = []
     examples = dict.fromkeys(tasks, 0)
     best_dev, best_step, best_state = -math.inf, 0, None
     evals_since_best, stopped, step = 0, "max_steps", 0
-    for step in range(1, config.max_steps + 1):
+    resumed_from, saver = None, None
+    if config.checkpoint is not None:  # resume mid-run from the newest checkpoint that loads
+        saver = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, schedule=schedule,
+                           batches=batches, strategy=strategy)
+        resumed = saver.resume(config.checkpoint.store)
+        if resumed is not None:
+            resumed_from = step = int(resumed["step"])
+            loop = resumed["loop"]
+            curve = [(int(s), float(v)) for s, v in loop["curve"]]
+            examples, best_state = dict(loop["examples"]), loop["best_state"]
+            best_dev, best_step = float(loop["best_dev"]), int(loop["best_step"])
+            evals_since_best = int(loop["evals_since_best"])
+            for s, v in curve:  # the retried trial shows the whole curve
+                _report_only(reporter, s, v)
+    if feedback and resumed_from is None:
+        schedule.observe(0, quick_dev())
+
+    first_step = step + 1
+    for step in range(first_step, config.max_steps + 1):
         for name, n in strategy.backward(step).items():
             examples[name] = examples.get(name, 0) + n
         if config.max_grad_norm:
@@ -188,6 +212,11 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
             if config.patience is not None and evals_since_best >= config.patience:
                 stopped = "early_stopping"
                 break
+        if saver is not None and step % config.checkpoint.every == 0 and step < config.max_steps:
+            saver.save(config.checkpoint.store, step, {
+                "curve": curve, "examples": examples, "best_dev": best_dev, "best_step": best_step,
+                "best_state": best_state, "evals_since_best": evals_since_best,
+            })
 
     test = None
     if primary.test is not None and best_state is not None:
@@ -207,5 +236,9 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
         wall_time=time.perf_counter() - start_time,
         stopped=stopped,
         device=str(device),
-        extra={**({"thompson": schedule.summary()} if feedback else {}), **strategy.summary()},
+        extra={
+            **({"thompson": schedule.summary()} if feedback else {}),
+            **strategy.summary(),
+            **({"resumed_from_step": resumed_from} if resumed_from is not None else {}),
+        },
     )

@@ -1,0 +1,103 @@
+"""ATTITTUD's decomposition of an auxiliary gradient relative to the primary subspace, and its
+recombination (Dery, Dauphin & Grangier, ICLR 2021, §3, Eq. 4–6).
+
+With ``V`` (k × D, orthonormal rows) spanning the primary-task subspace, the auxiliary gradient's
+coordinates are ``c = V g_aux`` and the primary gradient's ``p = V g_prim``. Then::
+
+    g_aux = g_+ + g_- + g_⊥
+    g_+ = Vᵀ (c ⊙ 1[c_j p_j > 0])      inside the span, agreeing in sign with the primary's coordinate
+    g_- = Vᵀ (c ⊙ 1[c_j p_j ≤ 0])      inside the span, disagreeing (or the primary is flat there)
+    g_⊥ = g_aux − Vᵀ c                 outside the span
+
+and the update direction replacing ``g_aux`` is ``η_⊥ g_⊥ + η_+ g_+ + η_- g_-`` (:func:`combine`).
+The trainer adds ``η_prim · g_prim``. Theorem 1 of the paper: when ``g_prim ∈ span(V)`` and
+``η_- = 0``, ``η_⊥, η_+ ≥ 0``, the combined direction has a non-negative inner product with
+``g_prim``, so a small enough step does not increase the primary loss.
+
+All arithmetic runs in fp32 (or the inputs' wider dtype), whatever autocast is active.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from auxopt.errors import AuxoptError
+
+#: name → ((η_⊥, η_+, η_-), basis). basis "subspace": the randomised top-k primary subspace;
+#: "primary_grad": the 1-D basis along the current primary gradient (PCGrad-like: drop the part of
+#: g_aux along g_prim when it conflicts, keep everything else).
+PRESETS: dict[str, tuple[tuple[float, float, float], str]] = {
+    "multitask": ((1.0, 1.0, 1.0), "subspace"),
+    "drop_conflicts": ((1.0, 1.0, 0.0), "subspace"),
+    "helpful_only": ((0.0, 1.0, 0.0), "subspace"),
+    "pcgrad": ((1.0, 1.0, 0.0), "primary_grad"),
+}
+
+
+@dataclass
+class Parts:
+    """The three parts of an auxiliary gradient (flat vectors, each the size of ``g_aux``), and the
+    coordinates they came from."""
+
+    pos: torch.Tensor
+    neg: torch.Tensor
+    perp: torch.Tensor
+    aux_coords: torch.Tensor
+    prim_coords: torch.Tensor
+
+    def norms(self) -> dict[str, float]:
+        return {k: float(torch.linalg.vector_norm(getattr(self, k))) for k in ("pos", "neg", "perp")}
+
+
+def _fp32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def decompose(g_aux: torch.Tensor, basis: torch.Tensor, g_prim: torch.Tensor) -> Parts:
+    """Split ``g_aux`` (D) into (+, −, ⊥) parts relative to ``basis`` (k × D, orthonormal rows) and
+    the signs of ``g_prim``'s coordinates (Eq. 4–5); the parts sum to ``g_aux``."""
+    if basis.dim() != 2 or basis.shape[1] != g_aux.numel() or g_prim.numel() != g_aux.numel():
+        raise AuxoptError(
+            f"decompose needs g_aux and g_prim of size D and a k × D basis; got {tuple(g_aux.shape)}, "
+            f"{tuple(g_prim.shape)} and {tuple(basis.shape)}"
+        )
+    g_aux, g_prim, basis = _fp32(g_aux.reshape(-1)), _fp32(g_prim.reshape(-1)), _fp32(basis)
+    c = basis @ g_aux
+    p = basis @ g_prim
+    agree = (c * p) > 0
+    pos = basis.T @ torch.where(agree, c, torch.zeros_like(c))
+    inside = basis.T @ c
+    return Parts(pos=pos, neg=inside - pos, perp=g_aux - inside, aux_coords=c, prim_coords=p)
+
+
+def combine(parts: Parts, eta: tuple[float, float, float] | str = (1.0, 1.0, 0.0)) -> torch.Tensor:
+    """``η_⊥ g_⊥ + η_+ g_+ + η_- g_-`` (Eq. 6); ``eta`` is ``(η_⊥, η_+, η_-)`` or a preset name."""
+    eta_perp, eta_pos, eta_neg = resolve_eta(eta)[0]
+    return eta_perp * parts.perp + eta_pos * parts.pos + eta_neg * parts.neg
+
+
+def primary_grad_basis(g_prim: torch.Tensor) -> torch.Tensor:
+    """The PCGrad-like 1-D basis ``g_prim / ‖g_prim‖`` (1 × D); all-zero when ``g_prim`` is zero."""
+    g = _fp32(g_prim.reshape(-1))
+    norm = torch.linalg.vector_norm(g)
+    return (g / norm if norm > 0 else torch.zeros_like(g)).unsqueeze(0)
+
+
+def resolve_eta(eta: tuple[float, float, float] | list[float] | str) -> tuple[tuple[float, float, float], str]:
+    """``(η_⊥, η_+, η_-)`` and the basis kind ("subspace" or "primary_grad") for an eta or preset."""
+    if isinstance(eta, str):
+        if eta not in PRESETS:
+            raise AuxoptError(f"unknown eta preset {eta!r}; choose one of {sorted(PRESETS)} or give (η⊥, η+, η−)")
+        return PRESETS[eta]
+    try:
+        values = tuple(float(x) for x in eta)
+    except (TypeError, ValueError):
+        raise AuxoptError(f"eta must be three numbers (η⊥, η+, η−) or a preset name, not {eta!r}") from None
+    if len(values) != 3:
+        raise AuxoptError(f"eta must be three numbers (η⊥, η+, η−), not {len(values)}: {eta!r}")
+    if not all(math.isfinite(x) for x in values):
+        raise AuxoptError(f"eta values must be finite numbers, not {eta!r}")
+    return (values[0], values[1], values[2]), "subspace"

@@ -1,0 +1,370 @@
+"""``GradientDecomposer``: ATTITTUD (Dery, Dauphin & Grangier, ICLR 2021) as a trainer step strategy.
+
+    TrainConfig(primary, auxiliaries, decomposer=GradientDecomposer(k=10, m=32, every=10,
+                                                                     eta=(1.0, 1.0, 0.0)))
+
+Each step draws one primary minibatch and one auxiliary minibatch (the auxiliary named by the task
+schedule, primary draws skipped; round-robin over the auxiliaries if the schedule never names one),
+back-propagates each separately, and on the chosen shared parameters replaces the sum of the two
+gradients by (Eq. 6 of the paper)::
+
+    g = η_prim · g_prim + η_⊥ g_⊥ + η_+ g_+ + η_- g_-        (parts of g_aux, auxopt.grad.decompose)
+
+Head parameters keep their own task's gradient; shared parameters outside the selection get the
+plain sum ``g_prim + g_aux``. The primary subspace ``V`` (k × D) is refreshed every ``every`` steps
+from ``m`` primary training examples by randomised SVD (:mod:`auxopt.grad.subspace`).
+
+Choices worth knowing:
+
+* **Dropout** is switched off (``model.eval()``) while the basis is computed: the randomised SVD
+  multiplies by the same Jacobian several times (sketch, power iterations, projection), which only
+  means something if the function is deterministic, and the subspace should describe the primary
+  loss, not one dropout mask. The training minibatches keep dropout as usual.
+* **Attention** runs the eager (matmul + softmax) implementation while the basis is computed:
+  PyTorch has no forward-mode derivative for the fused SDPA kernels that ``jvp`` needs.
+* **Precision**: the basis is computed without autocast, in the parameters' dtype (fp32); the
+  projections and the recombination run in fp32 even when training under bf16 autocast.
+* **Memory**: the basis holds ``k × D`` fp32 numbers (4·k·D bytes; D = the selected parameters'
+  size, 22.7 M for all of MiniLM-L6 including its 11.7 M word embeddings, so k = 10 → 0.9 GB);
+  a refresh needs about ``2 (k + oversample) × D`` more for a moment. A basis larger than
+  ``memory_budget`` bytes is refused before training starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from auxopt.errors import AuxoptError
+from auxopt.grad.decompose import combine, decompose, primary_grad_basis, resolve_eta
+from auxopt.grad.subspace import basis_bytes, format_bytes, randomized_basis
+
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class GradientDecomposer:
+    """ATTITTUD's gradient decomposition, a plugin for :class:`~auxopt.train.TrainConfig`
+    (its ``decomposer`` field). Plain data: no Optuna in here (see :meth:`suggest`).
+
+    Args:
+        k: rank of the primary subspace (1 <= k <= m).
+        m: primary examples in the reference batch the subspace is computed from.
+        every: recompute the subspace every this many steps (n in the paper).
+        eta: ``(η_⊥, η_+, η_-)`` or a preset: ``"multitask"`` (1,1,1), ``"drop_conflicts"``
+            (1,1,0), ``"helpful_only"`` (0,1,0), ``"pcgrad"`` (1-D basis along g_prim, (1,1,0)).
+        eta_prim: weight of the primary gradient added to the recombined auxiliary gradient.
+        params: name pattern(s) (prefix or ``fnmatch`` glob, over ``model.named_parameters()``) of
+            the shared parameters to decompose on; head parameters are never selected.
+        memory_budget: most bytes the k × D fp32 basis may take (default 4 GiB).
+        oversample, power_iters: randomised SVD's p and q (:func:`~auxopt.grad.randomized_basis`).
+        log_every: record the parts' norms every this many steps (and at step 1).
+        seed: seeds the reference batches and sketches (None: the run's seed).
+    """
+
+    k: int = 10
+    m: int = 32
+    every: int = 10
+    eta: Any = (1.0, 1.0, 0.0)
+    eta_prim: float = 1.0
+    params: Any = "encoder"
+    memory_budget: float = 4 * GiB
+    oversample: int = 5
+    power_iters: int = 1
+    log_every: int = 10
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("k", "m", "every", "log_every"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise AuxoptError(f"GradientDecomposer: {key} must be an integer >= 1, not {value!r}")
+        for key in ("oversample", "power_iters"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise AuxoptError(f"GradientDecomposer: {key} must be an integer >= 0, not {value!r}")
+        if self.k > self.m:
+            raise AuxoptError(
+                f"GradientDecomposer: k={self.k} exceeds m={self.m}; m examples span at most m "
+                "directions, so lower k or raise m"
+            )
+        eta, _ = resolve_eta(self.eta)
+        if not isinstance(self.eta, str):
+            object.__setattr__(self, "eta", eta)
+        if not isinstance(self.eta_prim, int | float) or not math.isfinite(self.eta_prim):
+            raise AuxoptError(f"GradientDecomposer: eta_prim must be a finite number, not {self.eta_prim!r}")
+        patterns = (self.params,) if isinstance(self.params, str) else tuple(self.params)
+        if not patterns or not all(isinstance(p, str) and p for p in patterns):
+            raise AuxoptError(f"GradientDecomposer: params must be non-empty name pattern(s), not {self.params!r}")
+        object.__setattr__(self, "params", self.params if isinstance(self.params, str) else patterns)
+        if not (isinstance(self.memory_budget, int | float) and self.memory_budget > 0):
+            raise AuxoptError(f"GradientDecomposer: memory_budget must be a positive number of bytes, not {self.memory_budget!r}")
+
+    @property
+    def basis_kind(self) -> str:
+        return resolve_eta(self.eta)[1]
+
+    def describe(self) -> dict[str, Any]:
+        eta, kind = resolve_eta(self.eta)
+        return {
+            "kind": "GradientDecomposer", "k": self.k, "m": self.m, "every": self.every,
+            "eta": list(eta), "preset": self.eta if isinstance(self.eta, str) else None, "basis": kind,
+            "eta_prim": self.eta_prim, "params": self.params if isinstance(self.params, str) else list(self.params),
+            "memory_budget": self.memory_budget, "oversample": self.oversample,
+            "power_iters": self.power_iters, "log_every": self.log_every, "seed": self.seed,
+        }
+
+    def make_step(self, ctx) -> DecomposerStep:
+        return DecomposerStep(ctx, self)
+
+    @classmethod
+    def suggest(
+        cls,
+        trial,
+        *,
+        k: int | tuple[int, int] = 10,
+        m: int | tuple[int, int] = 32,
+        every: int | tuple[int, int] = 10,
+        eta: tuple[float, float] | str | tuple[float, float, float] = (0.0, 1.0),
+        eta_prim: float | tuple[float, float] = 1.0,
+        prefix: str = "attittud_",
+        **fixed: Any,
+    ) -> GradientDecomposer:
+        """A decomposer with settings suggested through an Optuna ``trial``.
+
+        Each of ``k``, ``m``, ``every`` and ``eta_prim`` is either fixed (a number) or searched over a
+        ``(low, high)`` range (integers on a log scale; k is capped at m). ``eta`` is a preset name or
+        three fixed numbers (fixed), or a ``(low, high)`` range each of η_⊥, η_+, η_- is searched in.
+        Parameter names start with ``prefix``; ``fixed`` passes other fields (``params``, …).
+        """
+
+        def integer(name: str, value, high_cap: int | None = None) -> int:
+            if isinstance(value, tuple):
+                low, high = value
+                high = min(high, high_cap) if high_cap is not None else high
+                return trial.suggest_int(prefix + name, low, max(low, high), log=low > 0 and high > low)
+            return value
+
+        m_value = integer("m", m)
+        k_value = integer("k", k, high_cap=m_value)
+        every_value = integer("every", every)
+        if isinstance(eta, tuple) and len(eta) == 2:
+            low, high = eta
+            eta_value: Any = tuple(trial.suggest_float(prefix + f"eta_{part}", low, high) for part in ("perp", "pos", "neg"))
+        else:
+            eta_value = eta
+        if isinstance(eta_prim, tuple):
+            eta_prim_value = trial.suggest_float(prefix + "eta_prim", *eta_prim)
+        else:
+            eta_prim_value = eta_prim
+        return cls(k=k_value, m=m_value, every=every_value, eta=eta_value, eta_prim=eta_prim_value, **fixed)
+
+
+def select_parameters(model: torch.nn.Module, patterns) -> list[tuple[str, torch.nn.Parameter]]:
+    """The trainable non-head parameters whose names match any pattern (exact name, a dotted
+    prefix such as ``"encoder"`` or ``"encoder.encoder.layer.5"``, or an ``fnmatch`` glob)."""
+    patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("heads.")]
+
+    def matches(name: str) -> bool:
+        return any(name == pat or name.startswith(pat.rstrip(".") + ".") or fnmatch.fnmatchcase(name, pat) for pat in patterns)
+
+    chosen = [(n, p) for n, p in named if matches(n)]
+    if not chosen:
+        examples = ", ".join(n for n, _ in named[:3])
+        raise AuxoptError(
+            f"GradientDecomposer: params {patterns!r} match no shared parameter; give a name prefix or "
+            f"glob such as 'encoder' or 'encoder.encoder.layer.*' (names look like: {examples}, …)"
+        )
+    return chosen
+
+
+def per_example_loss(task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example cross-entropy (classification) or squared error (regression), in fp32."""
+    logits = logits.float()
+    if task.kind == "classification":
+        return F.cross_entropy(logits, labels, reduction="none")
+    return (logits.squeeze(-1) - labels) ** 2
+
+
+@contextlib.contextmanager
+def eager_attention(module: torch.nn.Module):
+    """Run a transformers model with eager attention inside (SDPA kernels have no forward-mode AD)."""
+    config = getattr(module, "config", None)
+    old = getattr(config, "_attn_implementation", None)
+    if config is None or old in (None, "eager"):
+        yield
+        return
+    config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        config._attn_implementation = old
+
+
+class DecomposerStep:
+    """The step strategy of :class:`GradientDecomposer` (see the module docstring)."""
+
+    def __init__(self, ctx, spec: GradientDecomposer):
+        from auxopt.train.step import Batches
+
+        self.ctx, self.spec = ctx, spec
+        self.eta, self.basis_kind = resolve_eta(spec.eta)
+        self.primary = ctx.primary.name
+        self.auxiliaries = [n for n in ctx.tasks if n != self.primary]
+        if not self.auxiliaries:
+            raise AuxoptError(
+                "GradientDecomposer needs at least one auxiliary task with a positive ratio; "
+                "add auxiliaries to the TrainConfig (or drop the decomposer)"
+            )
+        chosen = select_parameters(ctx.model, spec.params)
+        self.names = [n for n, _ in chosen]
+        self.shared = [p for _, p in chosen]
+        self.dim = sum(p.numel() for p in self.shared)
+        if self.basis_kind == "subspace" and basis_bytes(spec.k, self.dim) > spec.memory_budget:
+            raise AuxoptError(
+                f"GradientDecomposer: the basis needs k × D = {spec.k} × {self.dim:,} fp32 numbers = "
+                f"{format_bytes(basis_bytes(spec.k, self.dim))}, over memory_budget "
+                f"{format_bytes(spec.memory_budget)}; lower k, select fewer params "
+                "(e.g. params='encoder.encoder') or raise memory_budget"
+            )
+        n_train = len(ctx.train_data[self.primary])
+        if self.basis_kind == "subspace" and n_train < spec.k:
+            raise AuxoptError(
+                f"GradientDecomposer: k={spec.k} but the primary task has only {n_train} training "
+                "examples; lower k"
+            )
+        seed = ctx.config.seed if spec.seed is None else spec.seed
+        self.m = min(spec.m, n_train)
+        self.reference = Batches(n_train, self.m, seed * 7919 + 17)
+        self.generator = torch.Generator().manual_seed(seed * 7919 + 18)
+        self.basis: torch.Tensor | None = None
+        self.singular_values: list[float] = []
+        self.last_refresh, self.refreshes, self.basis_seconds, self.next_aux = 0, 0, 0.0, 0
+        self.log: dict[str, list] = {"steps": [], "pos": [], "neg": [], "perp": [], "prim": []}
+
+    # -- the primary subspace -------------------------------------------------------------
+    def refresh(self, step: int) -> None:
+        """Recompute V from a fresh reference batch of m primary examples (dropout off, fp32)."""
+        from torch.func import functional_call
+
+        ctx, task = self.ctx, self.ctx.primary
+        start = time.perf_counter()
+        index = self.reference.next()
+        inputs = {k: v.to(ctx.device) for k, v in ctx.train_data[self.primary].batch(index).items()}
+        labels = ctx.train_labels[self.primary][index].to(ctx.device)
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), eager_attention(model.encoder), torch.autocast(ctx.device.type, enabled=False):
+
+                def losses(params):
+                    logits = functional_call(model, params, args=(task.head_name,), kwargs=inputs)
+                    return per_example_loss(task, logits, labels)
+
+                basis, s = randomized_basis(
+                    losses, dict(zip(self.names, self.shared, strict=True)), self.spec.k,
+                    oversample=self.spec.oversample, power_iters=self.spec.power_iters,
+                    generator=self.generator,
+                )
+        finally:
+            model.train(was_training)
+        self.basis = basis.float()
+        self.singular_values = [float(x) for x in s]
+        self.last_refresh, self.refreshes = step, self.refreshes + 1
+        self.basis_seconds += time.perf_counter() - start
+
+    # -- one step ------------------------------------------------------------------------
+    def _auxiliary(self) -> str:
+        for _ in range(4 * len(self.ctx.tasks)):
+            name = self.ctx.schedule.next_task()
+            if name != self.primary:
+                return name
+        name = self.auxiliaries[self.next_aux % len(self.auxiliaries)]
+        self.next_aux += 1
+        return name
+
+    def _take(self) -> torch.Tensor:
+        """The selected parameters' gradients as one flat fp32 vector; their .grad is cleared."""
+        flat = torch.cat([
+            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in self.shared
+        ])
+        for p in self.shared:
+            p.grad = None
+        return flat
+
+    def _put(self, flat: torch.Tensor) -> None:
+        start = 0
+        for p in self.shared:
+            p.grad = flat[start : start + p.numel()].view_as(p).to(p.dtype).clone()
+            start += p.numel()
+
+    def backward(self, step: int) -> dict[str, int]:
+        ctx = self.ctx
+        if self.basis_kind == "subspace" and (self.basis is None or step - self.last_refresh >= self.spec.every):
+            self.refresh(step)
+        aux = self._auxiliary()
+        loss_p, n_p = ctx.loss(self.primary, step)
+        loss_p.backward()
+        g_prim = self._take()
+        loss_a, n_a = ctx.loss(aux, step)
+        loss_a.backward()
+        g_aux = self._take()
+        with torch.no_grad():
+            basis = self.basis if self.basis_kind == "subspace" else primary_grad_basis(g_prim)
+            parts = decompose(g_aux, basis, g_prim)
+            self._put(self.spec.eta_prim * g_prim + combine(parts, self.eta))
+            if step == 1 or step % self.spec.log_every == 0:
+                norms = parts.norms()
+                self.log["steps"].append(int(step))
+                for key in ("pos", "neg", "perp"):
+                    self.log[key].append(round(norms[key], 6))
+                self.log["prim"].append(round(float(torch.linalg.vector_norm(g_prim)), 6))
+        return {self.primary: n_p, aux: n_a}
+
+    # -- records and checkpoints -----------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        return {
+            "grad_parts": {key: list(values) for key, values in self.log.items()},
+            "grad_basis": {
+                "kind": self.basis_kind, "dim": self.dim, "k": self.spec.k, "m": self.m,
+                "refreshes": self.refreshes, "seconds": round(self.basis_seconds, 3),
+                "singular_values": [round(s, 6) for s in self.singular_values],
+            },
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "basis": None if self.basis is None else self.basis.detach().cpu().clone(),
+            "singular_values": list(self.singular_values),
+            "last_refresh": self.last_refresh,
+            "refreshes": self.refreshes,
+            "basis_seconds": self.basis_seconds,
+            "next_aux": self.next_aux,
+            "reference": self.reference.state_dict(),
+            "generator": self.generator.get_state(),
+            "log": {key: list(values) for key, values in self.log.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        basis = state.get("basis")
+        if basis is not None and tuple(basis.shape) != (self.spec.k, self.dim):
+            raise AuxoptError(
+                f"checkpointed ATTITTUD basis has shape {tuple(basis.shape)}, but this run needs "
+                f"({self.spec.k}, {self.dim}); resume with the same k and params"
+            )
+        self.basis = None if basis is None else basis.to(self.ctx.device, torch.float32)
+        self.singular_values = list(state["singular_values"])
+        self.last_refresh, self.refreshes = int(state["last_refresh"]), int(state["refreshes"])
+        self.basis_seconds, self.next_aux = float(state["basis_seconds"]), int(state["next_aux"])
+        self.reference.load_state_dict(state["reference"])
+        self.generator.set_state(state["generator"])
+        self.log = {key: list(values) for key, values in state["log"].items()}

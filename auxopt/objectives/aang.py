@@ -1,0 +1,351 @@
+"""``AANG``: the trainer plugin (``TrainConfig(objectives=AANG(...))``) and its step strategy.
+
+Two modes:
+
+* **online weighting** (``learn=True``, AANG proper) — every step ``k`` objectives are sampled from
+  the space with probability ``w`` (:class:`~auxopt.objectives.weighting.OnlineWeights`), and the
+  step's loss is ``2λ L_prim + 2(1 − λ) Σ_{t∈S} ŵ_t L_t`` (``λ = ½`` at the start gives the primary
+  the weight it has alone). Every ``update_every`` steps each term is back-propagated on its own,
+  its gradient on the shared encoder compared (cosine) with the gradient of a dev loss, and the
+  weights updated; the dev loss is that of a small **dev head** — a linear (or, for regression,
+  least-squares) head fitted by L-BFGS on the frozen pooled features of a primary dev minibatch,
+  warm-started from the previous fit — so that the dev gradient describes the encoder, not the
+  training head. (As in the paper the dev split drives the weights; report test scores.)
+* **fixed objectives** (``learn=False``) — ``objectives`` with fixed ``weights`` every step, loss
+  ``primary_weight · L_prim + Σ_t w_t L_t`` (what :meth:`ObjectiveSpace.suggest
+  <auxopt.objectives.ObjectiveSpace.suggest>` returns for an Optuna search, and TAPT-style MLM).
+
+The weights are recorded every ``log_every`` steps as ``summary()["aang_weights"]`` =
+``{"steps", "objectives", "weights" (one row per record, one column per objective), "primary_weight"
+(λ, or the fixed primary weight)}``, which the objective adapter stores as user_attr ``aang_weights``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from auxopt.errors import AuxoptError
+from auxopt.objectives.losses import ObjectiveLosses
+from auxopt.objectives.taxonomy import STAGES, Objective, ObjectiveSpace, why_illegal
+from auxopt.objectives.weighting import OnlineWeights
+from auxopt.train.step import Batches, autocast, check_finite
+
+
+@dataclass(frozen=True)
+class AANG:
+    """AANG's auxiliary objectives for :class:`~auxopt.train.TrainConfig` (its ``objectives`` field).
+    Plain data: no Optuna in here (see :meth:`suggest` and :meth:`ObjectiveSpace.suggest`).
+
+    Args:
+        space: the :class:`ObjectiveSpace` (None: ``ObjectiveSpace.for_task(primary)`` — the primary's
+            text, plus its ``domain.txt`` when it has one).
+        k: objectives sampled per step (online weighting).
+        learn: learn the weights online (AANG) or keep ``weights`` fixed.
+        objectives: objectives to use (names ``data|transform|representation|output``, presets or
+            :class:`Objective`); default: every objective of the space.
+        weights: fixed weights of ``objectives`` (``learn=False``; default 1 each).
+        primary_weight: the primary loss's weight with fixed objectives.
+        weight_lr, joint_lr: learning rates of the factor and joint logits (joint default: weight_lr).
+        primary_lr: learning rate of the primary/auxiliary split ψ; init_primary: λ at the start.
+        update_every: update the weights every this many steps (other steps: one combined backward).
+        dev_batch_size: dev examples per weight update (default: the run's batch size).
+        dev_head_steps, dev_head_l2: L-BFGS iterations and L2 penalty of the dev-head fit.
+        log_every: record the weights every this many steps (and at step 1).
+        align_embeddings: include the embedding tables in the gradients whose cosine is taken (by
+            default only the transformer layers: the word-embedding gradient is a sparse record of
+            which tokens a minibatch happened to contain, and drowns the alignment in noise).
+        seed: seeds sampling and transforms (None: the run's seed).
+    """
+
+    space: ObjectiveSpace | None = None
+    k: int = 3
+    learn: bool = True
+    objectives: Sequence[Any] | None = None
+    weights: Sequence[float] | None = None
+    primary_weight: float = 1.0
+    weight_lr: float = 0.5
+    joint_lr: float | None = None
+    primary_lr: float = 0.5
+    init_primary: float = 0.5
+    update_every: int = 1
+    dev_batch_size: int | None = None
+    dev_head_steps: int = 20
+    dev_head_l2: float = 1e-3
+    log_every: int = 10
+    align_embeddings: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("k", "update_every", "log_every", "dev_head_steps"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise AuxoptError(f"AANG: {key} must be an integer >= 1, not {value!r}")
+        if self.space is not None and not isinstance(self.space, ObjectiveSpace):
+            raise AuxoptError(f"AANG: space must be an ObjectiveSpace, not {type(self.space).__name__}")
+        if self.objectives is not None:
+            objs = tuple(Objective.parse(o) for o in self.objectives)
+            if not objs:
+                raise AuxoptError("AANG: objectives is empty; give at least one or leave it None (the whole space)")
+            for o in objs:
+                reason = why_illegal(o)
+                if reason:
+                    raise AuxoptError(f"AANG: objective {str(o)!r} is illegal: {reason}")
+            if len(set(objs)) != len(objs):
+                raise AuxoptError("AANG: objectives repeats an objective; give each once")
+            object.__setattr__(self, "objectives", objs)
+        if self.weights is not None:
+            if self.objectives is None or len(self.weights) != len(self.objectives):
+                raise AuxoptError("AANG: weights needs objectives, one weight each")
+            if not all(isinstance(w, int | float) and math.isfinite(w) and w >= 0 for w in self.weights):
+                raise AuxoptError(f"AANG: weights must be finite numbers >= 0, not {list(self.weights)}")
+            object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        if not self.learn and self.objectives is None:
+            raise AuxoptError("AANG: learn=False needs objectives (and their weights) to keep fixed")
+        for key in ("weight_lr", "primary_lr", "primary_weight", "dev_head_l2"):
+            value = getattr(self, key)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise AuxoptError(f"AANG: {key} must be a finite number >= 0, not {value!r}")
+        if not 0 < self.init_primary < 1:
+            raise AuxoptError(f"AANG: init_primary must be in (0, 1), not {self.init_primary!r}")
+        n = self.n_candidates()
+        if self.learn and n is not None and self.k > n:
+            raise AuxoptError(f"AANG: k={self.k} is larger than the {n} objectives to sample from; lower k")
+
+    def n_candidates(self) -> int | None:
+        if self.objectives is not None:
+            return len(self.objectives)
+        return None if self.space is None else len(self.space)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "AANG", "learn": self.learn, "k": self.k,
+            "space": None if self.space is None else self.space.describe(),
+            "objectives": None if self.objectives is None else [str(o) for o in self.objectives],
+            "weights": None if self.weights is None else list(self.weights),
+            "primary_weight": self.primary_weight, "weight_lr": self.weight_lr,
+            "joint_lr": self.joint_lr, "primary_lr": self.primary_lr, "init_primary": self.init_primary,
+            "update_every": self.update_every, "dev_batch_size": self.dev_batch_size,
+            "dev_head_steps": self.dev_head_steps, "dev_head_l2": self.dev_head_l2,
+            "log_every": self.log_every, "align_embeddings": self.align_embeddings, "seed": self.seed,
+        }
+
+    def make_step(self, ctx) -> AANGStep:
+        return AANGStep(ctx, self)
+
+    @classmethod
+    def suggest(
+        cls,
+        trial,
+        space: ObjectiveSpace | None = None,
+        *,
+        k: int | tuple[int, int] = (1, 4),
+        weight_lr: float | tuple[float, float] = (0.05, 2.0),
+        primary_lr: float | tuple[float, float] = (0.05, 2.0),
+        prefix: str = "aang_",
+        **fixed: Any,
+    ) -> AANG:
+        """Online AANG with its own hyperparameters suggested through an Optuna ``trial``: a tuple
+        is a range (log scale for learning rates), a number is fixed."""
+        def pick(name, value, log):
+            if isinstance(value, tuple):
+                lo, hi = value
+                if isinstance(lo, int) and isinstance(hi, int) and not log:
+                    if space is not None:
+                        hi = min(hi, len(space))
+                    return trial.suggest_int(prefix + name, lo, hi)
+                return trial.suggest_float(prefix + name, lo, hi, log=log)
+            return value
+
+        return cls(space=space, k=pick("k", k, False), weight_lr=pick("weight_lr", weight_lr, True),
+                   primary_lr=pick("primary_lr", primary_lr, True), **fixed)
+
+
+def _flat(grads, params) -> torch.Tensor:
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                      for g, p in zip(grads, params, strict=True)])
+
+
+class AANGStep:
+    """The step strategy of :class:`AANG` (see the module docstring)."""
+
+    def __init__(self, ctx, spec: AANG):
+        self.ctx, self.spec = ctx, spec
+        seed = ctx.config.seed if spec.seed is None else spec.seed
+        space = spec.space or ObjectiveSpace.for_task(ctx.primary)
+        self.space = space
+        self.objectives = list(spec.objectives) if spec.objectives is not None else list(space)
+        if spec.learn and spec.k > len(self.objectives):
+            raise AuxoptError(f"AANG: k={spec.k} is larger than the {len(self.objectives)} objectives of the space; lower k")
+        self.losses = ObjectiveLosses(ctx, self.objectives, select_prob=space.select_prob, domain=space.domain,
+                                      out_of_domain=space.out_of_domain, seed=seed + 1)
+        self.generator = torch.Generator().manual_seed(seed + 2)
+        self.params = [p for p in ctx.model.parameters() if p.requires_grad]
+        self.shared = [p for n, p in ctx.model.encoder.named_parameters()
+                       if p.requires_grad and (spec.align_embeddings or "embeddings" not in n)]
+        shared_ids = {id(p) for p in self.shared}
+        self.is_shared = [id(p) in shared_ids for p in self.params]
+        self.online = None
+        if spec.learn:
+            options = {s: sorted({o.stages[i] for o in self.objectives}) for i, s in enumerate(STAGES)}
+            self.online = OnlineWeights(
+                self.objectives, options, lr=spec.weight_lr,
+                joint_lr=spec.weight_lr if spec.joint_lr is None else spec.joint_lr,
+                primary_lr=spec.primary_lr, init_primary=spec.init_primary,
+            )
+            primary = ctx.primary
+            hidden = ctx.model.encoder.config.hidden_size
+            outputs = primary.num_labels
+            self.dev_w = torch.zeros(hidden, outputs, device=ctx.device)
+            self.dev_b = torch.zeros(outputs, device=ctx.device)
+            labels = primary.dev.labels
+            self.dev_labels = torch.as_tensor(
+                labels, dtype=torch.long if primary.kind == "classification" else torch.float32)
+            self.dev_batches = Batches(len(ctx.dev_data), spec.dev_batch_size or ctx.config.batch_size, seed + 3)
+        self.record: dict[str, list] = {"steps": [], "objectives": [str(o) for o in self.objectives],
+                                        "weights": [], "primary_weight": []}
+        self.cosines: list[list[float]] = []
+
+    # -- weights --------------------------------------------------------------------------------
+    def current_weights(self) -> tuple[list[float], float]:
+        if self.online is None:
+            return list(self.spec.weights or [1.0] * len(self.objectives)), float(self.spec.primary_weight)
+        return self.online.weights().tolist(), self.online.primary_share()
+
+    def _log(self, step: int) -> None:
+        weights, primary = self.current_weights()
+        self.record["steps"].append(int(step))
+        self.record["weights"].append([round(w, 6) for w in weights])
+        self.record["primary_weight"].append(round(primary, 6))
+
+    def _terms(self) -> tuple[list[tuple[Objective | None, float]], torch.Tensor | None]:
+        """The step's (objective or None for the primary, loss weight) terms and the sampled indices."""
+        if self.online is None:
+            weights = self.spec.weights or [1.0] * len(self.objectives)
+            return [(None, self.spec.primary_weight), *zip(self.objectives, weights, strict=True)], None
+        sampled = self.online.sample(self.spec.k, self.generator)
+        w = self.online.weights()[sampled]
+        w = w / w.sum()
+        lam = self.online.primary_share()
+        terms = [(None, 2 * lam)] + [(self.objectives[int(i)], 2 * (1 - lam) * float(wi))
+                                     for i, wi in zip(sampled, w, strict=True)]
+        return terms, sampled
+
+    def _loss(self, obj: Objective | None, step: int) -> tuple[torch.Tensor, int]:
+        if obj is None:
+            return self.ctx.loss(self.ctx.primary.name, step)
+        loss, n = self.losses.loss(obj)
+        check_finite(loss, f"objective {str(obj)!r}", step, self.ctx.config.learning_rate)
+        return loss, n
+
+    # -- dev gradient -----------------------------------------------------------------------------
+    def _dev_loss(self, features: torch.Tensor, labels: torch.Tensor, w, b) -> torch.Tensor:
+        out = features @ w + b
+        if self.ctx.primary.kind == "classification":
+            return F.cross_entropy(out, labels)
+        return F.mse_loss(out.squeeze(-1), labels)
+
+    def dev_gradient(self) -> torch.Tensor:
+        """The gradient on the shared encoder of the dev loss of a freshly fitted dev head."""
+        ctx, model = self.ctx, self.ctx.model
+        index = self.dev_batches.next()
+        inputs = {k: v.to(ctx.device) for k, v in ctx.dev_data.batch(index).items()}
+        labels = self.dev_labels[index].to(ctx.device)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), autocast(ctx.device, ctx.bf16):
+            frozen = model.pool(**inputs).float()
+        model.train(was_training)
+        w = self.dev_w.clone().requires_grad_(True)
+        b = self.dev_b.clone().requires_grad_(True)
+        with torch.enable_grad():
+            opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=self.spec.dev_head_steps,
+                                    line_search_fn="strong_wolfe")
+
+            def closure():
+                opt.zero_grad()
+                loss = self._dev_loss(frozen, labels, w, b) + self.spec.dev_head_l2 * (w * w).sum()
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+        self.dev_w, self.dev_b = w.detach(), b.detach()
+        with autocast(ctx.device, ctx.bf16):
+            features = model.pool(**inputs)
+        loss = self._dev_loss(features.float(), labels, self.dev_w, self.dev_b)
+        grads = torch.autograd.grad(loss, self.shared, allow_unused=True)
+        return _flat(grads, self.shared)
+
+    # -- the step ---------------------------------------------------------------------------------
+    def backward(self, step: int) -> dict[str, int]:
+        if step == 1 or step % self.spec.log_every == 0:
+            self._log(step)
+        terms, sampled = self._terms()
+        used: dict[str, int] = {}
+        update = self.online is not None and (step - 1) % self.spec.update_every == 0
+        if not update:
+            total = 0.0
+            for obj, weight in terms:
+                loss, n = self._loss(obj, step)
+                total = total + weight * loss
+                key = self.ctx.primary.name if obj is None else str(obj)
+                used[key] = used.get(key, 0) + n
+            total.backward()
+            return used
+        dev = self.dev_gradient()
+        cosines = []
+        for obj, weight in terms:
+            loss, n = self._loss(obj, step)
+            key = self.ctx.primary.name if obj is None else str(obj)
+            used[key] = used.get(key, 0) + n
+            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+            shared = _flat([g for g, s in zip(grads, self.is_shared, strict=True) if s], self.shared)
+            cosines.append(float(F.cosine_similarity(shared, dev, dim=0)))
+            for p, g in zip(self.params, grads, strict=True):
+                if g is None:
+                    continue
+                if p.grad is None:
+                    p.grad = weight * g
+                else:
+                    p.grad.add_(g, alpha=weight)
+        self.online.update(sampled, torch.tensor(cosines[1:]), cosines[0])
+        if step == 1 or step % self.spec.log_every == 0:
+            self.cosines.append([int(step), round(cosines[0], 5),
+                                 *[[str(self.objectives[int(i)]), round(c, 5)] for i, c in zip(sampled, cosines[1:], strict=True)]])
+        return used
+
+    def summary(self) -> dict[str, Any]:
+        weights, _ = self.current_weights()
+        top = sorted(zip(self.record["objectives"], weights, strict=True), key=lambda t: -t[1])[:5]
+        out: dict[str, Any] = {"aang_weights": self.record, "aang_top": [[n, round(w, 6)] for n, w in top]}
+        if self.cosines:
+            out["aang_cosines"] = self.cosines
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "losses": self.losses.state_dict(), "generator": self.generator.get_state(),
+            "record": copy.deepcopy(self.record), "cosines": copy.deepcopy(self.cosines),
+        }
+        if self.online is not None:
+            state.update(online=self.online.state_dict(), dev_w=self.dev_w.cpu().clone(),
+                         dev_b=self.dev_b.cpu().clone(), dev_batches=self.dev_batches.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.losses.load_state_dict(state["losses"])
+        self.generator.set_state(state["generator"])
+        self.record = copy.deepcopy(state["record"])
+        self.cosines = copy.deepcopy(state["cosines"])
+        if self.online is not None:
+            self.online.load_state_dict(state["online"])
+            self.dev_w = state["dev_w"].to(self.ctx.device)
+            self.dev_b = state["dev_b"].to(self.ctx.device)
+            self.dev_batches.load_state_dict(state["dev_batches"])
+

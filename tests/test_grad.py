@@ -1,0 +1,406 @@
+"""ATTITTUD (auxopt.grad): decomposition algebra, Theorem 1 on a quadratic, randomised vs exact basis,
+the trainer plugin, its records, checkpoints and bad input."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+
+import pytest
+import torch
+
+from auxopt.errors import AuxoptError
+from auxopt.grad import (
+    GradientDecomposer,
+    combine,
+    decompose,
+    exact_basis,
+    primary_grad_basis,
+    principal_angles,
+    randomized_basis,
+)
+from auxopt.grad.subspace import flatten, is_orthonormal
+
+
+def random_basis(k: int, dim: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(dim, k, generator=g, dtype=torch.float64))
+    return q.T.contiguous()
+
+
+# -- decomposition ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(5))
+def test_parts_sum_to_g_aux_and_perp_is_orthogonal(seed):
+    g = torch.Generator().manual_seed(100 + seed)
+    basis = random_basis(4, 50, seed)
+    g_aux = torch.randn(50, generator=g, dtype=torch.float64)
+    g_prim = torch.randn(50, generator=g, dtype=torch.float64)
+    parts = decompose(g_aux, basis, g_prim)
+    torch.testing.assert_close(parts.pos + parts.neg + parts.perp, g_aux)
+    assert basis @ parts.perp == pytest.approx(torch.zeros(4), abs=1e-12)
+    # + and − live in the span and are orthogonal to each other (disjoint coordinates)
+    torch.testing.assert_close(basis.T @ (basis @ parts.pos), parts.pos)
+    assert float(parts.pos @ parts.neg) == pytest.approx(0.0, abs=1e-12)
+    # every coordinate of + agrees in sign with the primary's, every one of − does not
+    c_pos, c_neg = basis @ parts.pos, basis @ parts.neg
+    p = basis @ g_prim
+    assert torch.all(c_pos * p >= -1e-12) and torch.all(c_neg * p <= 1e-12)
+    assert torch.all((c_pos.abs() < 1e-12) | (c_neg.abs() < 1e-12))
+    c = basis @ g_aux
+    assert 0 < int(((c * p) > 0).sum()) < 4  # this draw has both kinds of coordinate
+
+
+def test_signs_on_a_hand_made_case():
+    basis = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    g_prim = torch.tensor([1.0, -1.0, 9.0, 9.0])  # primary coordinates (+1, −1)
+    g_aux = torch.tensor([2.0, 3.0, 5.0, 7.0])  # aux coordinates (2, 3): agrees on e1, conflicts on e2
+    parts = decompose(g_aux, basis, g_prim)
+    assert parts.pos.tolist() == [2.0, 0.0, 0.0, 0.0]
+    assert parts.neg.tolist() == [0.0, 3.0, 0.0, 0.0]
+    assert parts.perp.tolist() == [0.0, 0.0, 5.0, 7.0]
+    assert combine(parts, (0.5, 2.0, -1.0)).tolist() == [4.0, -3.0, 2.5, 3.5]
+    assert combine(parts, "drop_conflicts").tolist() == [2.0, 0.0, 5.0, 7.0]
+    assert combine(parts, "helpful_only").tolist() == [2.0, 0.0, 0.0, 0.0]
+    assert combine(parts, "multitask").tolist() == g_aux.tolist()
+
+
+def test_pcgrad_preset_is_pcgrad_projection():
+    g = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        g_prim, g_aux = torch.randn(30, generator=g), torch.randn(30, generator=g)
+        parts = decompose(g_aux, primary_grad_basis(g_prim), g_prim)
+        got = combine(parts, "pcgrad")
+        dot = float(g_aux @ g_prim)
+        expected = g_aux - (dot / float(g_prim @ g_prim)) * g_prim if dot < 0 else g_aux
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_decompose_is_fp32_under_bf16_inputs():
+    basis = random_basis(3, 20, 0).bfloat16()
+    parts = decompose(torch.randn(20).bfloat16(), basis, torch.randn(20).bfloat16())
+    assert parts.pos.dtype == parts.perp.dtype == torch.float32
+
+
+# -- Theorem 1 on a quadratic --------------------------------------------------------------------------
+def test_theorem1_small_step_never_increases_primary_loss_on_a_quadratic():
+    """Least squares ℓ_i(θ) = ½ (a_iᵀθ − b_i)²: per-example gradients span ⊆ span{a_i}, the mean
+    gradient lies in the randomised basis (k = m), and with η_- = 0, η_⊥, η_+ ≥ 0 the update
+    direction has ⟨g_prim, d⟩ ≥ 0 and a small step does not raise L; with η_- > 0 it can."""
+    gen = torch.Generator().manual_seed(0)
+    m, dim = 6, 40
+    a = torch.randn(m, dim, generator=gen, dtype=torch.float64)
+    b = torch.randn(m, generator=gen, dtype=torch.float64)
+
+    def losses(params):
+        return 0.5 * (a @ params["w"] - b) ** 2
+
+    def loss(w):
+        return float(losses({"w": w}).mean())
+
+    increased_with_neg = 0
+    for trial in range(30):
+        w = torch.randn(dim, generator=gen, dtype=torch.float64)
+        basis, _ = randomized_basis(losses, {"w": w}, k=m, generator=gen)
+        assert is_orthonormal(basis, 1e-10)
+        g_prim = a.T @ (a @ w - b) / m
+        g_aux = 3.0 * torch.randn(dim, generator=gen, dtype=torch.float64) - 2.0 * g_prim
+        parts = decompose(g_aux, basis, g_prim)
+        for eta_perp, eta_pos in itertools.product((0.0, 0.5, 1.0, 2.0), repeat=2):
+            d = combine(parts, (eta_perp, eta_pos, 0.0))
+            assert float(g_prim @ d) >= -1e-10  # first order, without the primary term
+            step = g_prim + d  # η_prim = 1
+            lr = 1e-4 / (1.0 + float(step.norm()))
+            assert loss(w - lr * step) <= loss(w) + 1e-12, (trial, eta_perp, eta_pos)
+        step = g_prim + combine(parts, (1.0, 1.0, 1.0))
+        lr = 1e-4 / (1.0 + float(step.norm()))
+        increased_with_neg += loss(w - lr * step) > loss(w)
+    assert increased_with_neg > 0  # keeping conflicts (η_- = 1) does raise the loss sometimes
+
+
+# -- randomised basis vs exact ----------------------------------------------------------------------------
+def small_bert_losses(seed: int):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=16, attn_implementation="eager",
+    )
+    encoder = BertModel(config, add_pooling_layer=False).double().eval()
+    head = torch.nn.Linear(16, 3).double()
+    ids = torch.randint(0, 50, (24, 8))
+    labels = torch.randint(0, 3, (24,))
+    params = {n: p.detach() for n, p in encoder.named_parameters()}
+
+    def losses(ps):
+        out = torch.func.functional_call(encoder, ps, (), {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+        return torch.nn.functional.cross_entropy(head(out.last_hidden_state.mean(1)), labels, reduction="none")
+
+    return losses, params
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_randomized_basis_matches_exact_svd_on_a_small_model(seed):
+    losses, params = small_bert_losses(seed)
+    jac = torch.func.jacrev(losses)(params)
+    jac = torch.cat([j.detach().reshape(24, -1) for j in jac.values()], dim=1)  # m × D, float64
+    exact, s_exact = exact_basis(jac, 6)
+    gen = torch.Generator().manual_seed(seed)
+    # at the large spectral gap (σ2 ≫ σ3 for this model) the top-2 subspace is recovered exactly
+    v2, _ = randomized_basis(losses, params, 2, oversample=5, power_iters=2, generator=gen)
+    assert float(principal_angles(v2, exact[:2]).max()) < 1e-2
+    # at k = 4 (no gap): singular values from below and within 6 %, Halko's bound ‖J − J VᵀV‖ ≈ σ_{k+1}
+    v4, s4 = randomized_basis(losses, params, 4, oversample=5, power_iters=2, generator=gen)
+    assert is_orthonormal(v4, 1e-8)
+    assert torch.all(s4 <= s_exact[:4] * (1 + 1e-9)) and torch.all(s4 >= 0.94 * s_exact[:4])
+    residual = torch.linalg.matrix_norm(jac - (jac @ v4.T) @ v4, ord=2)
+    assert float(residual) <= 1.15 * float(s_exact[4])
+    # a random 4-D subspace is far off (the check can fail)
+    assert float(principal_angles(random_basis(4, jac.shape[1], 0), exact[:4]).min()) > 1.0
+
+
+def test_randomized_basis_rejects_k_above_m():
+    losses, params = small_bert_losses(0)
+    with pytest.raises(ValueError, match="k must be in"):
+        randomized_basis(losses, params, 25)
+
+
+# -- the trainer plugin ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tasks():
+    from auxopt.tasks import make_synthetic_suite
+
+    suite = make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=0, n_train=120, n_aux_train=200, n_dev=60, n_test=60)
+    return suite.primary, suite.auxiliaries
+
+
+BASE = dict(model="tiny", max_steps=12, eval_every=6, max_length=16, batch_size=8, eval_batch_size=64, device="cpu")
+
+
+def make_ctx(config):
+    """A TrainContext built the way ``auxopt.train.train`` builds it."""
+    from auxopt.models import encode_split
+    from auxopt.train.loop import build_model, resolve_device
+    from auxopt.train.schedules import make_schedule
+    from auxopt.train.step import Batches, TrainContext
+
+    torch.manual_seed(config.seed)
+    ratios = config.active_ratios()
+    tasks = {t.name: t for t in config.tasks if t.name in ratios}
+    model, tokenizer = build_model(config, list(tasks.values()))
+    data = {n: encode_split(tokenizer, t, "train", config.max_length) for n, t in tasks.items()}
+    return TrainContext(
+        config=config, model=model, tokenizer=tokenizer, tasks=tasks, train_data=data,
+        train_labels={n: torch.as_tensor(t.train.labels) for n, t in tasks.items()},
+        batches={n: Batches(len(d), config.batch_size, i) for i, (n, d) in enumerate(data.items())},
+        dev_data=encode_split(tokenizer, config.primary, "dev", config.max_length),
+        schedule=make_schedule(ratios, config.schedule, seed=config.seed),
+        device=resolve_device("cpu"), bf16=False,
+    )
+
+
+@pytest.mark.parametrize("eta, eta_prim", [((0.3, 1.5, 0.0), 0.7), ("pcgrad", 1.0)])
+def test_step_leaves_the_recombined_gradient_in_param_grad(tasks, eta, eta_prim):
+    from auxopt.train import TrainConfig
+
+    primary, aux = tasks
+    config = TrainConfig(primary, aux[:1], seed=1, **BASE)
+    ctx = make_ctx(config)
+    ctx.model.eval()  # no dropout: the replay below sees the same function
+    spec = GradientDecomposer(k=3, m=8, every=5, eta=eta, eta_prim=eta_prim)
+    step = spec.make_step(ctx)
+    before = {n: copy.deepcopy(b.state_dict()) for n, b in ctx.batches.items()}
+    step.backward(1)
+    got = {n: p.grad.clone() for n, p in ctx.model.named_parameters() if p.grad is not None}
+
+    # replay: the two task gradients, computed independently
+    for n, b in ctx.batches.items():
+        b.load_state_dict(before[n])
+    grads = {}
+    for name in (primary.name, aux[0].name):
+        ctx.model.zero_grad(set_to_none=True)
+        ctx.loss(name, 1)[0].backward()
+        grads[name] = {n: p.grad.clone() for n, p in ctx.model.named_parameters() if p.grad is not None}
+    shared = [n for n, _ in ctx.model.named_parameters() if n.startswith("encoder.")]
+    g_p = torch.cat([grads[primary.name][n].reshape(-1) for n in shared])
+    g_a = torch.cat([grads[aux[0].name][n].reshape(-1) for n in shared])
+    basis = step.basis if eta != "pcgrad" else primary_grad_basis(g_p)
+    expected = eta_prim * g_p + combine(decompose(g_a, basis, g_p), eta)
+    torch.testing.assert_close(torch.cat([got[n].reshape(-1) for n in shared]), expected, atol=1e-6, rtol=1e-5)
+    for task in (primary, aux[0]):  # heads: their own task's gradient
+        name = f"heads.{task.head_name}.weight"
+        torch.testing.assert_close(got[name], grads[task.name][name])
+    if eta != "pcgrad":
+        assert step.basis.shape == (3, g_p.numel()) and step.basis.dtype == torch.float32
+        assert is_orthonormal(step.basis, 1e-4)
+
+
+def test_train_records_grad_parts_and_refreshes_every_n_steps(tasks):
+    from auxopt.train import TrainConfig, train
+
+    primary, aux = tasks
+    spec = GradientDecomposer(k=2, m=8, every=5, log_every=4)
+    result = train(TrainConfig(primary, aux, decomposer=spec, **BASE))
+    parts = result.extra["grad_parts"]
+    assert set(parts) == {"steps", "pos", "neg", "perp", "prim"}
+    assert parts["steps"] == [1, 4, 8, 12]
+    assert all(len(parts[k]) == 4 for k in parts)
+    assert all(x >= 0 and math.isfinite(x) for k in ("pos", "neg", "perp", "prim") for x in parts[k])
+    assert result.extra["grad_basis"]["refreshes"] == 3  # steps 1, 6, 11
+    assert result.examples[primary.name] == 12 * 8  # one primary batch every step
+    assert sum(result.examples[a.name] for a in aux) == 12 * 8
+    assert math.isfinite(result.best_dev)
+
+
+def test_state_dict_round_trip(tasks):
+    from auxopt.train import TrainConfig
+
+    primary, aux = tasks
+    config = TrainConfig(primary, aux[:1], **BASE)
+    spec = GradientDecomposer(k=2, m=8, every=3)
+    ctx = make_ctx(config)
+    step = spec.make_step(ctx)
+    for i in range(1, 5):
+        step.backward(i)
+        ctx.model.zero_grad(set_to_none=True)
+    state = step.state_dict()
+    fresh = spec.make_step(ctx)
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh.basis, step.basis)
+    assert (fresh.refreshes, fresh.last_refresh) == (2, 4)
+    assert fresh.summary() == step.summary()
+    assert torch.equal(fresh.reference.next(), step.reference.next())  # same reference stream
+    bad = dict(state, basis=torch.zeros(3, 5))
+    with pytest.raises(AuxoptError, match="same k and params"):
+        fresh.load_state_dict(bad)
+
+
+def test_objective_stores_grad_parts_on_the_trial(tasks):
+    import optuna
+
+    from auxopt import StudySpec
+
+    primary, aux = tasks
+    spec = StudySpec(
+        name="attittud_test", primary=primary, auxiliaries=aux[:1],
+        space=lambda trial: {"decomposer": GradientDecomposer.suggest(trial, k=(1, 4), m=8, eta=(0.0, 1.0))},
+        base=BASE, storage="sqlite:///:memory:",
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(spec.objective(), n_trials=1)
+    trial = study.trials[0]
+    assert set(trial.params) == {"attittud_k", "attittud_eta_perp", "attittud_eta_pos", "attittud_eta_neg"}
+    assert 1 <= trial.params["attittud_k"] <= 4
+    assert trial.user_attrs["grad_parts"]["steps"][0] == 1
+    assert trial.user_attrs["config"]["decomposer"]["k"] == trial.params["attittud_k"]
+
+
+def test_bf16_autocast_on_cpu_keeps_basis_fp32(tasks):
+    from auxopt.train import TrainConfig
+
+    primary, aux = tasks
+    config = TrainConfig(primary, aux[:1], bf16=True, **BASE)
+    ctx = make_ctx(config)
+    ctx.bf16 = True
+    step = GradientDecomposer(k=2, m=8).make_step(ctx)
+    step.backward(1)
+    assert step.basis.dtype == torch.float32 and is_orthonormal(step.basis, 1e-4)
+    assert all(p.grad.dtype == torch.float32 for p in step.shared)
+    assert all(math.isfinite(x) for x in step.log["perp"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none (CPU paths are tested above)")
+def test_cuda_bf16_training_step(tasks):
+    from auxopt.train import TrainConfig, train
+
+    primary, aux = tasks
+    config = TrainConfig(primary, aux, decomposer=GradientDecomposer(k=2, m=8, every=4), **{**BASE, "device": "cuda", "bf16": True})
+    result = train(config)
+    assert result.device.startswith("cuda")
+    assert result.extra["grad_basis"]["refreshes"] == 3
+    assert all(math.isfinite(x) for x in result.extra["grad_parts"]["perp"])
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(k=40, m=32), "k=40 exceeds m=32"),
+        (dict(k=0), "k must be an integer >= 1"),
+        (dict(every=0), "every must be an integer >= 1"),
+        (dict(eta=(1.0, float("nan"), 0.0)), "finite"),
+        (dict(eta=(1.0, float("inf"), 0.0)), "finite"),
+        (dict(eta=(1.0, 1.0)), "three numbers"),
+        (dict(eta="bogus"), "unknown eta preset"),
+        (dict(eta_prim=float("nan")), "eta_prim must be a finite"),
+        (dict(params=()), "params must be"),
+        (dict(memory_budget=0), "memory_budget"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(AuxoptError, match=message):
+        GradientDecomposer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(params="decoder"), "match no shared parameter"),
+        (dict(params="heads"), "match no shared parameter"),
+        (dict(memory_budget=1000), "over memory_budget"),
+    ],
+)
+def test_bad_settings_are_refused_before_training(tasks, kwargs, message):
+    from auxopt.train import TrainConfig, train
+
+    primary, aux = tasks
+    with pytest.raises(AuxoptError, match=message):
+        train(TrainConfig(primary, aux, decomposer=GradientDecomposer(k=2, m=8, **kwargs), **BASE))
+
+
+def test_needs_an_auxiliary_task(tasks):
+    from auxopt.train import TrainConfig, train
+
+    primary, _ = tasks
+    with pytest.raises(AuxoptError, match="at least one auxiliary"):
+        train(TrainConfig(primary, (), decomposer=GradientDecomposer(k=2, m=8), **BASE))
+
+
+def test_parameter_selection_by_glob(tasks):
+    from auxopt.train import TrainConfig
+
+    primary, aux = tasks
+    ctx = make_ctx(TrainConfig(primary, aux[:1], **BASE))
+    step = GradientDecomposer(k=2, m=8, params="encoder.encoder.layer.1.*").make_step(ctx)
+    assert step.names and all(n.startswith("encoder.encoder.layer.1.") for n in step.names)
+    step.backward(1)
+    assert step.basis.shape[1] == sum(p.numel() for p in step.shared)
+    # unselected shared params still get gradients (plain sum of the two tasks)
+    assert ctx.model.encoder.embeddings.word_embeddings.weight.grad is not None
+
+
+def test_flatten_round_trip():
+    from auxopt.grad.subspace import unflatten
+
+    tree = {"a": torch.randn(2, 3), "b": torch.randn(4)}
+    back = unflatten(flatten(tree), tree)
+    assert all(torch.equal(back[k], tree[k]) for k in tree)
+
+
+def test_attittud_study_file_builds_a_decomposer(shared_data):
+    import runpy
+    from pathlib import Path
+
+    import optuna
+
+    from auxopt.study import StudySpec
+
+    spec = runpy.run_path(str(Path(__file__).resolve().parents[1] / "studies" / "attittud.py"))["study"]
+    assert isinstance(spec, StudySpec)
+    trial = optuna.trial.FixedTrial({"attittud_k": 4, "attittud_eta_perp": 0.5, "attittud_eta_pos": 1.0,
+                                     "attittud_eta_neg": 0.0})
+    config = spec.build_config(trial)
+    assert isinstance(config.decomposer, GradientDecomposer)
+    assert (config.decomposer.k, config.decomposer.eta) == (4, (0.5, 1.0, 0.0))

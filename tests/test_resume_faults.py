@@ -1,0 +1,115 @@
+"""The fault test: SIGKILL ``auxopt worker`` at random points of a study (during a trial, during a
+checkpoint write, between trials) again and again, rerun the same command each time, and check
+that every requested trial ends COMPLETE exactly once, that no finished trial is lost, and that
+each killed trial's retry resumed from its last checkpoint."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+STUDY = '''
+import optuna
+from auxopt import StudySpec, make_synthetic_suite
+
+suite = make_synthetic_suite(n_helpful=1, n_neutral=0, n_harmful=0, n_train=200, n_aux_train=200,
+                             n_dev=100, n_test=100)
+study = StudySpec(
+    name="faults", primary=suite.primary, auxiliaries=suite.auxiliaries,
+    space=lambda trial: {"lr": trial.suggest_float("lr", 1e-3, 1e-2, log=True)},
+    base={"max_steps": 240, "eval_every": 20, "max_length": 16, "batch_size": 8, "device": "cpu"},
+    sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.NopPruner(),
+    n_trials=N_TRIALS, checkpoint_every=20,
+)
+'''
+N_TRIALS, KILLS = 8, 12
+
+
+def _trials(db: Path) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name="faults", storage=f"sqlite:///{db}").get_trials()
+    except Exception:  # not created yet, or busy
+        return []
+
+
+def _kill_point(proc: subprocess.Popen, db: Path, artifacts: Path, mode: str, rng: random.Random) -> str:
+    """Wait for the moment ``mode`` names, then SIGKILL the worker; says what it hit."""
+    deadline = time.monotonic() + 60
+    if mode == "checkpoint":  # the instant a new checkpoint file appears, while it is written
+        seen = set(os.listdir(artifacts)) if artifacts.is_dir() else set()
+        while proc.poll() is None and time.monotonic() < deadline:
+            now = set(os.listdir(artifacts)) if artifacts.is_dir() else set()
+            if now - seen:
+                break
+            seen = now
+            time.sleep(0.0005)
+    elif mode == "trial":  # somewhere inside a running trial
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any(t.state == TrialState.RUNNING for t in _trials(db)):
+                time.sleep(rng.uniform(0.0, 2.0))
+                break
+            time.sleep(0.05)
+    else:  # anywhere: start-up, between trials, in a trial
+        time.sleep(rng.uniform(0.5, 6.0))
+    if proc.poll() is not None:
+        return "finished"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return mode
+
+
+@pytest.mark.slow
+def test_sigkilled_workers_resume_and_finish_every_trial_once(tmp_path):
+    study_file = tmp_path / "faults.py"
+    study_file.write_text(STUDY.replace("N_TRIALS", str(N_TRIALS)))
+    db = tmp_path / "faults.db"
+    artifacts = tmp_path / "faults.db.artifacts"
+    command = [sys.executable, "-m", "auxopt.cli", "worker", str(study_file), "--storage", f"sqlite:///{db}", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "AUXOPT_HEARTBEAT_S": "1", "AUXOPT_GRACE_S": "2",
+           "AUXOPT_MAX_RETRY": "100"}
+    rng = random.Random(7)
+    hits, finished_before = [], {}
+    for i in range(KILLS):
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        hits.append(_kill_point(proc, db, artifacts, ["trial", "checkpoint", "anywhere"][i % 3], rng))
+        for t in _trials(db):  # what has finished must stay finished, with the same result
+            if t.state == TrialState.COMPLETE:
+                assert finished_before.setdefault(t.number, t.value) == t.value
+        if hits[-1] == "finished":
+            break
+    assert hits.count("finished") == 0, f"the study finished before {KILLS} kills: {hits}"
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    trials = _trials(db)
+    for number, value in finished_before.items():
+        assert trials[number].state == TrialState.COMPLETE and trials[number].value == value
+    originals = [t for t in trials if "retry_history" not in t.system_attrs]
+    assert len(originals) == N_TRIALS
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == N_TRIALS
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+    for original in originals:  # each requested trial: COMPLETE exactly once across its retries
+        chain = [original] + [t for t in trials if t.system_attrs.get("retry_history", [None])[0] == original.number]
+        assert sum(t.state == TrialState.COMPLETE for t in chain) == 1
+        assert all(t.params == original.params for t in chain)
+    killed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(killed) >= KILLS // 3, f"too few kills landed in a trial: {hits}"
+    resumed = 0
+    for failed in killed:
+        (retry,) = [t for t in trials if t.system_attrs.get("retry_history", [None])[-1] == failed.number]
+        if retry.state != TrialState.COMPLETE:  # killed again before it could record anything
+            continue
+        step = failed.user_attrs.get("checkpoint_step")  # the newest checkpoint of its chain
+        assert retry.user_attrs["resumed_from_step"] >= (step or 0)  # from the last checkpoint, or newer
+        resumed += retry.user_attrs["resumed_from_step"] > 0
+    assert resumed >= 1
+    assert not artifacts.exists() or list(artifacts.iterdir()) == []  # finished trials' checkpoints are gone

@@ -1,0 +1,129 @@
+"""Storage URLs, heartbeat retry of dead workers' trials, journal reset, and study compatibility."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from auxopt.errors import AuxoptError
+from auxopt.storage import (
+    artifact_dir,
+    mask_url,
+    open_storage,
+    reset_running,
+    retried_trials,
+    validate_storage_url,
+)
+from auxopt.study import StudySpec
+from auxopt.worker import requested, run_trials
+
+
+def test_journal_urls_parse_and_open(tmp_path):
+    url = f"journal:///{tmp_path}/s.journal"
+    assert validate_storage_url(url) == url
+    storage = open_storage(url)
+    assert isinstance(storage, optuna.storages.JournalStorage)
+    assert artifact_dir(url) == (tmp_path / "s.journal.artifacts").resolve()
+    with pytest.raises(AuxoptError, match="folder of the journal file"):
+        validate_storage_url(f"journal:///{tmp_path}/missing/s.journal")
+    with pytest.raises(AuxoptError, match="needs a file"):
+        validate_storage_url("journal://")
+
+
+def test_postgres_urls_are_masked_and_a_dead_server_is_a_clear_error():
+    url = "postgresql+psycopg://alice:s3cret@127.0.0.1:1/auxopt"
+    assert "s3cret" not in mask_url(url) and "alice" in mask_url(url)
+    assert artifact_dir(url) is None  # no folder "beside" a database server
+    with pytest.raises(AuxoptError) as err:
+        open_storage(url)
+    assert "cannot open the storage" in str(err.value) and "s3cret" not in str(err.value)
+
+
+def test_sqlite_storage_has_heartbeat_and_busy_timeout(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUXOPT_HEARTBEAT_S", "7")
+    storage = open_storage(f"sqlite:///{tmp_path}/a.db")
+    assert storage.get_heartbeat_interval() == 7
+    assert storage.grace_period == 120
+    assert storage.engine_kwargs["connect_args"]["timeout"] == 60
+    assert open_storage(f"sqlite:///{tmp_path}/a.db", heartbeat=False).get_heartbeat_interval() is None
+    monkeypatch.setenv("AUXOPT_GRACE_S", "3")
+    with pytest.raises(AuxoptError, match="longer than the heartbeat"):
+        open_storage(f"sqlite:///{tmp_path}/a.db")
+
+
+def _objective(trial):
+    return -((trial.suggest_float("x", -3, 3) - 1) ** 2)
+
+
+@pytest.mark.parametrize("beat", [True, False])
+def test_a_dead_workers_trial_is_retried_with_its_parameters(tmp_path, monkeypatch, beat):
+    """A RUNNING trial whose heartbeat stopped (or that never beat: its worker died right after
+    creating it) is failed by the next worker and run again (same params) in place of a new one:
+    the study ends with exactly the trials asked for."""
+    monkeypatch.setenv("AUXOPT_HEARTBEAT_S", "1")
+    monkeypatch.setenv("AUXOPT_GRACE_S", "2")
+    url = f"sqlite:///{tmp_path}/hb.db"
+    study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
+    dead = study.ask()  # a worker that asked, (maybe) beat once, and died
+    dead.suggest_float("x", -3, 3)
+    if beat:
+        study._storage.record_heartbeat(dead._trial_id)
+    time.sleep(3.5)
+    seen = []
+
+    def objective(trial):
+        seen.append(retried_trials(trial))  # works on a live optuna.Trial
+        return _objective(trial)
+
+    assert run_trials(study, objective, url=url, until=3) == 3
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    (retry,) = [t for t in trials if "retry_history" in t.system_attrs]
+    assert retry.params == trials[0].params and retry.system_attrs["retry_history"] == [0]
+    assert sorted(seen) == [[], [], [0]]
+    assert requested(trials) == 3
+
+
+def test_journal_reset_running_queues_retries(tmp_path):
+    url = f"journal:///{tmp_path}/j.journal"
+    study = optuna.create_study(study_name="j", storage=open_storage(url))
+    alive = study.ask()
+    alive.suggest_float("x", -3, 3)
+    assert reset_running(study) == [0]
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].params == trials[0].params
+    run_trials(study, _objective, url=url, until=2)  # the retry first, then one new trial
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[1].params == trials[0].params and requested(trials) == 2
+
+
+def _spec(suite, space, name="cmp"):
+    return StudySpec(name=name, primary=suite.primary, auxiliaries=suite.auxiliaries, space=space,
+                     base={"max_steps": 4, "eval_every": 2, "max_length": 16, "device": "cpu"})
+
+
+def test_other_direction_or_search_space_is_a_clear_error(tmp_path, suite):
+    url = f"sqlite:///{tmp_path}/c.db"
+    optuna.create_study(study_name="down", storage=url, direction="minimize")
+    with pytest.raises(AuxoptError, match="created to minimize"):
+        _spec(suite, None, name="down").load_study(url)
+
+    def space(trial):
+        return {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True)}
+
+    def wider(trial):
+        return {"lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True)}
+
+    study = _spec(suite, space).load_study(url)
+    trial = study.ask()
+    space(trial)
+    study.tell(trial, 0.5)
+    _spec(suite, space).load_study(url)  # the same space loads
+    with pytest.raises(AuxoptError, match="another search space.*lr"):
+        _spec(suite, wider).load_study(url)
+    assert len(optuna.load_study(study_name="cmp", storage=url).trials) == 1  # nothing written
