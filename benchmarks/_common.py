@@ -12,7 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+#: the file ``--write`` updates: ``benchmarks/RESULTS.md``, or ``$AUXOPT_RESULTS`` (run_all.py sets it)
+RESULTS = Path(os.environ.get("AUXOPT_RESULTS") or Path(__file__).resolve().parent / "RESULTS.md")
 
 
 def cpu_model() -> str:

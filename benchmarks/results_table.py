@@ -183,8 +183,8 @@ def main(argv=None) -> int:
         f"({scale['startup']} Sobol/warm start, then GP). AANG: k = {scale['aang_k']}, weights updated "
         f"every 2 steps. ATTITTUD: k = {scale['k']}, m = {scale['m']}, basis every {scale['every']} "
         "steps, η = (1, 1, 0). UPGrad: torchjd's aggregator on the encoder's parameters.",
-        "- Cells: test score (mean ± sd over seeds) at the best dev step; the metric is the task's "
-        "(accuracy, or macro-F1 for citation_intent and chemprot).",
+        "- Cells: test score (mean ± sd over seeds) at the best dev step, in the task's metric (in the "
+        "header; chemprot's accuracy is the micro-F1 its papers report).",
         "",
         "| row | " + " | ".join(f"{n} ({metrics[n]})" for n in names)
         + " | training steps per seed | wall time per seed |",

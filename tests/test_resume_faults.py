@@ -1,7 +1,9 @@
 """The fault test: SIGKILL ``auxopt worker`` at random points of a study (during a trial, during a
 checkpoint write, between trials) again and again, rerun the same command each time, and check
 that every requested trial ends COMPLETE exactly once, that no finished trial is lost, and that
-each killed trial's retry resumed from its last checkpoint."""
+each killed trial's retry resumed from its last checkpoint. On SQLite, a journal file (rerun with
+``--reset-running``: it has no heartbeat) and PostgreSQL (``AUXOPT_TEST_POSTGRES_URL``; skips
+without a server, see tests/test_workers.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,15 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_workers import postgres_url
+
+from auxopt.storage import open_storage
 
 STUDY = '''
 import optuna
@@ -24,7 +30,7 @@ from auxopt import StudySpec, make_synthetic_suite
 suite = make_synthetic_suite(n_helpful=1, n_neutral=0, n_harmful=0, n_train=200, n_aux_train=200,
                              n_dev=100, n_test=100)
 study = StudySpec(
-    name="faults", primary=suite.primary, auxiliaries=suite.auxiliaries,
+    name="NAME", primary=suite.primary, auxiliaries=suite.auxiliaries,
     space=lambda trial: {"lr": trial.suggest_float("lr", 1e-3, 1e-2, log=True)},
     base={"max_steps": 240, "eval_every": 20, "max_length": 16, "batch_size": 8, "device": "cpu"},
     sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.NopPruner(),
@@ -34,14 +40,14 @@ study = StudySpec(
 N_TRIALS, KILLS = 8, 12
 
 
-def _trials(db: Path) -> list[optuna.trial.FrozenTrial]:
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     try:
-        return optuna.load_study(study_name="faults", storage=f"sqlite:///{db}").get_trials()
+        return optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)).get_trials()
     except Exception:  # not created yet, or busy
         return []
 
 
-def _kill_point(proc: subprocess.Popen, db: Path, artifacts: Path, mode: str, rng: random.Random) -> str:
+def _kill_point(proc: subprocess.Popen, db: tuple[str, str], artifacts: Path, mode: str, rng: random.Random) -> str:
     """Wait for the moment ``mode`` names, then SIGKILL the worker; says what it hit."""
     deadline = time.monotonic() + 60
     if mode == "checkpoint":  # the instant a new checkpoint file appears, while it is written
@@ -54,7 +60,7 @@ def _kill_point(proc: subprocess.Popen, db: Path, artifacts: Path, mode: str, rn
             time.sleep(0.0005)
     elif mode == "trial":  # somewhere inside a running trial
         while proc.poll() is None and time.monotonic() < deadline:
-            if any(t.state == TrialState.RUNNING for t in _trials(db)):
+            if any(t.state == TrialState.RUNNING for t in _trials(*db)):
                 time.sleep(rng.uniform(0.0, 2.0))
                 break
             time.sleep(0.05)
@@ -68,12 +74,23 @@ def _kill_point(proc: subprocess.Popen, db: Path, artifacts: Path, mode: str, rn
 
 
 @pytest.mark.slow
-def test_sigkilled_workers_resume_and_finish_every_trial_once(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "journal", "postgres"])
+def test_sigkilled_workers_resume_and_finish_every_trial_once(tmp_path, backend):
+    name = f"faults-{uuid.uuid4().hex[:8]}"
     study_file = tmp_path / "faults.py"
-    study_file.write_text(STUDY.replace("N_TRIALS", str(N_TRIALS)))
-    db = tmp_path / "faults.db"
-    artifacts = tmp_path / "faults.db.artifacts"
-    command = [sys.executable, "-m", "auxopt.cli", "worker", str(study_file), "--storage", f"sqlite:///{db}", "--quiet"]
+    study_file.write_text(STUDY.replace("N_TRIALS", str(N_TRIALS)).replace("NAME", name))
+    options = []
+    if backend == "sqlite":  # the default artifact folder beside the file
+        url = f"sqlite:///{tmp_path / 'faults.db'}"
+        artifacts = tmp_path / "faults.db.artifacts"
+    else:
+        url = f"journal:///{tmp_path / 'faults.journal'}" if backend == "journal" else postgres_url()
+        artifacts = tmp_path / "ckpt"
+        options = ["--artifacts", str(artifacts)]
+        if backend == "journal":  # no heartbeat: the user says no other worker is alive
+            options.append("--reset-running")
+    db = (url, name)
+    command = [sys.executable, "-m", "auxopt.cli", "worker", str(study_file), "--storage", url, "--quiet", *options]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "AUXOPT_HEARTBEAT_S": "1", "AUXOPT_GRACE_S": "2",
            "AUXOPT_MAX_RETRY": "100"}
     rng = random.Random(7)
@@ -81,7 +98,7 @@ def test_sigkilled_workers_resume_and_finish_every_trial_once(tmp_path):
     for i in range(KILLS):
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         hits.append(_kill_point(proc, db, artifacts, ["trial", "checkpoint", "anywhere"][i % 3], rng))
-        for t in _trials(db):  # what has finished must stay finished, with the same result
+        for t in _trials(*db):  # what has finished must stay finished, with the same result
             if t.state == TrialState.COMPLETE:
                 assert finished_before.setdefault(t.number, t.value) == t.value
         if hits[-1] == "finished":
@@ -90,7 +107,7 @@ def test_sigkilled_workers_resume_and_finish_every_trial_once(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    trials = _trials(db)
+    trials = _trials(*db)
     for number, value in finished_before.items():
         assert trials[number].state == TrialState.COMPLETE and trials[number].value == value
     originals = [t for t in trials if "retry_history" not in t.system_attrs]
