@@ -29,6 +29,12 @@ class _StepReporter:
         else:
             self._stop = bool(self.inner(step, value))
 
+    def on_step(self, step: int) -> None:  # the trainer calls it after every optimizer step
+        self.progress.advance(step)
+        inner = getattr(self.inner, "on_step", None)
+        if inner is not None:
+            inner(step)
+
     def should_stop(self) -> bool:
         if self.inner is None:
             return False
@@ -85,11 +91,17 @@ class Progress:
         self._steps = tqdm(total=max_steps, desc="  steps", unit="step", leave=False,
                            position=1, file=self.stream, dynamic_ncols=True)
 
-    def step(self, step: int, value: float) -> None:
+    def advance(self, step: int) -> None:
+        """Move the step bar to ``step`` (tqdm redraws at most every 0.1 s)."""
         if self._steps is not None and step > self.last_step:
             self._steps.update(step - self.last_step)
-            self._steps.set_postfix(dev=f"{value:.4f}", refresh=True)
         self.last_step = max(self.last_step, step)
+
+    def step(self, step: int, value: float) -> None:
+        """An evaluation at ``step``: move the bar there and show the dev metric."""
+        self.advance(step)
+        if self._steps is not None:
+            self._steps.set_postfix(dev=f"{value:.4f}", refresh=True)
 
     def end_trial(self) -> None:
         self._close_steps()

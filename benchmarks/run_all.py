@@ -10,9 +10,10 @@ fresh processes with the arguments of the chosen scale, then writes a "Suite run
 ran and how long each took. ``--scale ci`` writes to ``benchmarks/RESULTS-ci.md`` (not kept in git)
 unless ``--results`` says otherwise, so a smoke run never replaces measured figures.
 
-At ``cpu`` scale the three per-method end-task scripts (``autosem_end_task``, ``aang_end_task``,
-``attittud_end_task``) and the real-data half of ``mixing_search`` take hours together; the results
-table covers their methods on four tasks within the hour, so they run only with ``--end-tasks``.
+At ``cpu`` scale six benchmarks take hours together on 2 cores (``LONG_ON_CPU``: Thompson selection,
+mixing-ratio search, storage throughput and the three per-method end-task scripts); they run only
+with ``--full``, and their sections keep the figures of the run their own "Command" line names. The
+results table covers those methods on four real tasks within the hour.
 """
 
 from __future__ import annotations
@@ -31,50 +32,43 @@ import _common  # noqa: E402
 
 TITLE = "Suite run (benchmarks/run_all.py)"
 
-#: benchmark -> scale -> its arguments (without --write); None: not run at that scale
-SUITE: dict[str, dict[str, list[str] | None]] = {
+#: benchmark -> scale -> its arguments (without --write). The cpu arguments are the ones the
+#: sections of RESULTS.md were measured with.
+SUITE: dict[str, dict[str, list[str]]] = {
     "train_throughput": {
         "ci": ["--models", "tiny", "--steps", "20", "--warmup", "3", "--max-length", "32"],
-        "cpu": ["--models", "tiny,minilm", "--max-length", "64"],
-        "gpu": ["--models", "tiny,minilm"],
+        "cpu": ["--hf-trainer", "on"],
+        "gpu": ["--hf-trainer", "on"],
     },
-    "thompson_overhead": {
-        "ci": ["--sizes", "1000", "--repeats", "5"],
-        "cpu": ["--sizes", "1000,10000", "--repeats", "20"],
-        "gpu": ["--sizes", "1000,10000", "--repeats", "50"],
-    },
-    "mixing_latency": {
-        "ci": ["--sizes", "50", "--repeats", "2"],
-        "cpu": ["--sizes", "50,100", "--repeats", "5"],
-        "gpu": ["--sizes", "50,100", "--repeats", "10"],
-    },
-    "thompson_selection": {"ci": ["--scale", "ci"], "cpu": ["--scale", "ci"], "gpu": ["--scale", "gpu"]},
-    "mixing_search": {
-        "ci": ["--scale", "ci"],
-        "cpu": ["--scale", "ci", "--seeds", "4", "--no-real"],
-        "gpu": ["--scale", "cpu", "--seeds", "8"],
-    },
+    "thompson_overhead": {"ci": ["--sizes", "1000", "--repeats", "5"], "cpu": [], "gpu": []},
+    "mixing_latency": {"ci": ["--sizes", "50", "--repeats", "2"], "cpu": [], "gpu": []},
     "grad_correctness": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
-    "grad_overhead": {"ci": ["--scale", "ci"], "cpu": ["--scale", "ci"], "gpu": ["--scale", "gpu"]},
-    "storage_throughput": {"ci": ["--scale", "ci"], "cpu": ["--scale", "ci"], "gpu": ["--scale", "cpu"]},
-    "dashboard_publish": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "cpu"]},
+    "grad_overhead": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu", "--models", "tiny"],
+                      "gpu": ["--scale", "gpu"]},
+    "dashboard_publish": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
     "results_table": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
-}
-END_TASKS: dict[str, dict[str, list[str]]] = {
+    # the long ones: at cpu scale only with --full (hours together on 2 cores)
+    "thompson_selection": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
+    "mixing_search": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu", "--seeds", "8"],
+                      "gpu": ["--scale", "cpu", "--seeds", "8"]},
+    "storage_throughput": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
     "autosem_end_task": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
     "aang_end_task": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
     "attittud_end_task": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
 }
+LONG_ON_CPU = ("thompson_selection", "mixing_search", "storage_throughput", "autosem_end_task",
+               "aang_end_task", "attittud_end_task")
 
 
-def plan(scale: str, end_tasks: bool, only: list[str] | None) -> list[tuple[str, list[str]]]:
-    suite = {**SUITE, **END_TASKS} if end_tasks or scale == "gpu" else dict(SUITE)
+def plan(scale: str, full: bool, only: list[str] | None) -> list[tuple[str, list[str]]]:
     if only:
-        unknown = sorted(set(only) - set(SUITE) - set(END_TASKS))
+        unknown = sorted(set(only) - set(SUITE))
         if unknown:
-            raise SystemExit(f"unknown benchmark(s) {unknown}; known: {sorted({**SUITE, **END_TASKS})}")
-        suite = {name: {**SUITE, **END_TASKS}[name] for name in only}
-    return [(name, args[scale]) for name, args in suite.items() if args.get(scale) is not None]
+            raise SystemExit(f"unknown benchmark(s) {unknown}; known: {sorted(SUITE)}")
+        names = only
+    else:
+        names = [n for n in SUITE if full or scale != "cpu" or n not in LONG_ON_CPU]
+    return [(name, SUITE[name][scale]) for name in names]
 
 
 def write_args(name: str, results: Path) -> list[str]:
@@ -88,8 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", choices=("ci", "cpu", "gpu"), default="ci")
     parser.add_argument("--results", type=Path, help="the file to regenerate (default: by scale)")
     parser.add_argument("--only", help="comma-separated benchmarks to run (default: the whole suite)")
-    parser.add_argument("--end-tasks", action="store_true",
-                        help="also run the per-method end-task scripts (hours at cpu scale)")
+    parser.add_argument("--full", action="store_true",
+                        help=f"at cpu scale also run {', '.join(LONG_ON_CPU)} (hours)")
     parser.add_argument("--keep-going", action="store_true", help="run the rest when one fails")
     args = parser.parse_args(argv)
 
@@ -98,7 +92,7 @@ def main(argv=None) -> int:
     env = {**os.environ, "AUXOPT_RESULTS": str(results)}
     runs = []
     failed = []
-    for name, extra in plan(args.scale, args.end_tasks, args.only.split(",") if args.only else None):
+    for name, extra in plan(args.scale, args.full, args.only.split(",") if args.only else None):
         command = [sys.executable, str(HERE / f"{name}.py"), *extra, *write_args(name, results)]
         print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
@@ -114,7 +108,10 @@ def main(argv=None) -> int:
     total = sum(r[3] for r in runs)
     lines = [
         *_common.header(TITLE),
-        f"- Scale {args.scale}; results file {results.name}; total {total / 60:.1f} min.",
+        f"- Scale {args.scale}; results file {results.name}; total {total / 60:.1f} min."
+        + ("" if args.full or args.only or args.scale != "cpu" else
+           f" Not run (cpu scale without --full; their sections are from their own commands): "
+           f"{', '.join(LONG_ON_CPU)}."),
         "",
         "| benchmark | arguments | exit | wall time |",
         "|---|---|---|---|",

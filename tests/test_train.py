@@ -65,6 +65,26 @@ def test_reporter_can_stop_training(suite):
     assert result.stopped == "reporter" and result.steps == 20 and seen == result.curve
 
 
+def test_reporter_on_step_is_called_after_every_step(suite):
+    class Reporter:
+        def __init__(self):
+            self.steps, self.reports = [], []
+
+        def on_step(self, step):
+            self.steps.append(step)
+
+        def report(self, step, value):
+            self.reports.append(step)
+
+        def should_stop(self):
+            return len(self.reports) >= 2
+
+    reporter = Reporter()
+    result = train(TrainConfig(suite.primary, **{**FAST, "max_steps": 60}), reporter)
+    assert reporter.steps == list(range(1, 41)) and reporter.reports == [20, 40]
+    assert result.stopped == "reporter"
+
+
 def test_early_stopping(suite):
     config = TrainConfig(suite.primary, lr=1e-9, warmup_ratio=0.0, patience=1, max_steps=200, eval_every=10, max_length=32)
     result = train(config)

@@ -25,7 +25,8 @@ from auxopt.train.step import Batches, TrainContext, autocast, make_step
 @runtime_checkable
 class Reporter(Protocol):
     """Receives the primary dev metric at every evaluation; ``should_stop()`` ends training early
-    (an Optuna objective reports to its trial and stops when the pruner says so)."""
+    (an Optuna objective reports to its trial and stops when the pruner says so). A reporter may
+    also have ``on_step(step)``, called after every optimizer step (progress bars use it)."""
 
     def report(self, step: int, value: float) -> None: ...
 
@@ -184,6 +185,7 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
         schedule.observe(0, quick_dev())
 
     first_step = step + 1
+    on_step = getattr(reporter, "on_step", None)  # an optional per-step hook (progress bars)
     for step in range(first_step, config.max_steps + 1):
         for name, n in strategy.backward(step).items():
             examples[name] = examples.get(name, 0) + n
@@ -192,6 +194,8 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if on_step is not None:
+            on_step(step)
         if feedback and schedule.pull_finished():
             schedule.observe(step, quick_dev())
 
