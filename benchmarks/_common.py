@@ -83,6 +83,17 @@ def header(title: str) -> list[str]:
     ]
 
 
+def mean_sd(values) -> str:
+    """``mean ± sd`` (sample sd; 0 for one value) of the values that are not None, or ``–``."""
+    import statistics
+
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
 def publish(title: str, lines: list[str], write: bool) -> None:
     """Print the section and, with ``write``, put it into RESULTS.md."""
     section = "\n".join(lines) + "\n"

@@ -85,14 +85,6 @@ def search(task, scale, seed) -> dict:
                 objectives=best["objectives"])
 
 
-def fmt(values) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=SCALES, default="ci")
@@ -134,7 +126,7 @@ def main(argv=None) -> int:
                   "", "| method | dev macro-F1 | test macro-F1 | s/step | ×prim |", "|---|---|---|---|---|"]
         for row, rs in results.items():
             ratio = statistics.mean(r["step_s"] / b for r, b in zip(rs, base, strict=True))
-            lines.append(f"| {row} | {fmt(r['dev'] for r in rs)} | {fmt(r['test'] for r in rs)} | "
+            lines.append(f"| {row} | {_common.mean_sd(r['dev'] for r in rs)} | {_common.mean_sd(r['test'] for r in rs)} | "
                          f"{statistics.mean(r['step_s'] for r in rs):.2f} | {ratio:.2f} |")
         lines += ["", *[f"- {n}" for n in notes], ""]
     _common.publish(TITLE, lines, args.write)

@@ -7,14 +7,17 @@ Rows:
 * **plain (1 batch)** — auxopt's default step: one task's minibatch a step (round-robin);
 * **plain (pair)** — the baseline ATTITTUD is compared with: a primary and an auxiliary minibatch
   each step, their gradients summed (the same examples ATTITTUD uses, no decomposition);
-* **ATTITTUD k, n** — the same two minibatches, decomposition on the whole encoder, the primary
-  subspace from m = 32 examples every n steps (randomised SVD, oversample 5, 1 power iteration).
+* **ATTITTUD k, n, method** — the same two minibatches, decomposition on the whole encoder, the
+  primary subspace from m = 32 examples every n steps, by ``randomized`` SVD (oversample 5, 1 power
+  iteration; q = 0 where noted) or ``per-example`` (the exact basis from the m × D per-example
+  gradients, one vmap of grad, then the Gram matrix), side by side.
 
 All configurations live in one process, each with its own model copy and AdamW (update included).
 Rounds interleave one block of steps of every configuration, so that load on a shared machine hits
 all alike; a block of an n = 10 configuration holds exactly one basis refresh.
 
     python benchmarks/grad_overhead.py --scale cpu --write
+    python benchmarks/grad_overhead.py --scale cpu --models minilm --only "k=10, n=10,"
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ def make_runner(kind: str, settings: dict, shared):
             return out
 
     if kind == "attittud":
-        spec = GradientDecomposer(k=settings["k"], m=32, every=settings["n"], power_iters=settings.get("q", 1))
+        spec = GradientDecomposer(k=settings["k"], m=32, every=settings["n"], power_iters=settings.get("q", 1),
+                                  method=settings["method"])
         strategy = spec.make_step(ctx)
     else:
         strategy = {"plain1": ScheduleStep, "pair": PairStep}[kind](ctx)
@@ -105,8 +109,12 @@ def make_runner(kind: str, settings: dict, shared):
     return step, strategy, device
 
 
-def measure(model_name: str, scale: dict, threads: int, rounds: int) -> list[dict]:
-    """Interleaved timing; the median per-step time over rounds for every configuration."""
+METHODS = {"randomized": "randomized", "per-example": "per_example"}  # row label → GradientDecomposer.method
+
+
+def measure(model_name: str, scale: dict, threads: int, rounds: int, only: list[str] | None = None) -> list[dict]:
+    """Interleaved timing; the median per-step time over rounds for every configuration (those whose
+    label contains one of ``only``, when given)."""
     import statistics
     import time
 
@@ -116,8 +124,11 @@ def measure(model_name: str, scale: dict, threads: int, rounds: int) -> list[dic
     configs = [("plain (1 batch)", "plain1", {}), ("plain (pair)", "pair", {})]
     for n in scale["ns"]:
         for k in scale["ks"]:
-            configs.append((f"ATTITTUD k={k}, n={n}", "attittud", dict(k=k, n=n)))
-    configs.append(("ATTITTUD k=10, n=10, q=0", "attittud", dict(k=10, n=10, q=0)))
+            for label, method in METHODS.items():
+                configs.append((f"ATTITTUD k={k}, n={n}, {label}", "attittud", dict(k=k, n=n, method=method)))
+    configs.append(("ATTITTUD k=10, n=10, randomized q=0", "attittud", dict(k=10, n=10, q=0, method="randomized")))
+    if only:
+        configs = [c for c in configs if any(part in c[0] for part in only)]
     runners = []
     for label, kind, settings in configs:
         step, strategy, device = make_runner(kind, settings, shared)
@@ -149,6 +160,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", choices=SCALES, default="ci")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", help="comma-separated subset of the scale's models (tiny, minilm)")
+    parser.add_argument("--only", help="';'-separated label parts: run only the rows whose label contains one "
+                        "(e.g. 'k=10, n=10,;plain (1'); the plain pair row always runs, as the ratios need it")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
 
@@ -156,7 +169,8 @@ def main(argv=None) -> int:
     rows = []
     for model in args.models.split(",") if args.models else scale["models"]:
         pm = scale["per_model"][model]
-        results = measure(model, {**scale, **pm}, args.threads, pm["rounds"])
+        only = None if not args.only else ["plain (pair)", *(p for p in args.only.split(";") if p.strip())]
+        results = measure(model, {**scale, **pm}, args.threads, pm["rounds"], only)
         pair = next(r for r in results if r["label"] == "plain (pair)")
         rows += [(model, r, r["seconds"] / pair["seconds"]) for r in results]
 
@@ -164,13 +178,15 @@ def main(argv=None) -> int:
         *_common.header(TITLE),
         f"- Setting: device {rows[0][1]['device']}, {args.threads} thread(s); synthetic primary + 1 auxiliary "
         f"task, batch {scale['batch_size']} per task; decomposition on all encoder parameters (D); basis "
-        "from m = 32 primary examples, oversample p = 5, q = 1 power iteration unless noted. All "
+        "from m = 32 primary examples, by randomised SVD (oversample p = 5, q = 1 power iteration unless "
+        "noted) or per-example (exact: the m × D per-example gradients from one vmap of grad, then the "
+        "m × m Gram matrix). All "
         "configurations in one process, each with its own model copy and AdamW; rounds interleave one "
         "block of steps of each (a block of an n = 10 row holds one basis refresh); median over rounds.",
         "- Ratio = time per step / the plain pair step (the same primary + auxiliary minibatches, "
-        "gradients summed). Basis memory = 4·k·D bytes held between refreshes (a refresh needs about "
-        "2·(k+5)·D floats more for a moment); per-configuration peak RSS cannot be separated in one "
-        "process and is not reported.",
+        "gradients summed). Basis memory = 4·k·D bytes held between refreshes (a refresh needs for a "
+        "moment about 2·(k+5)·D floats more, randomized, or m·D = 32·D, per-example); per-configuration "
+        "peak RSS cannot be separated in one process and is not reported.",
         "",
         "| model | length | step | steps per block | rounds | ms / step | ratio vs plain pair | basis memory (MiB) |",
         "|---|---|---|---|---|---|---|---|",

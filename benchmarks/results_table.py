@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+from autosem_end_task import run_autosem  # noqa: E402
 
 TITLE = "Results table (benchmarks/results_table.py)"
 ROWS = ("primary-only", "all-equal", "AutoSeM", "AANG", "ATTITTUD", "UPGrad (torchjd)")
@@ -108,37 +108,6 @@ def run_one(row: str, primary, auxiliaries, scale: dict, seed: int) -> dict:
                 wall=time.perf_counter() - start)
 
 
-def run_autosem(primary, auxiliaries, base: dict, scale: dict, seed: int) -> dict:
-    import optuna
-
-    from auxopt.pipelines import AutoSeM
-
-    with tempfile.TemporaryDirectory() as folder:
-        pipeline = AutoSeM(
-            name=f"table_{primary.name}_{seed}", primary=primary, auxiliaries=auxiliaries, base=base,
-            stage1="online", stage2_trials=scale["trials"], n_startup_trials=scale["startup"],
-            seed=seed, storage=f"sqlite:///{folder}/table.db",
-        )
-        start = time.perf_counter()
-        study = pipeline.optimize()
-        wall = time.perf_counter() - start
-        steps = sum(t.user_attrs.get("steps", 0) for t in study.trials)
-        if pipeline.result.stage2 is not None:  # stage 1's run is in its own study
-            stage1 = optuna.load_study(study_name=pipeline.stage1_name, storage=pipeline.storage_url())
-            steps += sum(t.user_attrs.get("steps", 0) for t in stage1.trials)
-    r = pipeline.result
-    return dict(dev=r.best_dev, test=r.test_at_best, steps=steps, wall=wall, selected=r.selected,
-                ratios={k: round(v, 2) for k, v in r.ratios.items()})
-
-
-def fmt(values) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
@@ -191,14 +160,14 @@ def main(argv=None) -> int:
         "|---|" + "---|" * (len(names) + 2),
     ]
     for row in rows:
-        cells = [fmt([v["test"] for v in results[(row, n)]]) for n in names]
+        cells = [_common.mean_sd([v["test"] for v in results[(row, n)]]) for n in names]
         steps = sum(statistics.mean(v["steps"] for v in results[(row, n)]) for n in names)
         wall = sum(statistics.mean(v["wall"] for v in results[(row, n)]) for n in names)
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {steps:.0f} | {wall:.0f} s |")
     lines += ["", "Dev scores (mean ± sd), the same runs:", "",
               "| row | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for row in rows:
-        lines.append(f"| {row} | " + " | ".join(fmt([v["dev"] for v in results[(row, n)]]) for n in names) + " |")
+        lines.append(f"| {row} | " + " | ".join(_common.mean_sd([v["dev"] for v in results[(row, n)]]) for n in names) + " |")
     if notes:
         lines += ["", "- AutoSeM's choices: " + "; ".join(notes)]
     _common.publish(TITLE, lines, args.write)

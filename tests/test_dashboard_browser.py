@@ -1,9 +1,9 @@
 """The dashboard in a real headless Chromium: the study page and each auxopt plot render.
 
 The study comes from the quickstart (``studies/quickstart.py``, shortened to 60 steps a trial, with
-its ``aux_task`` chosen by a ThompsonTaskSampler so that the Thompson plot has data). The AANG and
-ATTITTUD records are added to each run's result in the format those trainers store
-(``aang_weights``, ``grad_parts`` in ``TrainResult.extra``), since the quickstart runs neither.
+its ``aux_task`` chosen by a ThompsonTaskSampler so that the Thompson plot has data); its first trial
+trains with AANG's online weighting and its second with ATTITTUD's decomposition, so that their
+plots show real records.
 
 Set ``AUXOPT_UPDATE_SCREENSHOT=1`` to write the screenshot to ``docs/dashboard.png`` (the README's);
 otherwise it goes to the test's temporary folder. Skips with the reason when Playwright or a
@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_plots import aang_record, grad_record
 
 from auxopt import dashboard
 
@@ -40,10 +39,14 @@ def chromium_path() -> str | None:
 
 @pytest.fixture(scope="module")
 def quickstart_study(tmp_path_factory):
+    import dataclasses
+
     import optuna
 
     from auxopt.cli import quickstart_file
+    from auxopt.grad import GradientDecomposer
     from auxopt.objective import Objective
+    from auxopt.objectives import AANG
     from auxopt.samplers import ThompsonTaskSampler
     from auxopt.study import load_study_file
     from auxopt.train import train
@@ -54,13 +57,17 @@ def quickstart_study(tmp_path_factory):
     spec.base = {**spec.base, "max_steps": 60, "eval_every": 20}
     spec.sampler = ThompsonTaskSampler(seed=0, independent_sampler=optuna.samplers.RandomSampler(seed=0))
 
-    def train_with_records(config, reporter):
-        # the AANG / ATTITTUD step strategies put these in TrainResult.extra; record_result stores them
-        result = train(config, reporter)
-        result.extra.update(aang_weights=aang_record(config.seed), grad_parts=grad_record(config.seed))
-        return result
+    plugins = [  # the first two runs train with AANG and with ATTITTUD: their plots get real records
+        {"objectives": AANG(k=2, update_every=2, log_every=5)},
+        {"decomposer": GradientDecomposer(k=2, m=8, every=10, log_every=5)},
+    ]
 
-    spec.objective = lambda artifacts=None: Objective(spec.build_config, train_fn=train_with_records)
+    def train_with_plugins(config, reporter):
+        if plugins:
+            config = dataclasses.replace(config, **plugins.pop(0))
+        return train(config, reporter)
+
+    spec.objective = lambda artifacts=None: Objective(spec.build_config, train_fn=train_with_plugins)
     study = spec.optimize(n_trials=10, storage=url, publish_every=5)
     assert sorted(dashboard.publish(study, spec.sampler)) == sorted(PLOT_IDS)
     return url, study

@@ -20,7 +20,8 @@ from auxopt.grad import (
     principal_angles,
     randomized_basis,
 )
-from auxopt.grad.subspace import flatten, is_orthonormal
+from auxopt.grad.decomposer import vmap_safe_masks
+from auxopt.grad.subspace import flatten, is_orthonormal, per_example_basis, per_example_jacobian
 
 
 def random_basis(k: int, dim: int, seed: int) -> torch.Tensor:
@@ -120,6 +121,14 @@ def test_theorem1_small_step_never_increases_primary_loss_on_a_quadratic():
 
 # -- randomised basis vs exact ----------------------------------------------------------------------------
 def small_bert_losses(seed: int):
+    """``(losses, params)``: the per-example losses of 24 examples (``params -> (24,)``)."""
+    batch_losses, params, batch = small_bert_batch_losses(seed)
+    return (lambda ps: batch_losses(ps, batch)), params
+
+
+def small_bert_batch_losses(seed: int):
+    """``(batch_losses, params, batch)``: ``batch_losses(params, (ids, labels)) -> (b,)`` of a tiny
+    float64 BERT (dropout off, eager attention) and its 24 examples ``batch``."""
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
@@ -133,11 +142,12 @@ def small_bert_losses(seed: int):
     labels = torch.randint(0, 3, (24,))
     params = {n: p.detach() for n, p in encoder.named_parameters()}
 
-    def losses(ps):
+    def batch_losses(ps, batch):
+        ids, labels = batch
         out = torch.func.functional_call(encoder, ps, (), {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
         return torch.nn.functional.cross_entropy(head(out.last_hidden_state.mean(1)), labels, reduction="none")
 
-    return losses, params
+    return batch_losses, params, (ids, labels)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -158,6 +168,38 @@ def test_randomized_basis_matches_exact_svd_on_a_small_model(seed):
     assert float(residual) <= 1.15 * float(s_exact[4])
     # a random 4-D subspace is far off (the check can fail)
     assert float(principal_angles(random_basis(4, jac.shape[1], 0), exact[:4]).min()) > 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_example_basis_matches_exact_svd_of_the_jacrev_jacobian(seed):
+    vmap_safe_masks()  # transformers' mask skip tests padding_mask.all(): undecidable under vmap
+    batch_losses, params, batch = small_bert_batch_losses(seed)
+    jac = torch.func.jacrev(lambda ps: batch_losses(ps, batch))(params)
+    jac = torch.cat([j.detach().reshape(24, -1) for j in jac.values()], dim=1)  # m × D, float64
+    torch.testing.assert_close(per_example_jacobian(batch_losses, params, batch), jac, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(per_example_jacobian(batch_losses, params, batch, chunk_size=5), jac, rtol=1e-9, atol=1e-12)
+    _, s_svd, vh = torch.linalg.svd(jac, full_matrices=False)  # exact_basis's Gram route vs a plain SVD
+    for k in (2, 4, 6):
+        v, s = per_example_basis(batch_losses, params, batch, k)
+        assert v.shape == (k, jac.shape[1]) and is_orthonormal(v, 1e-10)
+        torch.testing.assert_close(s, s_svd[:k], rtol=1e-8, atol=0)
+        assert float(principal_angles(v, vh[:k]).max()) < 1e-6
+        assert float(principal_angles(v, exact_basis(jac, k)[0]).max()) < 1e-6
+
+
+def test_exact_basis_guards_rank_deficiency_and_tall_jacobians():
+    g = torch.Generator().manual_seed(0)
+    low_rank = torch.randn(8, 3, generator=g) @ torch.randn(3, 200, generator=g)  # rank 3 < k = 5
+    v, s = exact_basis(low_rank, 5)
+    assert is_orthonormal(v, 1e-5) and torch.all(torch.isfinite(v))
+    torch.testing.assert_close(s[:3], torch.linalg.svdvals(low_rank)[:3], rtol=1e-4, atol=0)
+    assert float(s[3:].max()) < 1e-2 * float(s[0])
+    tall = torch.randn(30, 6, generator=g, dtype=torch.float64)
+    v, s = exact_basis(tall, 4)
+    assert is_orthonormal(v, 1e-10)
+    torch.testing.assert_close(s, torch.linalg.svdvals(tall)[:4])
+    with pytest.raises(ValueError, match="k must be in"):
+        exact_basis(tall, 7)
 
 
 def test_randomized_basis_rejects_k_above_m():
@@ -236,12 +278,14 @@ def test_step_leaves_the_recombined_gradient_in_param_grad(tasks, eta, eta_prim)
         assert is_orthonormal(step.basis, 1e-4)
 
 
-def test_train_records_grad_parts_and_refreshes_every_n_steps(tasks):
+@pytest.mark.parametrize("method", ["per_example", "randomized", "auto"])
+def test_train_records_grad_parts_and_refreshes_every_n_steps(tasks, method):
     from auxopt.train import TrainConfig, train
 
     primary, aux = tasks
-    spec = GradientDecomposer(k=2, m=8, every=5, log_every=4)
+    spec = GradientDecomposer(k=2, m=8, every=5, log_every=4, method=method)
     result = train(TrainConfig(primary, aux, decomposer=spec, **BASE))
+    assert result.extra["grad_basis"]["method"] == ("per_example" if method == "auto" else method)
     parts = result.extra["grad_parts"]
     assert set(parts) == {"steps", "pos", "neg", "perp", "prim"}
     assert parts["steps"] == [1, 4, 8, 12]
@@ -251,14 +295,67 @@ def test_train_records_grad_parts_and_refreshes_every_n_steps(tasks):
     assert result.examples[primary.name] == 12 * 8  # one primary batch every step
     assert sum(result.examples[a.name] for a in aux) == 12 * 8
     assert math.isfinite(result.best_dev)
+    assert all(math.isfinite(s) and s >= 0 for s in result.extra["grad_basis"]["singular_values"])
 
 
-def test_state_dict_round_trip(tasks):
+def test_regression_primary_with_either_method(tasks):
+    from auxopt.tasks import build_task
+    from auxopt.train import TrainConfig
+
+    primary, aux = tasks
+    records = {
+        split: [{"text": t, "label": float(y) + 0.25 * (i % 3)} for i, (t, y) in enumerate(zip(data.texts, data.labels, strict=True))]
+        for split, data in (("train", primary.train), ("dev", primary.dev))
+    }
+    regression = build_task("reg", records, kind="regression")
+    ctx = make_ctx(TrainConfig(regression, aux[:1], **BASE))
+    ctx.model.eval()
+    bases = {}
+    for method in ("per_example", "randomized"):
+        step = GradientDecomposer(k=2, m=8, method=method, power_iters=3).make_step(ctx)
+        step.backward(1)
+        ctx.model.zero_grad(set_to_none=True)
+        assert step.method == method and is_orthonormal(step.basis, 1e-4)
+        assert all(math.isfinite(s) for s in step.singular_values)
+        bases[method] = step.basis
+    # the same reference batch and function: the top direction agrees (its gap is large here)
+    assert float(principal_angles(bases["per_example"][:1], bases["randomized"][:1]).max()) < 0.05
+
+
+def test_auto_method_follows_the_memory_budget(tasks, monkeypatch):
+    import auxopt.grad.decomposer as decomposer
+    from auxopt.grad.subspace import basis_bytes
+    from auxopt.train import TrainConfig
+
+    primary, aux = tasks
+    ctx = make_ctx(TrainConfig(primary, aux[:1], **BASE))
+    step = GradientDecomposer(k=2, m=8).make_step(ctx)
+    assert step.method == "per_example"
+    tight = basis_bytes(8, step.dim) - 1  # the k × D basis fits, the m × D Jacobian does not
+    assert GradientDecomposer(k=2, m=8, memory_budget=tight).make_step(ctx).method == "randomized"
+    with pytest.raises(AuxoptError, match="method='per_example' holds the m × D"):
+        GradientDecomposer(k=2, m=8, memory_budget=tight, method="per_example").make_step(ctx)
+
+    # a model vmap cannot batch: "auto" falls back to the randomized method, "per_example" refuses
+    def unbatchable(*args, **kwargs):
+        raise RuntimeError("vmap: It looks like you're ... data-dependent control flow")
+
+    monkeypatch.setattr(decomposer, "per_example_basis", unbatchable)
+    with pytest.warns(RuntimeWarning, match="using method='randomized'"):
+        step.refresh(1)
+    assert step.method == "randomized" and is_orthonormal(step.basis, 1e-4)
+    strict = GradientDecomposer(k=2, m=8, method="per_example").make_step(ctx)
+    with pytest.raises(AuxoptError, match="use method='randomized'"):
+        strict.refresh(1)
+
+
+@pytest.mark.parametrize("method", ["per_example", "randomized"])
+def test_state_dict_round_trip(tasks, method):
     from auxopt.train import TrainConfig
 
     primary, aux = tasks
     config = TrainConfig(primary, aux[:1], **BASE)
-    spec = GradientDecomposer(k=2, m=8, every=3)
+    spec = GradientDecomposer(k=2, m=8, every=3, method=method)
     ctx = make_ctx(config)
     step = spec.make_step(ctx)
     for i in range(1, 5):
@@ -295,6 +392,7 @@ def test_objective_stores_grad_parts_on_the_trial(tasks):
     assert 1 <= trial.params["attittud_k"] <= 4
     assert trial.user_attrs["grad_parts"]["steps"][0] == 1
     assert trial.user_attrs["config"]["decomposer"]["k"] == trial.params["attittud_k"]
+    assert trial.user_attrs["config"]["decomposer"]["method"] == "auto"
 
 
 def test_bf16_autocast_on_cpu_keeps_basis_fp32(tasks):
@@ -337,6 +435,8 @@ def test_cuda_bf16_training_step(tasks):
         (dict(eta_prim=float("nan")), "eta_prim must be a finite"),
         (dict(params=()), "params must be"),
         (dict(memory_budget=0), "memory_budget"),
+        (dict(method="exact"), "method must be one of 'auto', 'per_example', 'randomized', not 'exact'"),
+        (dict(method=None), "method must be one of .*, not None"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):

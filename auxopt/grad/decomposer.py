@@ -12,30 +12,48 @@ gradients by (Eq. 6 of the paper)::
 
 Head parameters keep their own task's gradient; shared parameters outside the selection get the
 plain sum ``g_prim + g_aux``. The primary subspace ``V`` (k × D) is refreshed every ``every`` steps
-from ``m`` primary training examples by randomised SVD (:mod:`auxopt.grad.subspace`).
+from ``m`` primary training examples (:mod:`auxopt.grad.subspace`), by one of two methods:
+
+* ``method="per_example"`` — exact: the m × D per-example gradient matrix J from one ``vmap`` of
+  ``grad`` over the m examples, then the top-k right singular vectors of J from its m × m Gram
+  matrix. About one forward and backward pass of the m examples; holds m × D fp32 for a moment.
+* ``method="randomized"`` — randomised SVD from ``torch.func`` jvp/vjp products, never forming J:
+  ``2 (power_iters + 1)`` batched passes of ``k + oversample`` directions over the m examples;
+  memory ``2 (k + oversample) × D`` fp32, whatever m.
+* ``method="auto"`` (default) — ``per_example`` when J (4·m·D bytes) fits in ``memory_budget``, else
+  ``randomized``.
 
 Choices worth knowing:
 
 * **Dropout** is switched off (``model.eval()``) while the basis is computed: the randomised SVD
   multiplies by the same Jacobian several times (sketch, power iterations, projection), which only
   means something if the function is deterministic, and the subspace should describe the primary
-  loss, not one dropout mask. The training minibatches keep dropout as usual.
+  loss, not one dropout mask (either method). The training minibatches keep dropout as usual.
 * **Attention** runs the eager (matmul + softmax) implementation while the basis is computed:
-  PyTorch has no forward-mode derivative for the fused SDPA kernels that ``jvp`` needs.
+  PyTorch has no forward-mode derivative for the fused SDPA kernels that ``jvp`` needs (both methods
+  use it, so that they describe the same function).
+* **vmap** (per_example): transformers 5 decides whether to drop an attention mask by testing its
+  values, which ``vmap`` cannot do; :func:`vmap_safe_masks` wraps that test (process-wide, once) to
+  keep the mask where it cannot decide. A model whose forward still cannot be vmapped makes
+  ``"auto"`` fall back to ``randomized`` for the run, with a warning (``"per_example"`` raises).
 * **Precision**: the basis is computed without autocast, in the parameters' dtype (fp32); the
   projections and the recombination run in fp32 even when training under bf16 autocast.
 * **Memory**: the basis holds ``k × D`` fp32 numbers (4·k·D bytes; D = the selected parameters'
   size, 22.7 M for all of MiniLM-L6 including its 11.7 M word embeddings, so k = 10 → 0.9 GB);
-  a refresh needs about ``2 (k + oversample) × D`` more for a moment. A basis larger than
-  ``memory_budget`` bytes is refused before training starts.
+  a refresh needs for a moment about ``2 (k + oversample) × D`` more (randomized) or ``m × D`` more
+  (per_example; 32 × 22.7 M → 2.9 GB for all of MiniLM-L6). A basis larger than ``memory_budget``
+  bytes is refused before training starts, and so is ``method="per_example"`` when its m × D
+  Jacobian is; ``"auto"`` falls back to ``randomized`` then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +62,10 @@ import torch.nn.functional as F
 
 from auxopt.errors import AuxoptError
 from auxopt.grad.decompose import combine, decompose, primary_grad_basis, resolve_eta
-from auxopt.grad.subspace import basis_bytes, format_bytes, randomized_basis
+from auxopt.grad.subspace import basis_bytes, format_bytes, per_example_basis, randomized_basis
 
 GiB = 2**30
+METHODS = ("auto", "per_example", "randomized")
 
 
 @dataclass(frozen=True)
@@ -63,8 +82,13 @@ class GradientDecomposer:
         eta_prim: weight of the primary gradient added to the recombined auxiliary gradient.
         params: name pattern(s) (prefix or ``fnmatch`` glob, over ``model.named_parameters()``) of
             the shared parameters to decompose on; head parameters are never selected.
-        memory_budget: most bytes the k × D fp32 basis may take (default 4 GiB).
-        oversample, power_iters: randomised SVD's p and q (:func:`~auxopt.grad.randomized_basis`).
+        memory_budget: most bytes the k × D fp32 basis may take (default 4 GiB); also the most the
+            per-example method's m × D fp32 Jacobian may take.
+        method: how the basis is computed: ``"per_example"`` (exact, from the m × D per-example
+            gradient matrix), ``"randomized"`` (randomised SVD, never forming it) or ``"auto"``
+            (``per_example`` when 4·m·D bytes fit in ``memory_budget``, else ``randomized``).
+        oversample, power_iters: randomised SVD's p and q (:func:`~auxopt.grad.randomized_basis`;
+            the randomized method only).
         log_every: record the parts' norms every this many steps (and at step 1).
         seed: seeds the reference batches and sketches (None: the run's seed).
     """
@@ -76,6 +100,7 @@ class GradientDecomposer:
     eta_prim: float = 1.0
     params: Any = "encoder"
     memory_budget: float = 4 * GiB
+    method: str = "auto"
     oversample: int = 5
     power_iters: int = 1
     log_every: int = 10
@@ -106,6 +131,10 @@ class GradientDecomposer:
         object.__setattr__(self, "params", self.params if isinstance(self.params, str) else patterns)
         if not (isinstance(self.memory_budget, int | float) and self.memory_budget > 0):
             raise AuxoptError(f"GradientDecomposer: memory_budget must be a positive number of bytes, not {self.memory_budget!r}")
+        if self.method not in METHODS:
+            raise AuxoptError(
+                f"GradientDecomposer: method must be one of {', '.join(map(repr, METHODS))}, not {self.method!r}"
+            )
 
     @property
     def basis_kind(self) -> str:
@@ -117,7 +146,7 @@ class GradientDecomposer:
             "kind": "GradientDecomposer", "k": self.k, "m": self.m, "every": self.every,
             "eta": list(eta), "preset": self.eta if isinstance(self.eta, str) else None, "basis": kind,
             "eta_prim": self.eta_prim, "params": self.params if isinstance(self.params, str) else list(self.params),
-            "memory_budget": self.memory_budget, "oversample": self.oversample,
+            "memory_budget": self.memory_budget, "method": self.method, "oversample": self.oversample,
             "power_iters": self.power_iters, "log_every": self.log_every, "seed": self.seed,
         }
 
@@ -209,6 +238,36 @@ def eager_attention(module: torch.nn.Module):
         config._attn_implementation = old
 
 
+_MASK_CHECKS = ("_ignore_bidirectional_mask_sdpa", "_ignore_causal_mask_sdpa")
+
+
+def vmap_safe_masks() -> None:
+    """Let transformers build attention masks under ``torch.func.vmap`` (the per-example method).
+
+    transformers 5 drops a 2-D padding mask that masks nothing by testing ``padding_mask.all()`` (in
+    ``masking_utils``), a data-dependent branch that vmap cannot take. This wraps those tests, once per
+    process, so that where one raises the mask is built instead — the same attention, with an explicit
+    all-visible mask; everywhere else they answer as before. Versions without the tests are left alone.
+    """
+    try:
+        from transformers import masking_utils
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return
+    for name in _MASK_CHECKS:
+        check = getattr(masking_utils, name, None)
+        if check is None or getattr(check, "_auxopt_vmap_safe", False):
+            continue
+
+        def safe(*args, _check=check, **kwargs) -> bool:
+            try:
+                return _check(*args, **kwargs)
+            except RuntimeError:  # undecidable under vmap: keep (materialise) the mask
+                return False
+
+        safe._auxopt_vmap_safe = True
+        setattr(masking_utils, name, functools.wraps(check)(safe))
+
+
 class DecomposerStep:
     """The step strategy of :class:`GradientDecomposer` (see the module docstring)."""
 
@@ -243,6 +302,18 @@ class DecomposerStep:
             )
         seed = ctx.config.seed if spec.seed is None else spec.seed
         self.m = min(spec.m, n_train)
+        jacobian_bytes = basis_bytes(self.m, self.dim)  # the per-example method's m × D fp32
+        if spec.method == "auto":
+            self.method = "per_example" if jacobian_bytes <= spec.memory_budget else "randomized"
+        else:
+            self.method = spec.method
+        if self.basis_kind == "subspace" and self.method == "per_example" and jacobian_bytes > spec.memory_budget:
+            raise AuxoptError(
+                f"GradientDecomposer: method='per_example' holds the m × D = {self.m} × {self.dim:,} "
+                f"per-example gradients = {format_bytes(jacobian_bytes)}, over memory_budget "
+                f"{format_bytes(spec.memory_budget)}; use method='randomized' (or 'auto'), lower m, "
+                "select fewer params or raise memory_budget"
+            )
         self.reference = Batches(n_train, self.m, seed * 7919 + 17)
         self.generator = torch.Generator().manual_seed(seed * 7919 + 18)
         self.basis: torch.Tensor | None = None
@@ -252,7 +323,8 @@ class DecomposerStep:
 
     # -- the primary subspace -------------------------------------------------------------
     def refresh(self, step: int) -> None:
-        """Recompute V from a fresh reference batch of m primary examples (dropout off, fp32)."""
+        """Recompute V from a fresh reference batch of m primary examples (dropout off, fp32), by
+        ``self.method`` (``"per_example"`` or ``"randomized"``; ``"auto"`` is resolved in ``__init__``)."""
         from torch.func import functional_call
 
         ctx, task = self.ctx, self.ctx.primary
@@ -266,21 +338,47 @@ class DecomposerStep:
         try:
             with torch.no_grad(), eager_attention(model.encoder), torch.autocast(ctx.device.type, enabled=False):
 
-                def losses(params):
-                    logits = functional_call(model, params, args=(task.head_name,), kwargs=inputs)
-                    return per_example_loss(task, logits, labels)
+                def losses(params, batch):
+                    batch_inputs, batch_labels = batch
+                    logits = functional_call(model, params, args=(task.head_name,), kwargs=batch_inputs)
+                    return per_example_loss(task, logits, batch_labels)
 
-                basis, s = randomized_basis(
-                    losses, dict(zip(self.names, self.shared, strict=True)), self.spec.k,
-                    oversample=self.spec.oversample, power_iters=self.spec.power_iters,
-                    generator=self.generator,
-                )
+                params = dict(zip(self.names, self.shared, strict=True))
+                if self.method == "per_example":
+                    try:
+                        vmap_safe_masks()
+                        basis, s = per_example_basis(losses, params, (inputs, labels), self.spec.k)
+                    except RuntimeError as error:  # the model does something vmap cannot batch
+                        if "vmap" not in str(error):
+                            raise
+                        self._per_example_failed(error)
+                if self.method == "randomized":
+                    basis, s = randomized_basis(
+                        lambda p: losses(p, (inputs, labels)), params, self.spec.k,
+                        oversample=self.spec.oversample, power_iters=self.spec.power_iters,
+                        generator=self.generator,
+                    )
         finally:
             model.train(was_training)
         self.basis = basis.float()
         self.singular_values = [float(x) for x in s]
         self.last_refresh, self.refreshes = step, self.refreshes + 1
         self.basis_seconds += time.perf_counter() - start
+
+    def _per_example_failed(self, error: RuntimeError) -> None:
+        """``method="auto"`` falls back to the randomized method (for the rest of the run, with a
+        warning); an explicit ``method="per_example"`` is an error."""
+        if self.spec.method == "per_example":
+            raise AuxoptError(
+                "GradientDecomposer: method='per_example' cannot batch this model's per-example "
+                f"gradients with torch.func.vmap ({str(error).splitlines()[0]}); use method='randomized'"
+            ) from error
+        warnings.warn(
+            f"GradientDecomposer: the per-example basis failed under torch.func.vmap ({str(error).splitlines()[0]}); "
+            "using method='randomized' for this run",
+            RuntimeWarning, stacklevel=3,
+        )
+        self.method = "randomized"
 
     # -- one step ------------------------------------------------------------------------
     def _auxiliary(self) -> str:
@@ -335,7 +433,7 @@ class DecomposerStep:
         return {
             "grad_parts": {key: list(values) for key, values in self.log.items()},
             "grad_basis": {
-                "kind": self.basis_kind, "dim": self.dim, "k": self.spec.k, "m": self.m,
+                "kind": self.basis_kind, "method": self.method, "dim": self.dim, "k": self.spec.k, "m": self.m,
                 "refreshes": self.refreshes, "seconds": round(self.basis_seconds, 3),
                 "singular_values": [round(s, 6) for s in self.singular_values],
             },

@@ -23,11 +23,18 @@ so that ``J ≈ J Q Qᵀ = U_B S (Q W_B)ᵀ``: V holds approximate *right singul
 singular value, not merely a basis of the sketch. Cost: ``(q + 1)`` vmapped vjps and ``(q + 1)``
 vmapped jvps of ``l`` directions over the m reference examples; memory ``2 l × D`` floats while it
 runs and ``k × D`` floats for the result.
+
+:func:`per_example_basis` computes ``V`` exactly by forming ``J``: :func:`per_example_jacobian` is one
+``vmap`` of ``grad`` over the m examples (about one forward and backward pass of the m examples), and
+:func:`exact_basis` takes the top-k right singular vectors of J through its m × m Gram matrix. It
+holds ``m × D`` floats for a moment — when that fits, it is both exact and much cheaper than the
+``2 (q + 1) l`` batched passes of :func:`randomized_basis`, whose memory does not grow with m.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -109,10 +116,83 @@ def randomized_basis(
     return v.detach().to(first.dtype), s[:k].detach()
 
 
+def per_example_jacobian(
+    losses: Callable[[Params, Any], torch.Tensor],
+    params: Params,
+    batch: Any,
+    *,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """The per-example gradient matrix ``J`` (m × D): row i is example i's gradient of its loss.
+
+    One ``vmap`` over the examples of ``grad`` of a single example's loss — about the work of one
+    forward and backward pass over the m examples, but with the weight gradients kept per example.
+
+    Args:
+        losses: ``(params, batch) -> (b,)`` per-example losses of a batch (a pure function, as for
+            :func:`randomized_basis`); called on one example at a time, ``b = 1``.
+        params: the differentiable parameters (name → tensor); ``D`` = their total size.
+        batch: a pytree (dict, tuple, …) of tensors whose leading dimension is the m examples.
+        chunk_size: passed to ``torch.func.vmap`` (examples per pass) to bound activation memory.
+
+    Returns:
+        J (m × D, the params' dtype), columns in the order of :func:`flatten`. It holds ``m × D``
+        numbers; assembling it needs up to one parameter's ``m ×`` size more for a moment.
+    """
+    from torch.func import grad, vmap
+    from torch.utils._pytree import tree_map
+
+    primals = {n: p.detach() for n, p in params.items()}
+
+    def one(p: Params, example) -> torch.Tensor:  # the example's tensors lack the batch dim: add it
+        return losses(p, tree_map(lambda t: t.unsqueeze(0), example)).sum()
+
+    per_example = vmap(grad(one), in_dims=(None, 0), chunk_size=chunk_size)(primals, batch)
+    first = next(iter(per_example.values()))
+    m, dim = first.shape[0], sum(p.numel() for p in primals.values())
+    jac = torch.empty(m, dim, dtype=first.dtype, device=first.device)
+    start = 0
+    for name in list(per_example):  # copy column blocks in, freeing each block as it goes
+        block = per_example.pop(name).reshape(m, -1)
+        jac[:, start : start + block.shape[1]] = block
+        start += block.shape[1]
+    return jac
+
+
 def exact_basis(jacobian: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` right singular vectors (k × D) and singular values of an explicit Jacobian (m × D)."""
-    _, s, vh = torch.linalg.svd(jacobian, full_matrices=False)
-    return vh[:k].detach(), s[:k].detach()
+    """Top-``k`` right singular vectors (k × D, orthonormal rows) and singular values (descending) of
+    an explicit Jacobian (m × D).
+
+    A wide J (m <= D, the usual case) goes through its m × m Gram matrix: ``J Jᵀ = U Λ Uᵀ`` (``eigh``
+    in float64), ``σ = √λ`` and ``V = orth(U_kᵀ J)`` — the rows of ``U_kᵀ J`` are ``σ_i v_iᵀ``, and
+    orthonormalising them by QR instead of dividing by ``σ_i`` guards zero or tiny singular values
+    (their rows become some orthonormal completion, as an SVD's would). This costs ``2 m² D`` flops,
+    several times less than an SVD of J. A tall J uses ``torch.linalg.svd``.
+    """
+    m, dim = jacobian.shape
+    if not 1 <= k <= min(m, dim):
+        raise ValueError(f"k must be in [1, min(m, D)={min(m, dim)}], not {k}")
+    jacobian = jacobian.detach()
+    if m > dim:
+        _, s, vh = torch.linalg.svd(jacobian, full_matrices=False)
+        return vh[:k], s[:k]
+    lam, u = torch.linalg.eigh((jacobian @ jacobian.T).double())
+    lam, u = lam.flip(0)[:k], u.flip(1)[:, :k]  # descending
+    v = _orth(u.T.to(jacobian.dtype) @ jacobian)
+    return v, lam.clamp_min(0).sqrt().to(jacobian.dtype)
+
+
+def per_example_basis(
+    losses: Callable[[Params, Any], torch.Tensor],
+    params: Params,
+    batch: Any,
+    k: int,
+    *,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` right singular vectors of the per-example gradients, exactly: :func:`exact_basis` of
+    :func:`per_example_jacobian` (same arguments). Returns ``(V, s)`` as :func:`randomized_basis`."""
+    return exact_basis(per_example_jacobian(losses, params, batch, chunk_size=chunk_size), k)
 
 
 def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -146,6 +226,8 @@ __all__ = [
     "flatten",
     "format_bytes",
     "is_orthonormal",
+    "per_example_basis",
+    "per_example_jacobian",
     "principal_angles",
     "randomized_basis",
     "unflatten",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from auxopt.errors import AuxoptError
-from auxopt.train.step import TrainContext, autocast, check_finite, task_loss
+from auxopt.train.step import StatelessStep, TrainContext, autocast, check_finite, task_loss
 
 AGGREGATORS = {"upgrad": "UPGrad", "pcgrad": "PCGrad", "mgda": "MGDA", "mean": "Mean", "cagrad": "CAGrad"}
 
@@ -44,7 +44,7 @@ class JacobianDescent:
         return JacobianDescentStep(ctx, self)
 
 
-class JacobianDescentStep:
+class JacobianDescentStep(StatelessStep):
     def __init__(self, ctx: TrainContext, spec: JacobianDescent):
         try:
             import torchjd.aggregation as aggregation
@@ -86,12 +86,3 @@ class JacobianDescentStep:
         mtl_backward([l_p, l_a], features=[f_p, f_a], shared_params=self.shared)
         jac_to_grad(self.shared, self.aggregator)
         return {self.ctx.primary.name: n_p, aux: n_a}
-
-    def summary(self) -> dict[str, Any]:
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass

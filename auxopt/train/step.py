@@ -123,7 +123,20 @@ class StepStrategy(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class ScheduleStep:
+class StatelessStep:
+    """Base of step strategies that keep no state of their own and record nothing."""
+
+    def summary(self) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class ScheduleStep(StatelessStep):
     """The plain multi-task step: the schedule names a task; its minibatch loss is back-propagated."""
 
     def __init__(self, ctx: TrainContext):
@@ -134,15 +147,6 @@ class ScheduleStep:
         loss, n = self.ctx.loss(name, step)
         loss.backward()
         return {name: n}
-
-    def summary(self) -> dict[str, Any]:
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
 
 def make_step(ctx: TrainContext) -> StepStrategy:
