@@ -35,7 +35,8 @@ def machine() -> str:
     import torch
 
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu_model()}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__}"
+    return (f"{cpu_model()}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} CPU thread(s) at the end)")
 
 
 def today() -> str:
@@ -92,6 +93,18 @@ def mean_sd(values) -> str:
         return "–"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+def add_threads_option(parser) -> None:
+    """``--threads N``: torch's CPU threads for the whole run (the section's machine line says it)."""
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+
+
+def apply_threads(args) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def publish(title: str, lines: list[str], write: bool) -> None:

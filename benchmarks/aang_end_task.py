@@ -89,8 +89,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=SCALES, default="ci")
     parser.add_argument("--tasks", default="citation_intent", help="comma-separated task names")
+    _common.add_threads_option(parser)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
+    _common.apply_threads(args)
     scale = SCALES[args.scale]
 
     from auxopt import load_task

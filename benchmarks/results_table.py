@@ -113,8 +113,10 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated primary tasks")
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows")
+    _common.add_threads_option(parser)
     parser.add_argument("--write", action="store_true", help=f"write the table into {_common.RESULTS}")
     args = parser.parse_args(argv)
+    _common.apply_threads(args)
 
     import optuna
 

@@ -110,8 +110,36 @@ def test_sampler_stage1_resumes_with_only_missing_trials(suite, tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     kwargs = dict(base=BASE, stage1="sampler", threshold=1.0, storage=storage)  # no mean is above 1
     first = AutoSeM("thompson", suite.primary, suite.auxiliaries, stage1_trials=2, **kwargs)
-    study = first.optimize()
-    assert study.study_name == "thompson.stage1" and len(study.trials) == 2
+    first.optimize()
+    stage1 = optuna.load_study(study_name="thompson.stage1", storage=storage)
+    assert len(stage1.trials) == 2
     assert first.result.selected == [] and first.result.ratios == {"primary": 1.0}
+    # the score is a primary-only run: stage 1's "none" arm if it pulled it, else one stage-2 run
+    primary_only = [t for t in stage1.trials if t.params["aux_task"] == "none"]
+    expected = max(t.value for t in primary_only) if primary_only else optuna.load_study(
+        study_name="thompson.stage2", storage=storage).best_value
+    assert first.result.best_dev == expected
     second = AutoSeM("thompson", suite.primary, suite.auxiliaries, stage1_trials=3, **kwargs)
-    assert len(second.optimize().trials) == 3
+    second.optimize()
+    assert len(optuna.load_study(study_name="thompson.stage1", storage=storage).trials) == 3
+
+
+def test_online_stage1_that_keeps_nothing_trains_the_primary_alone(suite, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'none.db'}"
+    kwargs = dict(base=BASE, stage1_steps=20, online=OnlineThompson(steps_per_pull=5, eval_batches=1),
+                  threshold=1.0, stage2_trials=3, storage=storage)  # no posterior mean is above 1
+    pipeline = AutoSeM("nothing", suite.primary, suite.auxiliaries, **kwargs)
+    final = pipeline.optimize()
+    result = pipeline.result
+    assert result.selected == [] and result.ratios == {"primary": 1.0}
+    # the score is a run of the primary alone, not stage 1's run (which mixed every task)
+    assert result.stage2 == "nothing.stage2" and final.study_name == "nothing.stage2" and len(final.trials) == 1
+    (trial,) = final.trials
+    assert set(trial.user_attrs["examples"]) == {"primary"} or all(
+        n == 0 for task, n in trial.user_attrs["examples"].items() if task != "primary")
+    assert result.best_dev == trial.value and result.test_at_best == trial.user_attrs["test_metric"]
+    stage1 = optuna.load_study(study_name="nothing.stage1", storage=storage)
+    assert any(n > 0 for task, n in stage1.trials[0].user_attrs["examples"].items() if task != "primary")
+    # running it again has nothing left to do
+    again = AutoSeM("nothing", suite.primary, suite.auxiliaries, **kwargs)
+    assert len(again.optimize().trials) == 1 and again.result.best_dev == result.best_dev

@@ -52,6 +52,24 @@ def test_parts_sum_to_g_aux_and_perp_is_orthogonal(seed):
     assert 0 < int(((c * p) > 0).sum()) < 4  # this draw has both kinds of coordinate
 
 
+@pytest.mark.parametrize("eta", [(1.0, 1.0, 0.0), (0.0, 1.0, 0.0), (0.3, 0.7, -0.2), (1.0, 1.0, 1.0)])
+def test_recombine_equals_combine_of_decompose(eta):
+    from auxopt.grad.decompose import part_norms, recombine
+
+    g = torch.Generator().manual_seed(7)
+    basis = random_basis(5, 80, 3)
+    g_aux = torch.randn(80, generator=g, dtype=torch.float64)
+    g_prim = torch.randn(80, generator=g, dtype=torch.float64)
+    parts = decompose(g_aux, basis, g_prim)
+    direction, c, p = recombine(g_aux, basis, g_prim, eta)
+    torch.testing.assert_close(direction, combine(parts, eta))
+    torch.testing.assert_close(c, parts.aux_coords)
+    torch.testing.assert_close(p, parts.prim_coords)
+    norms = part_norms(g_aux, basis, c, p)
+    assert norms == pytest.approx(parts.norms(), rel=1e-12)
+    assert 0 < norms["pos"] and 0 < norms["neg"]  # both kinds of coordinate in this draw
+
+
 def test_signs_on_a_hand_made_case():
     basis = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
     g_prim = torch.tensor([1.0, -1.0, 9.0, 9.0])  # primary coordinates (+1, −1)

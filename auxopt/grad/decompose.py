@@ -79,6 +79,39 @@ def combine(parts: Parts, eta: tuple[float, float, float] | str = (1.0, 1.0, 0.0
     return eta_perp * parts.perp + eta_pos * parts.pos + eta_neg * parts.neg
 
 
+def recombine(
+    g_aux: torch.Tensor, basis: torch.Tensor, g_prim: torch.Tensor, eta: tuple[float, float, float]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``combine(decompose(g_aux, basis, g_prim), eta)`` in two passes over the basis.
+
+    Since ``g_⊥ = g_aux − Vᵀc``, the combined direction is
+    ``η_⊥ g_aux + Vᵀ((η_+ − η_⊥) c ⊙ a + (η_- − η_⊥) c ⊙ (1 − a))`` with ``a = 1[c_j p_j > 0]``: one
+    pass for both coordinate vectors (two matrix-vector products) and one ``Vᵀ`` product, instead of
+    the four of :func:`decompose`, and no D-sized parts. Returns ``(direction, c, p)``; with V orthonormal
+    ``‖g_+‖ = ‖c ⊙ a‖`` and ``‖g_-‖ = ‖c ⊙ (1 − a)‖`` (see :func:`part_norms`).
+    """
+    eta_perp, eta_pos, eta_neg = eta
+    g_aux, g_prim, basis = _fp32(g_aux.reshape(-1)), _fp32(g_prim.reshape(-1)), _fp32(basis)
+    c, p = torch.mv(basis, g_aux), torch.mv(basis, g_prim)
+    agree = (c * p) > 0
+    weights = torch.where(agree, (eta_pos - eta_perp) * c, (eta_neg - eta_perp) * c)
+    return torch.addmv(g_aux, basis.T, weights, beta=eta_perp), c, p
+
+
+def part_norms(g_aux: torch.Tensor, basis: torch.Tensor, c: torch.Tensor, p: torch.Tensor) -> dict[str, float]:
+    """``{"pos", "neg", "perp"}`` norms of the parts from the coordinates ``c``, ``p`` of
+    :func:`recombine`: the in-span ones from ``c`` alone (V orthonormal), ``‖g_⊥‖ = ‖g_aux − Vᵀc‖``
+    by one more pass over the basis (no cancellation, unlike ``√(‖g‖² − ‖c‖²)``)."""
+    agree = (c * p) > 0
+    zero = torch.zeros_like(c)
+    perp = _fp32(g_aux.reshape(-1)) - _fp32(basis).T @ c
+    return {
+        "pos": float(torch.linalg.vector_norm(torch.where(agree, c, zero))),
+        "neg": float(torch.linalg.vector_norm(torch.where(agree, zero, c))),
+        "perp": float(torch.linalg.vector_norm(perp)),
+    }
+
+
 def primary_grad_basis(g_prim: torch.Tensor) -> torch.Tensor:
     """The PCGrad-like 1-D basis ``g_prim / ‖g_prim‖`` (1 × D); all-zero when ``g_prim`` is zero."""
     g = _fp32(g_prim.reshape(-1))

@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from auxopt.errors import AuxoptError
-from auxopt.grad.decompose import combine, decompose, primary_grad_basis, resolve_eta
+from auxopt.grad.decompose import part_norms, primary_grad_basis, recombine, resolve_eta
 from auxopt.grad.subspace import basis_bytes, format_bytes, per_example_basis, randomized_basis
 
 GiB = 2**30
@@ -418,10 +418,10 @@ class DecomposerStep:
         g_aux = self._take()
         with torch.no_grad():
             basis = self.basis if self.basis_kind == "subspace" else primary_grad_basis(g_prim)
-            parts = decompose(g_aux, basis, g_prim)
-            self._put(self.spec.eta_prim * g_prim + combine(parts, self.eta))
+            direction, c, p = recombine(g_aux, basis, g_prim, self.eta)
+            self._put(direction.add_(g_prim, alpha=self.spec.eta_prim))
             if step == 1 or step % self.spec.log_every == 0:
-                norms = parts.norms()
+                norms = part_norms(g_aux, basis, c, p)
                 self.log["steps"].append(int(step))
                 for key in ("pos", "neg", "perp"):
                     self.log[key].append(round(norms[key], 6))

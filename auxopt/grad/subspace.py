@@ -24,10 +24,11 @@ singular value, not merely a basis of the sketch. Cost: ``(q + 1)`` vmapped vjps
 vmapped jvps of ``l`` directions over the m reference examples; memory ``2 l × D`` floats while it
 runs and ``k × D`` floats for the result.
 
-:func:`per_example_basis` computes ``V`` exactly by forming ``J``: :func:`per_example_jacobian` is one
-``vmap`` of ``grad`` over the m examples (about one forward and backward pass of the m examples), and
-:func:`exact_basis` takes the top-k right singular vectors of J through its m × m Gram matrix. It
-holds ``m × D`` floats for a moment — when that fits, it is both exact and much cheaper than the
+:func:`per_example_basis` computes ``V`` exactly from the per-example gradients:
+:func:`per_example_grads` is one ``vmap`` of ``grad`` over the m examples (about one forward and
+backward pass of the m examples), and :func:`block_basis` takes the top-k right singular vectors of
+``J`` through its m × m Gram matrix, block by block (J is never copied into one matrix). It holds
+``m × D`` floats for a moment — when that fits, it is both exact and much cheaper than the
 ``2 (q + 1) l`` batched passes of :func:`randomized_basis`, whose memory does not grow with m.
 """
 
@@ -116,14 +117,15 @@ def randomized_basis(
     return v.detach().to(first.dtype), s[:k].detach()
 
 
-def per_example_jacobian(
+def per_example_grads(
     losses: Callable[[Params, Any], torch.Tensor],
     params: Params,
     batch: Any,
     *,
     chunk_size: int | None = None,
-) -> torch.Tensor:
-    """The per-example gradient matrix ``J`` (m × D): row i is example i's gradient of its loss.
+) -> list[torch.Tensor]:
+    """The per-example gradient matrix ``J`` (m × D) as column blocks, one m × d_p block a parameter
+    (in the order of ``params``, i.e. of :func:`flatten`): row i is example i's gradient of its loss.
 
     One ``vmap`` over the examples of ``grad`` of a single example's loss — about the work of one
     forward and backward pass over the m examples, but with the weight gradients kept per example.
@@ -136,8 +138,8 @@ def per_example_jacobian(
         chunk_size: passed to ``torch.func.vmap`` (examples per pass) to bound activation memory.
 
     Returns:
-        J (m × D, the params' dtype), columns in the order of :func:`flatten`. It holds ``m × D``
-        numbers; assembling it needs up to one parameter's ``m ×`` size more for a moment.
+        the blocks (m × d_p each, the params' dtype; views of vmap's output, no copy): ``m × D``
+        numbers in all.
     """
     from torch.func import grad, vmap
     from torch.utils._pytree import tree_map
@@ -148,27 +150,86 @@ def per_example_jacobian(
         return losses(p, tree_map(lambda t: t.unsqueeze(0), example)).sum()
 
     per_example = vmap(grad(one), in_dims=(None, 0), chunk_size=chunk_size)(primals, batch)
-    first = next(iter(per_example.values()))
-    m, dim = first.shape[0], sum(p.numel() for p in primals.values())
-    jac = torch.empty(m, dim, dtype=first.dtype, device=first.device)
-    start = 0
-    for name in list(per_example):  # copy column blocks in, freeing each block as it goes
-        block = per_example.pop(name).reshape(m, -1)
-        jac[:, start : start + block.shape[1]] = block
-        start += block.shape[1]
-    return jac
+    return [per_example[name].reshape(per_example[name].shape[0], -1) for name in primals]
+
+
+def per_example_jacobian(
+    losses: Callable[[Params, Any], torch.Tensor],
+    params: Params,
+    batch: Any,
+    *,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """J (m × D) itself: :func:`per_example_grads`' blocks side by side (a copy of ``m × D``
+    numbers; :func:`per_example_basis` works on the blocks and never makes it)."""
+    return torch.cat(per_example_grads(losses, params, batch, chunk_size=chunk_size), dim=1)
+
+
+def _cholesky_inverse(gram: torch.Tensor) -> torch.Tensor | None:
+    """``L⁻¹`` for ``gram = L Lᵀ`` (k × k, float64), or None where it is not numerically positive definite."""
+    chol, info = torch.linalg.cholesky_ex(gram)
+    if int(info) != 0 or not bool(torch.isfinite(chol).all()):
+        return None
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    return torch.linalg.solve_triangular(chol, eye, upper=False)
+
+
+def _orth_scaled(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Orthonormal rows from ``w`` (k × D) whose rows are ``s_i v_iᵀ`` with orthonormal ``v_i``.
+
+    Cholesky-QR with the scaling folded in: ``C = S⁻¹ w wᵀ S⁻¹ ≈ I`` (float64, k × k), ``C = L Lᵀ``,
+    ``V = (L⁻¹ S⁻¹) w`` — one ``w wᵀ`` and one k × k by k × D product, far cheaper than a
+    Householder QR of the D × k matrix. Its rows are orthonormal to about ``ε κ(C)``; when C is not
+    close to I (rounding in a wide spectrum) a second pass follows ("CholeskyQR2"). Where some
+    ``s_i`` is zero, or C is numerically singular (rank below k), a QR of ``w`` gives the rows
+    instead (some orthonormal completion, as an SVD's would be).
+    """
+    s = s.double()
+    if bool((s > s.max() * torch.finfo(w.dtype).eps).all()):
+        scaled = (w @ w.T).double() / torch.outer(s, s)
+        inverse = _cholesky_inverse(scaled)
+        if inverse is not None:
+            v = (inverse / s.unsqueeze(0)).to(w.dtype) @ w
+            eye = torch.eye(len(s), dtype=scaled.dtype, device=scaled.device)
+            if float((scaled - eye).abs().max()) < 0.1:
+                return v
+            inverse = _cholesky_inverse((v @ v.T).double())
+            if inverse is not None:
+                return inverse.to(w.dtype) @ v
+    return _orth(w)
+
+
+def block_basis(blocks: list[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` right singular vectors (k × D, orthonormal rows) and singular values (descending) of
+    ``J = [B_1 … B_n]`` (column blocks, each m × d_b, m <= D), without forming J.
+
+    Through the m × m Gram matrix ``J Jᵀ = Σ_b B_b B_bᵀ = U Λ Uᵀ`` (``eigh`` in float64):
+    ``σ = √λ`` and the rows of ``U_kᵀ J = [U_kᵀ B_1 … U_kᵀ B_n]`` are ``σ_i v_iᵀ``, orthonormalised by
+    :func:`_orth_scaled`. This costs about ``2 (m + k) m D`` flops and ``k × D`` numbers beyond the
+    blocks, several times less than an SVD of J.
+    """
+    m = blocks[0].shape[0]
+    dim = sum(b.shape[1] for b in blocks)
+    if not 1 <= k <= min(m, dim):
+        raise ValueError(f"k must be in [1, min(m, D)={min(m, dim)}], not {k}")
+    gram = torch.zeros(m, m, dtype=torch.float64, device=blocks[0].device)
+    for b in blocks:
+        gram += (b @ b.T).double()
+    lam, u = torch.linalg.eigh(gram)
+    lam, u = lam.flip(0)[:k], u.flip(1)[:, :k]  # descending
+    s = lam.clamp_min(0).sqrt()
+    w = torch.empty(k, dim, dtype=blocks[0].dtype, device=blocks[0].device)
+    start, ut = 0, u.T.to(blocks[0].dtype)
+    for b in blocks:
+        w[:, start : start + b.shape[1]] = ut @ b
+        start += b.shape[1]
+    return _orth_scaled(w, s.to(w.dtype)), s.to(w.dtype)
 
 
 def exact_basis(jacobian: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` right singular vectors (k × D, orthonormal rows) and singular values (descending) of
-    an explicit Jacobian (m × D).
-
-    A wide J (m <= D, the usual case) goes through its m × m Gram matrix: ``J Jᵀ = U Λ Uᵀ`` (``eigh``
-    in float64), ``σ = √λ`` and ``V = orth(U_kᵀ J)`` — the rows of ``U_kᵀ J`` are ``σ_i v_iᵀ``, and
-    orthonormalising them by QR instead of dividing by ``σ_i`` guards zero or tiny singular values
-    (their rows become some orthonormal completion, as an SVD's would). This costs ``2 m² D`` flops,
-    several times less than an SVD of J. A tall J uses ``torch.linalg.svd``.
-    """
+    an explicit Jacobian (m × D): :func:`block_basis` of J as one block when it is wide (m <= D, the
+    usual case), ``torch.linalg.svd`` when it is tall."""
     m, dim = jacobian.shape
     if not 1 <= k <= min(m, dim):
         raise ValueError(f"k must be in [1, min(m, D)={min(m, dim)}], not {k}")
@@ -176,10 +237,7 @@ def exact_basis(jacobian: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
     if m > dim:
         _, s, vh = torch.linalg.svd(jacobian, full_matrices=False)
         return vh[:k], s[:k]
-    lam, u = torch.linalg.eigh((jacobian @ jacobian.T).double())
-    lam, u = lam.flip(0)[:k], u.flip(1)[:, :k]  # descending
-    v = _orth(u.T.to(jacobian.dtype) @ jacobian)
-    return v, lam.clamp_min(0).sqrt().to(jacobian.dtype)
+    return block_basis([jacobian], k)
 
 
 def per_example_basis(
@@ -190,9 +248,13 @@ def per_example_basis(
     *,
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` right singular vectors of the per-example gradients, exactly: :func:`exact_basis` of
-    :func:`per_example_jacobian` (same arguments). Returns ``(V, s)`` as :func:`randomized_basis`."""
-    return exact_basis(per_example_jacobian(losses, params, batch, chunk_size=chunk_size), k)
+    """Top-``k`` right singular vectors of the per-example gradients, exactly: :func:`block_basis` of
+    :func:`per_example_grads` (same arguments), J never copied into one matrix. Returns ``(V, s)``
+    as :func:`randomized_basis`; holds the m × D gradients and k × D more at its peak."""
+    blocks = per_example_grads(losses, params, batch, chunk_size=chunk_size)
+    if sum(b.shape[1] for b in blocks) < blocks[0].shape[0]:  # tall: fewer parameters than examples
+        return exact_basis(torch.cat(blocks, dim=1), k)
+    return block_basis(blocks, k)
 
 
 def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -226,7 +288,9 @@ __all__ = [
     "flatten",
     "format_bytes",
     "is_orthonormal",
+    "block_basis",
     "per_example_basis",
+    "per_example_grads",
     "per_example_jacobian",
     "principal_angles",
     "randomized_basis",

@@ -177,6 +177,12 @@ class AutoSeM:
         )
         return self._spec(self.stage2_name, space, sampler, self.stage2_trials, 2, selected_tasks=selected)
 
+    def _primary_only_spec(self) -> StudySpec:
+        """Stage 2 when stage 1 kept no task: one run of the primary task alone."""
+        primary = self.primary.name
+        return self._spec(self.stage2_name, lambda trial: {"ratios": {primary: 1}},
+                          optuna.samplers.RandomSampler(seed=self.seed), 1, 2, selected_tasks=[])
+
     # -- running ------------------------------------------------------------------------------
     def storage_url(self, storage: str | None = None) -> str:
         return self._stage1_spec().storage_url(storage)
@@ -224,9 +230,19 @@ class AutoSeM:
                     {k: round(v, 3) for k, v in means.items()})
 
         if not selected:  # nothing helps: the answer is the primary task alone
-            best = self._best_primary_only(study1)
-            self.result = AutoSeMResult([], posterior, {self.primary.name: 1.0}, *best, self.stage1_name, None)
-            return study1
+            baseline = self._primary_only_trials(study1)
+            if baseline:  # the sampler's stage 1 trained it already ("none" arm)
+                best = max(baseline, key=lambda t: t.value)
+                self.result = AutoSeMResult([], posterior, {self.primary.name: 1.0}, float(best.value),
+                                            best.user_attrs.get("test_metric"), self.stage1_name, None)
+                return study1
+            spec2 = self._primary_only_spec()  # the online run mixed tasks: train the primary alone
+            remaining = self._remaining(spec2, url, 1)
+            study2 = spec2.optimize(n_trials=remaining, storage=url, **run) if remaining else spec2.load_study(url)
+            best = study2.best_trial
+            self.result = AutoSeMResult([], posterior, {self.primary.name: 1.0}, float(best.value),
+                                        best.user_attrs.get("test_metric"), self.stage1_name, self.stage2_name)
+            return study2
         spec2 = self._stage2_spec(selected, means)
         remaining = self._remaining(spec2, url, self.stage2_trials)
         study2 = spec2.optimize(n_trials=remaining, storage=url, **run) if remaining else spec2.load_study(url)
@@ -238,12 +254,13 @@ class AutoSeM:
         )
         return study2
 
-    def _best_primary_only(self, study1: optuna.Study) -> tuple[float, float | None]:
-        done = [t for t in study1.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-        if self.stage1 == "sampler":
-            done = [t for t in done if t.params.get("aux_task") == "none"] or done
-        best = max(done, key=lambda t: t.value)
-        return float(best.value), best.user_attrs.get("test_metric")
+    def _primary_only_trials(self, study1: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+        """Stage 1's finished runs of the primary task alone: the sampler's ``none`` arm (the online
+        stage 1 has none: its one run mixes every task)."""
+        if self.stage1 != "sampler":
+            return []
+        return [t for t in study1.get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE and t.params.get("aux_task") == "none"]
 
     def summary(self) -> str:
         if self.result is None:
