@@ -460,7 +460,7 @@ def plot_aang_weights(study: optuna.Study, trial: int | None = None, top: int = 
     data = aang_weights_data(study, trial, top)
     if data is None:
         raise NoData(f"study {study.study_name!r} has no trial with an 'aang_weights' record")
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.2,
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.08,
                         subplot_titles=("weight by step", "top objectives (mean weight)"))
     for i, (name, values) in enumerate(data["weights"].items()):
         fig.add_trace(go.Scatter(x=data["steps"], y=values, mode="lines", name=name,
@@ -470,12 +470,16 @@ def plot_aang_weights(study: optuna.Study, trial: int | None = None, top: int = 
                                  name="primary", line={"color": "#222", "dash": "dash"}),
                       row=1, col=1)
     top = data["top"][::-1]
+    # objective names are long (data|transform|representation|output): written on the bars, not as
+    # tick labels, which would run into the left panel
     fig.add_trace(go.Bar(x=[m for _, m, _ in top], y=[n for n, _, _ in top], orientation="h",
-                         marker_color=PALETTE[0], showlegend=False, name="mean weight"),
+                         text=[n for n, _, _ in top], textposition="inside", insidetextanchor="start",
+                         textfont={"color": "white", "size": 10}, marker_color=PALETTE[0],
+                         showlegend=False, name="mean weight"),
                   row=1, col=2)
     fig.update_xaxes(title_text="training step", row=1, col=1)
     fig.update_yaxes(title_text="weight", row=1, col=1)
-    fig.update_yaxes(automargin=True, row=1, col=2)
+    fig.update_yaxes(showticklabels=False, row=1, col=2)
     return _layout(fig, f"AANG objective weights (trial {data['trial']})")
 
 
