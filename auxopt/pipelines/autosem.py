@@ -195,6 +195,11 @@ class AutoSeM:
             return target
         return max(0, target - sum(t.state in FINISHED for t in study.get_trials(deepcopy=False)))
 
+    def _continue(self, spec: StudySpec, storage: str, target: int, run: dict[str, Any]) -> optuna.Study:
+        """The study of ``spec`` with ``target`` finished trials: runs the missing ones, if any."""
+        remaining = self._remaining(spec, storage, target)
+        return spec.optimize(n_trials=remaining, storage=storage, **run) if remaining else spec.load_study(storage)
+
     def _posterior(self, study: optuna.Study, spec: StudySpec) -> dict[str, tuple[float, float]]:
         if self.stage1 == "online":
             done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
@@ -236,16 +241,12 @@ class AutoSeM:
                 self.result = AutoSeMResult([], posterior, {self.primary.name: 1.0}, float(best.value),
                                             best.user_attrs.get("test_metric"), self.stage1_name, None)
                 return study1
-            spec2 = self._primary_only_spec()  # the online run mixed tasks: train the primary alone
-            remaining = self._remaining(spec2, url, 1)
-            study2 = spec2.optimize(n_trials=remaining, storage=url, **run) if remaining else spec2.load_study(url)
+            study2 = self._continue(self._primary_only_spec(), url, 1, run)  # the online run mixed tasks
             best = study2.best_trial
             self.result = AutoSeMResult([], posterior, {self.primary.name: 1.0}, float(best.value),
                                         best.user_attrs.get("test_metric"), self.stage1_name, self.stage2_name)
             return study2
-        spec2 = self._stage2_spec(selected, means)
-        remaining = self._remaining(spec2, url, self.stage2_trials)
-        study2 = spec2.optimize(n_trials=remaining, storage=url, **run) if remaining else spec2.load_study(url)
+        study2 = self._continue(self._stage2_spec(selected, means), url, self.stage2_trials, run)
         best = study2.best_trial
         ratios = {self.primary.name: 1.0, **{t: float(best.params[f"ratio_{t}"]) for t in selected}}
         self.result = AutoSeMResult(
