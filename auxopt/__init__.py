@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "AuxoptError": "auxopt.errors",
+    "ContaminationWarning": "auxopt.tasks",
+    "OverlapReport": "auxopt.tasks",
+    "check_overlap": "auxopt.tasks",
     "Task": "auxopt.tasks",
     "load_task": "auxopt.tasks",
     "make_synthetic_suite": "auxopt.tasks",
@@ -25,12 +28,15 @@ _EXPORTS = {
 
 __all__ = [
     "AuxoptError",
+    "ContaminationWarning",
     "Objective",
+    "OverlapReport",
     "StudySpec",
     "Task",
     "TrainConfig",
     "TrainResult",
     "__version__",
+    "check_overlap",
     "load_task",
     "make_synthetic_suite",
 ]
@@ -39,7 +45,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from auxopt.errors import AuxoptError
     from auxopt.objective import Objective
     from auxopt.study import StudySpec
-    from auxopt.tasks import Task, load_task, make_synthetic_suite
+    from auxopt.tasks import (
+        ContaminationWarning,
+        OverlapReport,
+        Task,
+        check_overlap,
+        load_task,
+        make_synthetic_suite,
+    )
     from auxopt.train import TrainConfig, TrainResult
 
 

@@ -24,10 +24,10 @@ trials it retries. Storage URLs are only ever shown through :func:`mask_url`.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -369,10 +369,16 @@ def _checkpoints(frozen, storage) -> list[tuple[int, str]]:
 
 
 class TrialCheckpointStore:
-    """Checkpoints of one trial in Optuna's artifact store (``upload_artifact``; read back with
-    the artifact store's reader). Keeps the newest ``keep`` of the trial's own; resumes from its
-    own or, for a retried trial, from the trials it retries (newest first). The trial's user_attr
-    ``checkpoint_step`` names its newest checkpoint."""
+    """Checkpoints of one trial in Optuna's artifact store, recorded on the trial as Optuna's own
+    artifacts (:func:`optuna.artifacts.get_all_artifact_meta` and optuna-dashboard list them; read
+    back with the artifact store's reader). Keeps the newest ``keep`` of the trial's own; resumes from
+    its own or, for a retried trial, from the trials it retries (newest first). The trial's user_attr
+    ``checkpoint_step`` names its newest checkpoint.
+
+    A checkpoint is recorded on the trial *before* its file is written (Optuna's ``upload_artifact``
+    does the opposite), so that a worker killed at any instant leaves no file that no trial names:
+    at worst a record whose file is missing or cut short, which resuming skips (it does not load) and
+    :meth:`delete_all` tolerates."""
 
     def __init__(self, trial, store, keep: int = 2):
         self.trial, self.store, self.keep = trial, store, keep
@@ -387,17 +393,12 @@ class TrialCheckpointStore:
         return ids
 
     def save(self, step: int, data: bytes) -> None:
-        from optuna.artifacts import upload_artifact
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{CHECKPOINT_PREFIX}{step}.pt"
-            path.write_bytes(data)
-            upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=self.trial,
-                            mimetype="application/octet-stream")
+        artifact_id = _record_artifact(self.storage, self.trial._trial_id, f"{CHECKPOINT_PREFIX}{step}.pt")
+        self.store.write(artifact_id, io.BytesIO(data))
         self.trial.set_user_attr("checkpoint_step", step)
         own = _checkpoints(self.storage.get_trial(self.trial._trial_id), self.storage)
-        for _, artifact_id in own[self.keep :]:
-            _remove(self.store, artifact_id)
+        for _, old_id in own[self.keep :]:
+            _remove(self.store, old_id)
 
     def candidates(self) -> Iterator[tuple[int, Any]]:
         seen = set()
@@ -414,6 +415,27 @@ class TrialCheckpointStore:
             for _, artifact_id in _checkpoints(self.storage.get_trial(trial_id), self.storage):
                 removed += _remove(self.store, artifact_id)
         return removed
+
+
+def _record_artifact(storage, trial_id: int, filename: str) -> str:
+    """Record a new artifact on a trial exactly as ``optuna.artifacts.upload_artifact`` does (a trial
+    system attr ``artifacts:<id>`` holding the JSON of an ``ArtifactMeta``), without writing any file;
+    returns the new artifact id, under which the caller then writes the file.
+
+    Optuna's private names are used here and only here: ``ARTIFACTS_ATTR_PREFIX`` (the attr key
+    prefix that ``get_all_artifact_meta`` and optuna-dashboard read; optuna/artifacts/_upload.py)."""
+    import json
+    import uuid
+    from dataclasses import asdict
+
+    from optuna.artifacts import ArtifactMeta
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX  # private: see the docstring
+
+    artifact_id = str(uuid.uuid4())
+    meta = ArtifactMeta(artifact_id=artifact_id, filename=filename, mimetype="application/octet-stream",
+                        encoding=None)
+    storage.set_trial_system_attr(trial_id, ARTIFACTS_ATTR_PREFIX + artifact_id, json.dumps(asdict(meta)))
+    return artifact_id
 
 
 def _reader(store, artifact_id: str):

@@ -27,12 +27,14 @@ from auxopt.storage import (
     reset_running,
     validate_storage_url,
 )
+from auxopt.tasks.overlap import OverlapReport, check_overlap, validate_on_overlap
 from auxopt.tasks.task import Task
 from auxopt.train import TrainConfig
 from auxopt.train.checkpoint import DEFAULT_EVERY
 
 logger = logging.getLogger("auxopt")
-_CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"primary", "auxiliaries"}
+# ``on_overlap`` is a setting of the study (checked once over every candidate), not of its trials
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"primary", "auxiliaries", "on_overlap"}
 
 
 @dataclass
@@ -52,6 +54,12 @@ class StudySpec:
         user_attrs: stored on the study (e.g. the ground truth of a synthetic benchmark).
         checkpoint_every: checkpoint each run every this many steps into the artifact store beside
             the storage, so that a trial whose worker died resumes mid-run (None: no checkpoints).
+        on_overlap: what happens when an auxiliary's (or the primary's own) train split shares
+            examples with the primary's dev or test split (:func:`auxopt.tasks.check_overlap`):
+            ``"warn"`` (a :class:`~auxopt.tasks.ContaminationWarning`), ``"error"`` (an
+            :class:`~auxopt.errors.AuxoptError` before anything is written to storage) or
+            ``"ignore"``. The report is stored on the study as the user_attr ``contamination``;
+            trials do not check again (their runs record an overlap of the tasks they train on).
     """
 
     name: str
@@ -67,10 +75,17 @@ class StudySpec:
     user_attrs: Mapping[str, Any] = field(default_factory=dict)
     source_file: str | None = None
     checkpoint_every: int | None = DEFAULT_EVERY
+    on_overlap: str = "warn"
 
     def __post_init__(self) -> None:
         if not isinstance(self.primary, Task):
             raise AuxoptError(f"study {self.name!r}: primary must be a Task (use auxopt.load_task)")
+        validate_on_overlap(self.on_overlap, f"study {self.name!r}")
+        if "on_overlap" in self.base:
+            raise AuxoptError(
+                f"study {self.name!r}: on_overlap is a setting of the study, not of base; "
+                f"write StudySpec(..., on_overlap={self.base['on_overlap']!r})"
+            )
         unknown = set(self.base) - _CONFIG_FIELDS
         if unknown:
             raise AuxoptError(
@@ -83,7 +98,8 @@ class StudySpec:
         unknown = set(suggested) - _CONFIG_FIELDS
         if unknown:
             raise AuxoptError(f"study {self.name!r}: the search space returned unknown setting(s) {sorted(unknown)}")
-        return TrainConfig(self.primary, tuple(self.auxiliaries), **{**self.base, **suggested})
+        # the study checked every candidate in preflight; a trial's run records overlaps but is silent
+        return TrainConfig(self.primary, tuple(self.auxiliaries), on_overlap="ignore", **{**self.base, **suggested})
 
     def build_config(self, trial: optuna.Trial) -> TrainConfig:
         return self.config_for(self.space(trial) if self.space is not None else {})
@@ -142,10 +158,20 @@ class StudySpec:
         folder = Path(self.source_file).parent if self.source_file else Path.cwd()
         return default_storage_url(self.name, folder)
 
+    def contamination(self, on_overlap: str | None = None) -> OverlapReport:
+        """The overlap of every candidate auxiliary's train split (and the primary's own) with the
+        primary's dev and test splits (:func:`auxopt.tasks.check_overlap`); ``on_overlap`` defaults
+        to the study's setting. Cached per task, so calling it again costs milliseconds."""
+        return check_overlap(
+            self.primary, self.auxiliaries, on_overlap=self.on_overlap if on_overlap is None else on_overlap
+        )
+
     def preflight(self) -> None:
-        """Load the model once so that a checkpoint that does not load fails before storage is touched."""
+        """Check the tasks for contamination (warn or fail as ``on_overlap`` says) and load the model
+        once, so that either problem shows before storage is touched."""
         from auxopt.train.loop import build_model
 
+        self.contamination()
         config = self.config_for({})
         build_model(config, config.tasks)
 
@@ -154,8 +180,10 @@ class StudySpec:
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=self.config_for({}).max_steps // 2)
 
     def load_study(self, storage: str | None = None) -> optuna.Study:
-        """Create the Optuna study, or load it when it exists (resume)."""
+        """Create the Optuna study, or load it when it exists (resume); with ``on_overlap="error"``
+        a contaminated study fails here too, before the storage is opened."""
         url = self.storage_url(storage)
+        overlap = self.contamination("error" if self.on_overlap == "error" else "ignore")
         study = optuna.create_study(
             study_name=self.name,
             storage=open_storage(url),
@@ -169,6 +197,7 @@ class StudySpec:
             "primary": self.primary.name,
             "metric": self.primary.metric,
             "tasks": [t.describe() for t in (self.primary, *self.auxiliaries)],
+            "contamination": overlap.to_dict(),
             **self.user_attrs,
         }
         for key, value in attrs.items():

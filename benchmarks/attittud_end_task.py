@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     from auxopt.grad import GradientDecomposer
 
     primary = load_task("trec", max_train=scale["max_train"])
-    aux = load_task("mr", labels=["0", "1"], max_train=scale["aux_train"])
+    aux = load_task("mr", max_train=scale["aux_train"])
     results: dict[str, list[dict]] = {}
 
     def add(name, r):

@@ -40,7 +40,7 @@ SCALES = {
                 batch_size=32, eval_every=100, lr=5e-5),
 }
 PRIMARY = "citation_intent"
-CANDIDATES = {"chemprot": {}, "sst2": {}, "trec": {}, "subj": {"labels": ["0", "1"]}}
+CANDIDATES = {"chemprot": {}, "sst2": {}, "trec": {}, "subj": {}}
 
 
 def load_tasks(max_train):

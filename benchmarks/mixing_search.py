@@ -42,7 +42,7 @@ TITLE = "Mixing-ratio search efficiency (benchmarks/mixing_search.py)"
 CHECKPOINTS = (10, 20, 40)
 LOW, HIGH = 0.0, 5.0
 SIGMA = 0.1
-AUX = {"sst2": None, "subj": ["0", "1"], "mr": ["0", "1"]}  # name: labels to keep
+AUX = ("sst2", "subj", "mr")
 TRAIN = dict(model="tiny", max_steps=150, eval_every=75, max_length=40, batch_size=32, seed=0)
 
 
@@ -108,7 +108,7 @@ def real_tasks():
     from auxopt.tasks import load_task
 
     primary = load_task("trec", max_train=600)
-    return primary, [load_task(n, labels=labels, max_train=1500) for n, labels in AUX.items()]
+    return primary, [load_task(n, max_train=1500) for n in AUX]
 
 
 def real_objective(primary, auxiliaries):
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
         lines += [
             "",
             f"- Real-data setting: primary `trec` (max_train=600, {len(primary.dev)} dev examples), "
-            "auxiliaries `sst2`, `subj` and `mr` (labels 0/1, max_train=1500 each); a trial trains "
+            "auxiliaries `sst2`, `subj` and `mr` (max_train=1500 each); a trial trains "
             f"`TrainConfig(ratios={{trec: 1, aux: suggest_float('ratio_aux', {LOW:g}, {HIGH:g})}}, "
             + ", ".join(f"{k}={v!r}" for k, v in TRAIN.items())
             + ")` through `auxopt.objective.Objective(prune=False)`; value = best TREC dev "

@@ -1,7 +1,7 @@
 """Run every auxopt benchmark at one scale and regenerate the results file.
 
     AUXOPT_DATA=../shared/data python benchmarks/run_all.py --scale ci    # a few minutes: smoke run
-    AUXOPT_DATA=../shared/data python benchmarks/run_all.py --scale cpu   # under an hour on 2 cores
+    AUXOPT_DATA=../shared/data python benchmarks/run_all.py --scale cpu   # the short ones (--full: hours)
     AUXOPT_DATA=../shared/data python benchmarks/run_all.py --scale gpu   # one H100/H200
 
 Each benchmark is its own script (``python benchmarks/NAME.py --help``) and writes its own ``##``
@@ -10,11 +10,11 @@ fresh processes with the arguments of the chosen scale, then writes a "Suite run
 ran and how long each took. ``--scale ci`` writes to ``benchmarks/RESULTS-ci.md`` (not kept in git)
 unless ``--results`` says otherwise, so a smoke run never replaces measured figures.
 
-At ``cpu`` scale seven benchmarks take hours together on 2 cores (``LONG_ON_CPU``: ATTITTUD overhead
-with MiniLM, Thompson selection, mixing-ratio search, storage throughput and the three per-method
-end-task scripts); they run only
-with ``--full``, and their sections keep the figures of the run their own "Command" line names. The
-results table covers those methods on four real tasks within the hour.
+At ``cpu`` scale eight benchmarks take hours together on 2 cores (``LONG_ON_CPU``: the payoff
+benchmark, ATTITTUD overhead with MiniLM, Thompson selection, mixing-ratio search, storage throughput
+and the three per-method end-task scripts); they run only with ``--full``, and their sections keep the
+figures of the run their own "Command" line names. The payoff benchmark is resumable: it continues
+its study file (``benchmarks/payoff-cpu.db``) where the last run stopped.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ SUITE: dict[str, dict[str, list[str]]] = {
     "grad_overhead": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu", "--models", "tiny,minilm"],
                       "gpu": ["--scale", "gpu"]},
     "dashboard_publish": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
-    "results_table": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu", "--threads", "1"], "gpu": ["--scale", "gpu"]},
     # the long ones: at cpu scale only with --full (hours together on 2 cores)
+    "payoff": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
     "thompson_selection": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
     "mixing_search": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu", "--seeds", "8"],
                       "gpu": ["--scale", "cpu", "--seeds", "8"]},
@@ -58,7 +58,7 @@ SUITE: dict[str, dict[str, list[str]]] = {
                       "gpu": ["--scale", "gpu", "--tasks", "citation_intent,chemprot"]},
     "attittud_end_task": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
 }
-LONG_ON_CPU = ("grad_overhead", "thompson_selection", "mixing_search", "storage_throughput",
+LONG_ON_CPU = ("payoff", "grad_overhead", "thompson_selection", "mixing_search", "storage_throughput",
                "autosem_end_task", "aang_end_task", "attittud_end_task")
 
 

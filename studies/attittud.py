@@ -19,7 +19,7 @@ from auxopt import StudySpec, load_task
 from auxopt.grad import GradientDecomposer
 
 primary = load_task("trec", max_train=300)
-auxiliary = load_task("mr", labels=["0", "1"], max_train=3000)
+auxiliary = load_task("mr", max_train=3000)
 
 
 def space(trial: optuna.Trial) -> dict:

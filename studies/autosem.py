@@ -17,8 +17,8 @@ from auxopt.pipelines import AutoSeM
 primary = load_task("trec", max_train=1000)
 auxiliaries = [
     load_task("sst2", max_train=3000),
-    load_task("subj", labels=["0", "1"], max_train=3000),
-    load_task("mr", labels=["0", "1"], max_train=3000),
+    load_task("subj", max_train=3000),
+    load_task("mr", max_train=3000),
     load_task("cola", max_train=3000),
 ]
 

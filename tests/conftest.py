@@ -17,6 +17,15 @@ def shared_data(monkeypatch) -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def data_dir(monkeypatch) -> Path:
+    """../shared/data (with its PROVENANCE.md) as AUXOPT_DATA; skips where it is absent."""
+    if not (SHARED_DATA / "PROVENANCE.md").is_file():
+        pytest.skip(f"the real datasets are not available: {SHARED_DATA} (../shared/data) does not exist")
+    monkeypatch.setenv("AUXOPT_DATA", str(SHARED_DATA))
+    return SHARED_DATA
+
+
 @pytest.fixture(scope="session")
 def suite():
     from auxopt.tasks import make_synthetic_suite

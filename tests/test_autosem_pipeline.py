@@ -16,7 +16,7 @@ def real_tasks():
     from auxopt import load_task
 
     primary = load_task("trec", max_train=400)
-    auxiliaries = [load_task("sst2", max_train=400), load_task("subj", labels=["0", "1"], max_train=400)]
+    auxiliaries = [load_task("sst2", max_train=400), load_task("subj", max_train=400)]
     return primary, auxiliaries
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -10,6 +12,8 @@ from optuna.trial import TrialState
 
 from auxopt.errors import AuxoptError
 from auxopt.storage import (
+    RETRY_ATTR,
+    TrialCheckpointStore,
     artifact_dir,
     mask_url,
     open_storage,
@@ -18,6 +22,7 @@ from auxopt.storage import (
     validate_storage_url,
 )
 from auxopt.study import StudySpec
+from auxopt.train.checkpoint import dumps, load_latest
 from auxopt.worker import requested, run_trials
 
 
@@ -127,3 +132,104 @@ def test_other_direction_or_search_space_is_a_clear_error(tmp_path, suite):
     with pytest.raises(AuxoptError, match="another search space.*lr"):
         _spec(suite, wider).load_study(url)
     assert len(optuna.load_study(study_name="cmp", storage=url).trials) == 1  # nothing written
+
+
+# ---------------------------------------------------------------------------- checkpoints in the artifact store
+
+
+class Killed(BaseException):
+    """What a SIGKILL in the middle of a checkpoint write looks like to the code around it."""
+
+
+class WatchedStore(optuna.artifacts.FileSystemArtifactStore):
+    """A real file-system artifact store that looks at the trial's records each time a file is about
+    to be written and, with ``cut``, dies part-way through the next write: after ``cut`` bytes of the
+    file (``cut=0``: before the file exists), as a worker killed at that instant would."""
+
+    def __init__(self, folder, storage, trial_id):
+        super().__init__(str(folder))
+        self.folder, self.storage, self.trial_id = Path(folder), storage, trial_id
+        self.recorded_first, self.cut = [], None
+
+    def write(self, artifact_id, content_body):
+        recorded = {m.artifact_id for m in optuna.artifacts.get_all_artifact_meta(
+            self.storage.get_trial(self.trial_id), storage=self.storage)}
+        self.recorded_first.append(artifact_id in recorded and not (self.folder / artifact_id).exists())
+        if self.cut is None:
+            return super().write(artifact_id, content_body)
+        if self.cut > 0:
+            super().write(artifact_id, io.BytesIO(content_body.read()[: self.cut]))
+        raise Killed
+
+
+def _checkpoint_trial(tmp_path, name="ck"):
+    storage = open_storage(f"sqlite:///{tmp_path}/{name}.db", heartbeat=False)
+    study = optuna.create_study(study_name=name, storage=storage)
+    trial = study.ask()
+    (tmp_path / "artifacts").mkdir()
+    store = WatchedStore(tmp_path / "artifacts", storage, trial._trial_id)
+    return study, trial, store
+
+
+def _named_files(study, store) -> tuple[set[str], set[str]]:
+    """(files in the artifact folder, artifact ids that some trial's records name)."""
+    named = {m.artifact_id for t in study.get_trials(deepcopy=False)
+             for m in optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)}
+    return {p.name for p in store.folder.iterdir()}, named
+
+
+def test_a_checkpoint_is_recorded_on_the_trial_before_its_file_is_written(tmp_path):
+    study, trial, store = _checkpoint_trial(tmp_path)
+    checkpoints = TrialCheckpointStore(trial, store, keep=2)
+    for step in (10, 20, 30):
+        checkpoints.save(step, dumps({"step": step}))
+    assert store.recorded_first == [True, True, True]  # the record exists, the file does not yet
+
+    # Optuna's own artifact records, as upload_artifact writes them (the dashboard lists these)
+    metas = optuna.artifacts.get_all_artifact_meta(trial)
+    assert sorted(m.filename for m in metas) == [f"auxopt-ckpt-step-{s}.pt" for s in (10, 20, 30)]
+    assert {(m.mimetype, m.encoding) for m in metas} == {("application/octet-stream", None)}
+    newest = next(m for m in metas if m.filename == "auxopt-ckpt-step-30.pt")
+    optuna.artifacts.download_artifact(artifact_store=store, artifact_id=newest.artifact_id,
+                                       file_path=str(tmp_path / "down.pt"))
+    assert (tmp_path / "down.pt").read_bytes() == dumps({"step": 30})
+    assert trial.user_attrs["checkpoint_step"] == 30
+
+    files, named = _named_files(study, store)
+    assert len(files) == 2 and files <= named  # the newest two are kept, each named by a record
+    assert load_latest(checkpoints, lambda state: None) == 30
+    assert checkpoints.delete_all() == 2  # step 10's file is already gone: tolerated
+    assert list(store.folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("cut", [0, 100])
+def test_a_kill_during_a_checkpoint_write_leaves_no_unrecorded_file(tmp_path, caplog, cut):
+    study, trial, store = _checkpoint_trial(tmp_path)
+    checkpoints = TrialCheckpointStore(trial, store, keep=2)
+    checkpoints.save(10, dumps({"step": 10}))
+    store.cut = cut
+    with pytest.raises(Killed):
+        checkpoints.save(20, dumps({"step": 20}))
+    assert store.recorded_first == [True, True]
+
+    files, named = _named_files(study, store)
+    assert files <= named  # no file that no trial names: the final delete will find every one
+    assert len(files) == (2 if cut else 1)
+    assert trial.user_attrs["checkpoint_step"] == 10  # the newest complete one
+
+    # the trial is retried after its worker died; the retry skips the broken checkpoint ...
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    retry = study.ask()
+    study._storage.set_trial_system_attr(retry._trial_id, RETRY_ATTR, [trial.number])
+    store.cut = None
+    resumed = TrialCheckpointStore(retry, store, keep=2)
+    assert [step for step, _ in resumed.candidates()] == [20, 10]
+    with caplog.at_level("WARNING", logger="auxopt"):
+        assert load_latest(resumed, lambda state: None) == 10
+    assert "checkpoint at step 20 does not load" in caplog.text
+
+    # ... and, once it has finished, removes every file of the chain, missing or cut short
+    resumed.save(30, dumps({"step": 30}))
+    assert resumed.delete_all() == len(files) + 1
+    assert list(store.folder.iterdir()) == []
+    assert resumed.delete_all() == 0  # nothing left, nothing raised

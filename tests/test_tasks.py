@@ -26,7 +26,7 @@ from auxopt.tasks import (
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # What each folder of ../shared/data must load as. Sizes come from PROVENANCE.md (parsed below).
-# ``labels``: the expected label set for folders whose files hold a few corrupt labels (words instead of 0/1).
+# ``labels``: the label names, in class-id order, where a test checks them.
 FOLDERS = {
     "chemprot": dict(kind="classification", pair=False, metric="accuracy", n_labels=13),
     "citation_intent": dict(kind="classification", pair=False, metric="macro_f1", n_labels=6),
@@ -39,6 +39,11 @@ FOLDERS = {
     "trec": dict(kind="classification", pair=False, metric="accuracy", n_labels=6),
     "subj": dict(kind="classification", pair=False, metric="accuracy", n_labels=2, labels=["0", "1"]),
     "mr": dict(kind="classification", pair=False, metric="accuracy", n_labels=2, labels=["0", "1"]),
+    "cr": dict(kind="classification", pair=False, metric="accuracy", n_labels=2, labels=["0", "1"]),
+    "mnli": dict(kind="classification", pair=True, metric="accuracy", n_labels=3,
+                 labels=["contradiction", "entailment", "neutral"]),
+    "qnli": dict(kind="classification", pair=True, metric="accuracy", n_labels=2,
+                 labels=["entailment", "not_entailment"]),
 }
 NO_TEST_UPSTREAM = ("rte", "cola", "wnli", "stsb")
 
@@ -61,14 +66,6 @@ def _dropped(task: Task, split: str) -> int:
     """How many examples ``labels=[...]`` dropped from a split (0 when none), read from ``carved``."""
     note = task.carved.get(f"dropped_{split}")
     return 0 if note is None else int(note.split()[0])
-
-
-@pytest.fixture
-def data_dir(monkeypatch) -> Path:
-    if not (DATA / "PROVENANCE.md").is_file():
-        pytest.skip(f"the real datasets are not available: {DATA} (../shared/data) does not exist")
-    monkeypatch.setenv("AUXOPT_DATA", str(DATA))
-    return DATA
 
 
 @pytest.fixture
@@ -131,7 +128,7 @@ def test_load_data_folder(data_dir, folder):
         if split in sizes:
             assert _lines(path) == sizes[split]
 
-    task = load_task(folder, labels=spec.get("labels"))
+    task = load_task(folder)  # every folder is clean: no labels=[...] needed
 
     assert task.name == folder
     assert task.source == str(data_dir / folder)
@@ -154,12 +151,13 @@ def test_load_data_folder(data_dir, folder):
         # every class occurs in train
         assert np.all(np.bincount(task.train.labels, minlength=task.num_labels) > 0)
 
-    # sizes: what was loaded plus what was dropped is what the files hold
-    assert len(task.dev) + _dropped(task, "dev") == sizes["dev"]
+    # sizes: nothing is dropped, what was loaded is what the files hold
+    assert not any(key.startswith("dropped_") for key in task.carved)
+    assert len(task.dev) == sizes["dev"]
     if "test" in sizes:
         assert "test" not in task.carved
-        assert len(task.train) + _dropped(task, "train") == sizes["train"]
-        assert len(task.test) + _dropped(task, "test") == sizes["test"]
+        assert len(task.train) == sizes["train"]
+        assert len(task.test) == sizes["test"]
     else:
         assert folder in NO_TEST_UPSTREAM
         assert len(task.train) + len(task.test) == sizes["train"]
@@ -229,26 +227,41 @@ def test_carving_real_task_is_seeded(data_dir):
     assert c.carved["test"].endswith("seed 1")
 
 
-@pytest.mark.data
-def test_subj_corrupt_labels(data_dir):
+def test_corrupt_labels_are_named_and_dropped_with_labels(tmp_path):
+    # A binary task whose files hold a few rows with a word where the 0/1 label should be (as wrapped
+    # source lines once did in subj and mr): train and test each have some, dev is clean.
+    folder = tmp_path / "wrapped"
+    train = _records(40, labels=("0", "1"), prefix="train")
+    train[5]["label"], train[17]["label"], train[30]["label"] = "alas", "because", "alas"
+    dev = _records(10, labels=("0", "1"), prefix="dev")
+    test = _records(12, labels=("0", "1"), prefix="test")
+    test[2]["label"], test[9]["label"] = "it", "then"
+    for split, recs in (("train", train), ("dev", dev), ("test", test)):
+        _write_jsonl(folder / f"{split}.jsonl", recs)
+
     with pytest.raises(AuxoptError) as info:
-        load_task("subj")
+        load_task(folder)
     message = str(info.value)
-    assert "'subj'" in message and "test split" in message
-    for bad in ("alas", "because", "it"):
+    # train's stray words become classes of their own; the test split's words train never has
+    assert "'wrapped'" in message and "test split" in message
+    for bad in ("it", "then"):
         assert repr(bad) in message
+    assert "train labels: ['0', '1', 'alas', 'because']" in message  # train's stray words are shown too
     assert "labels=" in message  # says how to fix it
 
-    task = load_task("subj", labels=["0", "1"])
+    task = load_task(folder, labels=["0", "1"])
     assert task.labels == ("0", "1")
-    assert _dropped(task, "train") == 17
-    assert _dropped(task, "test") == 3
+    assert _dropped(task, "train") == 3
+    assert _dropped(task, "test") == 2
     assert "dropped_dev" not in task.carved  # dev is clean
-    assert (len(task.train), len(task.dev), len(task.test)) == (8016 - 17, 1002, 1002 - 3)
-    raw = _read_jsonl(data_dir / "subj" / "train.jsonl")
-    clean = [r for r in raw if r["label"] in ("0", "1")]
-    assert task.train.texts == tuple(r["text"] for r in clean)
-    assert [task.labels[i] for i in task.train.labels] == [r["label"] for r in clean]
+    assert task.carved["dropped_train"] == "3 examples whose label is not one of ['0', '1']"
+    assert (len(task.train), len(task.dev), len(task.test)) == (40 - 3, 10, 12 - 2)
+    for split, recs in (("train", train), ("dev", dev), ("test", test)):
+        clean = [r for r in recs if r["label"] in ("0", "1")]
+        loaded = task.split(split)
+        assert loaded.texts == tuple(r["text"] for r in clean)
+        assert [task.labels[i] for i in loaded.labels] == [r["label"] for r in clean]
+    assert "train number 5" not in task.train.texts and "test number 9" not in task.test.texts
 
 
 @pytest.mark.data

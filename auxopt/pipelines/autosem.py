@@ -69,6 +69,8 @@ class AutoSeM:
             default, ``min(10, 2 d + 1)`` for ``d`` kept tasks).
         seed: seeds both samplers and the training runs.
         storage: default storage URL (default: ``sqlite:///<name>.db`` beside the study file).
+        on_overlap: ``"warn"``, ``"error"`` or ``"ignore"`` when a task's train split shares
+            examples with the primary's dev or test split (see :class:`~auxopt.study.StudySpec`).
     """
 
     name: str
@@ -89,6 +91,7 @@ class AutoSeM:
     seed: int = 0
     storage: str | None = None
     source_file: str | None = None
+    on_overlap: str = "warn"
     result: AutoSeMResult | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -129,6 +132,7 @@ class AutoSeM:
             seed=self.seed,
             user_attrs={"pipeline": self.name, "stage": stage, "stages": [self.stage1_name, self.stage2_name], **attrs},
             source_file=self.source_file,
+            on_overlap=self.on_overlap,
         )
 
     def _stage1_spec(self) -> StudySpec:

@@ -35,6 +35,10 @@ class TrainConfig:
         objectives: AANG's online objective weighting (``auxopt.objectives``), or None.
         decomposer: ATTITTUD's gradient decomposition (``auxopt.grad``), or None.
         checkpoint: where and how often to checkpoint for mid-trial resume, or None.
+        on_overlap: what :func:`~auxopt.train.train` does when the train split of a task it trains on
+            shares examples with the primary's dev or test split (:func:`auxopt.tasks.check_overlap`):
+            ``"warn"`` (a :class:`~auxopt.tasks.ContaminationWarning`), ``"error"`` or ``"ignore"``.
+            The overlap is recorded in ``TrainResult.extra["contamination"]`` whatever this says.
 
     ``objectives`` and ``decomposer`` are plugins: objects with ``make_step(ctx)`` returning a
     :class:`~auxopt.train.step.StepStrategy` (the trainer imports neither package).
@@ -64,6 +68,7 @@ class TrainConfig:
     objectives: Any = None
     decomposer: Any = None
     checkpoint: Any = None
+    on_overlap: str = "warn"
 
     def __post_init__(self) -> None:
         names = [self.primary.name, *(t.name for t in self.auxiliaries)]
@@ -98,6 +103,9 @@ class TrainConfig:
                     "checkpoint must be auxopt.train.checkpoint.Checkpoint(store, every=N) or None, "
                     f"not {type(self.checkpoint).__name__}"
                 )
+        from auxopt.tasks.overlap import validate_on_overlap
+
+        validate_on_overlap(self.on_overlap)
         if self.patience is not None and self.patience < 1:
             raise AuxoptError(f"patience must be >= 1 or None, not {self.patience!r}")
 

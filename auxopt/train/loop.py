@@ -15,6 +15,7 @@ import torch
 from auxopt.errors import AuxoptError
 from auxopt.models import MultiTaskModel, encode_split, load_encoder
 from auxopt.models.tokenize import Encoded
+from auxopt.tasks.overlap import check_overlap
 from auxopt.tasks.task import Task
 from auxopt.train.checkpoint import TrainState
 from auxopt.train.config import TrainConfig, TrainResult
@@ -117,13 +118,20 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
     Every ``eval_every`` steps the primary dev metric is computed and passed to ``reporter``; the
     model state at the best dev step is kept (on the CPU) and scored on the primary test split at the
     end. On the CPU, equal configs give identical results.
+
+    First the train splits of the tasks trained on are checked against the primary's dev and test
+    splits (:func:`~auxopt.tasks.check_overlap`, cached per task): an overlap warns, fails or is
+    ignored as ``config.on_overlap`` says, and is recorded in ``extra["contamination"]``.
     """
     start_time = time.perf_counter()
+    ratios = config.active_ratios()
+    tasks = {t.name: t for t in config.tasks if t.name in ratios}
+    overlap = check_overlap(
+        config.primary, [t for t in config.auxiliaries if t.name in tasks], on_overlap=config.on_overlap
+    )
     seed_everything(config.seed)
     device = resolve_device(config.device)
     bf16 = use_bf16(config.bf16, device)
-    ratios = config.active_ratios()
-    tasks = {t.name: t for t in config.tasks if t.name in ratios}
     model, tokenizer = build_model(config, list(tasks.values()))
     model.to(device).train()
 
@@ -244,5 +252,6 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
             **({"thompson": schedule.summary()} if feedback else {}),
             **strategy.summary(),
             **({"resumed_from_step": resumed_from} if resumed_from is not None else {}),
+            **({"contamination": overlap.to_dict()} if overlap.contaminated else {}),
         },
     )

@@ -1,0 +1,613 @@
+"""The payoff benchmark: on real data-starved primaries, does auxiliary learning beat the primary alone?
+
+Each **suite** is a primary task (its training set optionally capped), candidate auxiliary tasks and,
+where the primary has one, its ``domain.txt`` for AANG:
+
+* ``sentiment`` — cr with 200 training examples ← mr, sst2, subj, trec, cola, qnli;
+* ``dsp`` — citation_intent (full train, its ``domain.txt``) ← chemprot, hyperpartisan, sst2, trec;
+* your own: ``--primary PATH --max-train N --candidates a,b,c``.
+
+**Rows.** Every final model trains on the same primary data for the same number of steps:
+
+* ``primary-only``; ``all-equal`` (round-robin over the primary and every candidate, 1:1:…);
+* ``best single (dev)`` — one 1:1 run per candidate (``single:<task>``), the best dev kept: the search a
+  practitioner does by hand, and the baseline AutoSeM must beat per unit of compute;
+* ``AutoSeM (online)`` / ``AutoSeM (sampler)`` — :class:`auxopt.pipelines.AutoSeM` with stage 1 run as
+  one online Thompson run or as ThompsonTaskSampler trials, then stage 2 over the kept tasks' ratios;
+* ``TAPT`` — the primary plus masked-LM on its own text (``AANG(objectives=["tapt"], learn=False)``);
+* ``AANG`` — AANG's online weighting over the primary's generated objective space;
+* ``ATTITTUD`` — :class:`auxopt.grad.GradientDecomposer` (library defaults) over all candidates;
+* ``UPGrad`` / ``PCGrad`` — torchjd's aggregators over the primary and all candidates.
+
+**Statistics.** The same seeds for every row (paired); test is scored at the best dev step; each row's
+paired difference from primary-only gets a 95 % t-interval and wins/ties/losses over seeds. The compute
+columns count every training step a row spent (search included) and its wall time.
+
+**Resumable.** Every run is a trial of an Optuna study (one per suite, ``payoff-<suite>``) in an SQLite
+file (default ``benchmarks/payoff-<scale>.db``): parameters ``row`` and ``seed``, scores and compute as
+user_attrs, the dev score as the value. Killed, it continues where it stopped when run again (AutoSeM's
+stage studies live in the same file and resume mid-search); ``auxopt dashboard --storage
+sqlite:///benchmarks/payoff-cpu.db`` shows it. Several processes may share the file (``--workers N``).
+``--report`` only reads the file and writes the tables and ``docs/payoff.png``.
+
+    AUXOPT_DATA=../shared/data python benchmarks/payoff.py --scale ci      # tiny model, about a minute
+    AUXOPT_DATA=../shared/data python benchmarks/payoff.py --scale cpu --write   # hours: resumable
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _common  # noqa: E402
+
+TITLE = "Payoff benchmark (benchmarks/payoff.py)"
+FIGURE = HERE.parent / "docs" / "payoff.png"
+
+
+@dataclass(frozen=True)
+class Suite:
+    primary: str
+    candidates: tuple[str, ...]
+    max_train: int | None = None  # cap on the primary's training set
+
+
+SUITES = {
+    "sentiment": Suite("cr", ("mr", "sst2", "subj", "trec", "cola", "qnli"), max_train=200),
+    "dsp": Suite("citation_intent", ("chemprot", "hyperpartisan", "sst2", "trec")),
+}
+
+#: per scale: the run settings every final model shares, the seeds, the methods' search budgets
+SCALES = {
+    "ci": dict(model="tiny", seeds=2, steps=30, eval_every=10, max_length=32, batch_size=8, lr=None,
+               primary_max_train=200, aux_max_train=300, max_eval=150, max_candidates=2,
+               stage1_trials=3, stage2_trials=2, stage2_startup=1, k=2, m=8, every=10, threads=1),
+    "cpu": dict(model="minilm", seeds=3, steps=300, eval_every=50, max_length=48, batch_size=16, lr=1e-4,
+                primary_max_train=None, aux_max_train=None, max_eval=None, max_candidates=None,
+                stage1_trials=6, stage2_trials=4, stage2_startup=2, k=None, m=None, every=None, threads=1),
+    "gpu": dict(model="minilm", seeds=5, steps=2000, eval_every=100, max_length=128, batch_size=32, lr=5e-5,
+                primary_max_train=None, aux_max_train=None, max_eval=None, max_candidates=None,
+                stage1_trials=12, stage2_trials=12, stage2_startup=4, k=None, m=None, every=None, threads=None),
+}
+
+#: (row key, table label); ``single:<task>`` rows are expanded per candidate
+ROWS = {
+    "primary-only": "primary-only",
+    "all-equal": "all-equal",
+    "single": "best single (dev)",
+    "autosem-online": "AutoSeM (online)",
+    "autosem-sampler": "AutoSeM (sampler)",
+    "tapt": "TAPT (MLM)",
+    "aang": "AANG (online)",
+    "attittud": "ATTITTUD",
+    "upgrad": "UPGrad (torchjd)",
+    "pcgrad": "PCGrad (torchjd)",
+}
+#: the rows the premise needs come first, so that a partial run answers it
+FIRST = ("primary-only", "single", "all-equal")
+
+
+# -- tasks and settings ---------------------------------------------------------------------------
+def suite_from_args(args) -> dict[str, Suite]:
+    if args.primary:
+        if not args.candidates:
+            raise SystemExit("--primary needs --candidates a,b,c")
+        suite = Suite(args.primary, tuple(c for c in args.candidates.split(",") if c), args.max_train)
+        return {Path(args.primary).name: suite}
+    names = [s for s in args.suites.split(",") if s]
+    for name in names:
+        if name not in SUITES:
+            raise SystemExit(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
+    return {n: SUITES[n] for n in names}
+
+
+def candidates_of(suite: Suite, scale: dict) -> tuple[str, ...]:
+    cap = scale["max_candidates"]
+    return suite.candidates[:cap] if cap else suite.candidates
+
+
+def load_suite(suite: Suite, scale: dict):
+    """The primary (train capped by the suite, or the scale at ci) and the candidates."""
+    import dataclasses
+
+    import numpy as np
+
+    from auxopt import load_task
+
+    def capped(task, cap):
+        if cap is None:
+            return task
+        def sub(split):
+            if split is None or len(split) <= cap:
+                return split
+            return split.subset(np.sort(np.random.default_rng(0).choice(len(split), cap, replace=False)))
+        return dataclasses.replace(task, dev=sub(task.dev), test=sub(task.test))
+
+    cap = suite.max_train or scale["primary_max_train"]
+    primary = capped(load_task(suite.primary, max_train=cap), scale["max_eval"])
+    auxiliaries = [capped(load_task(name, max_train=scale["aux_max_train"]), scale["max_eval"])
+                   for name in candidates_of(suite, scale)]
+    return primary, auxiliaries
+
+
+def check_suite(study, primary, auxiliaries) -> None:
+    """The library's contamination check, once per suite: an auxiliary that shares examples with the
+    primary's dev or test split makes the suite measure leakage, so it stops the benchmark; the
+    primary's own duplicates (train texts repeated in dev/test) are recorded and reported."""
+    from auxopt import check_overlap
+
+    found = check_overlap(primary, auxiliaries, on_overlap="ignore")
+    study.set_user_attr("contamination", found.to_dict())
+    leaks = [o for o in found.overlaps if not o.own]
+    if leaks:
+        raise SystemExit("the suite measures leakage: " + "; ".join(o.describe() for o in leaks))
+
+
+def base_config(scale: dict) -> dict:
+    base = {k: scale[k] for k in ("model", "max_length", "batch_size", "eval_every")}
+    base.update(max_steps=scale["steps"], eval_batch_size=128, device="cpu" if scale["model"] == "tiny" else "auto",
+                on_overlap="ignore")  # checked once per suite instead (check_suite)
+    if scale["lr"] is not None:
+        base["lr"] = scale["lr"]
+    return base
+
+
+def settings(suite: Suite, scale: dict) -> dict:
+    """What a study was made with; a study file is only continued with the same settings."""
+    return {"suite": {"primary": suite.primary, "candidates": list(candidates_of(suite, scale)),
+                      "max_train": suite.max_train},
+            **{k: v for k, v in scale.items() if k not in ("seeds", "threads")}}
+
+
+def job_rows(suite: Suite, scale: dict) -> list[str]:
+    rows = []
+    for key in ROWS:
+        rows += [f"single:{c}" for c in candidates_of(suite, scale)] if key == "single" else [key]
+    return rows
+
+
+def jobs(suite: Suite, scale: dict, seeds: int, only: list[str] | None) -> list[tuple[str, int]]:
+    """(row, seed) in the order they run: the premise's rows for the first 3 seeds, then the methods,
+    then more seeds."""
+    rows = [r for r in job_rows(suite, scale) if only is None or r.split(":")[0] in only]
+    first = [r for r in rows if r.split(":")[0] in FIRST]
+    rest = [r for r in rows if r not in first]
+    early = range(min(3, seeds))
+    order = [(r, s) for s in early for r in first] + [(r, s) for s in early for r in rest]
+    order += [(r, s) for s in range(3, seeds) for r in rows]
+    return order
+
+
+# -- one run ----------------------------------------------------------------------------------------
+def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, study_name: str) -> dict:
+    """Train what ``row`` names with ``seed``; return its scores and the compute it spent."""
+    from auxopt.train import TrainConfig, train
+
+    base = base_config(scale)
+    start = time.perf_counter()
+    if row.startswith("autosem-"):
+        return run_autosem(row, seed, primary, auxiliaries, scale, base, url, study_name)
+    tasks, kwargs = list(auxiliaries), {}
+    if row == "primary-only":
+        tasks = []
+    elif row.startswith("single:"):
+        name = row.split(":", 1)[1]
+        tasks = [t for t in auxiliaries if t.name == name]
+    elif row in ("tapt", "aang"):
+        from auxopt.objectives import AANG, ObjectiveSpace
+
+        tasks = []
+        kwargs["objectives"] = (AANG(objectives=["tapt"], learn=False) if row == "tapt"
+                                else AANG(space=ObjectiveSpace.for_task(primary)))
+    elif row == "attittud":
+        from auxopt.grad import GradientDecomposer
+
+        given = {k: scale[k] for k in ("k", "m", "every") if scale[k] is not None}
+        kwargs["decomposer"] = GradientDecomposer(**given)
+    elif row in ("upgrad", "pcgrad"):
+        from auxopt.train.jd import JacobianDescent
+
+        kwargs["decomposer"] = JacobianDescent(row)
+    elif row != "all-equal":
+        raise ValueError(f"unknown row {row!r}")
+    result = train(TrainConfig(primary, tasks, seed=seed, **kwargs, **base))
+    plugin = kwargs.get("objectives") or kwargs.get("decomposer")
+    detail = {"plugin": plugin.describe()} if plugin is not None and hasattr(plugin, "describe") else {}
+    if row == "aang":
+        weights = result.extra.get("aang_weights") or {}
+        if weights.get("weights"):
+            final = weights["weights"][-1]
+            top = sorted(zip(weights["objectives"], final, strict=True), key=lambda x: -x[1])[:5]
+            detail["aang_top"] = [[name, round(w, 4)] for name, w in top]
+            detail["aang_uniform"] = round(1 / len(final), 4)
+    return dict(dev=result.best_dev, test=result.test_at_best, steps=result.steps,
+                wall=time.perf_counter() - start, best_step=result.best_step,
+                curve=[[int(s), float(v)] for s, v in result.curve], detail=detail)
+
+
+def run_autosem(row, seed, primary, auxiliaries, scale, base, url, study_name) -> dict:
+    """The AutoSeM pipeline, its two stage studies in the benchmark's own file (so it resumes
+    mid-search); compute is summed over every trial of both stages, across restarts."""
+    import optuna
+
+    from auxopt.pipelines import AutoSeM
+
+    base = {k: v for k, v in base.items() if k != "on_overlap"}  # a setting of AutoSeM's studies
+    pipeline = AutoSeM(
+        name=f"{study_name}.{row}.seed{seed}", primary=primary, auxiliaries=auxiliaries, base=base,
+        on_overlap="ignore",
+        stage1=row.split("-", 1)[1], stage1_trials=scale["stage1_trials"],
+        stage2_trials=scale["stage2_trials"], n_startup_trials=scale["stage2_startup"], seed=seed,
+        storage=url,
+    )
+    pipeline.optimize(publish_every=None)
+    steps = wall = 0.0
+    for name in (pipeline.stage1_name, pipeline.stage2_name):
+        try:
+            stage = optuna.load_study(study_name=name, storage=url)
+        except KeyError:
+            continue
+        for t in stage.get_trials(deepcopy=False):
+            steps += t.user_attrs.get("steps", 0)
+            wall += t.user_attrs.get("wall_time_s", 0.0)
+    r = pipeline.result
+    return dict(dev=r.best_dev, test=r.test_at_best, steps=int(steps), wall=wall,
+                detail={"selected": r.selected, "ratios": {k: round(v, 3) for k, v in r.ratios.items()},
+                        "posterior_mean": {k: round(a / (a + b), 3) for k, (a, b) in r.posterior.items()}})
+
+
+# -- the study: jobs as trials, resumable, shared by workers ---------------------------------------
+def _process_start(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _me() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def _dead(worker: dict | None) -> bool:
+    """A RUNNING trial's worker is gone: same host, and its process no longer exists (or is another
+    process with the same id). Trials of other hosts are never judged dead here."""
+    if not worker or worker.get("host") != socket.gethostname():
+        return False
+    start = _process_start(int(worker["pid"]))
+    return start is None or start != worker.get("start")
+
+
+def open_study(url: str, name: str, made_with: dict):
+    import optuna
+
+    from auxopt.storage import open_storage
+
+    study = optuna.create_study(study_name=name, storage=open_storage(url, heartbeat=False),
+                                direction="maximize", load_if_exists=True)
+    stored = study.user_attrs.get("settings")
+    if stored is None:
+        study.set_user_attr("settings", made_with)
+    elif stored != json.loads(json.dumps(made_with)):
+        changed = sorted(k for k in set(stored) | set(made_with) if stored.get(k) != made_with.get(k))
+        raise SystemExit(f"study {name!r} in {url} was made with other settings ({', '.join(changed)}); "
+                         "pass another --storage or remove the study to start again")
+    return study
+
+
+def _reap(study, url: str, everyone: bool = False) -> None:
+    """Fail the trials (and their AutoSeM stage trials) whose local worker process is gone, or every
+    RUNNING trial with ``everyone`` (``--reset-running``: no other worker is alive anywhere)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from auxopt.storage import reset_running
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if everyone or _dead(t.user_attrs.get("worker")):
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            row, seed = t.params["row"], t.params["seed"]
+            if row.startswith("autosem-"):
+                for stage in ("stage1", "stage2"):
+                    try:
+                        inner = optuna.load_study(study_name=f"{study.study_name}.{row}.seed{seed}.{stage}",
+                                                  storage=url)
+                    except KeyError:
+                        continue
+                    reset_running(inner)
+            print(f"  {row} seed {seed}: its worker is gone; it runs again", flush=True)
+
+
+def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], reset: bool = False):
+    """The next job nobody has done or is doing, as a new RUNNING trial (under the study's lock)."""
+    from optuna.trial import TrialState
+
+    from auxopt.storage import ask_lock
+
+    with ask_lock(study._storage, url):
+        _reap(study, url, everyone=reset)
+        taken = {(t.params.get("row"), t.params.get("seed")) for t in study.get_trials(deepcopy=False)
+                 if t.state in (TrialState.COMPLETE, TrialState.RUNNING)}
+        todo = [job for job in order if job not in taken]
+        if not todo:
+            return None
+        row, seed = todo[0]
+        study.enqueue_trial({"row": row, "seed": seed})
+        trial = study.ask()
+        trial.suggest_categorical("row", rows)
+        trial.suggest_int("seed", 0, 99)
+        trial.set_user_attr("worker", _me())
+        return trial
+
+
+def work(study, url: str, order, rows: list[str], primary, auxiliaries, scale: dict, reset: bool = False) -> int:
+    from optuna.trial import TrialState
+
+    done = 0
+    while (trial := claim(study, url, order, rows, reset and done == 0)) is not None:
+        row, seed = trial.params["row"], trial.params["seed"]
+        print(f"{study.study_name}: {row} seed {seed} …", flush=True)
+        try:
+            out = run_job(row, seed, primary, auxiliaries, scale, url, study.study_name)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        for key in ("test", "steps", "best_step", "curve", "detail"):
+            if key in out:
+                trial.set_user_attr(key, out[key])
+        trial.set_user_attr("dev", out["dev"])
+        trial.set_user_attr("wall_s", round(out["wall"], 2))
+        study.tell(trial, out["dev"])
+        done += 1
+        test = "–" if out["test"] is None else f"{out['test']:.4f}"
+        print(f"{study.study_name}: {row} seed {seed}: dev {out['dev']:.4f} test {test} "
+              f"steps {out['steps']} wall {out['wall']:.0f} s", flush=True)
+    return done
+
+
+# -- the report ------------------------------------------------------------------------------------
+def collect(study, suite: Suite, scale: dict) -> dict[str, dict[int, dict]]:
+    """Row label → seed → {dev, test, steps, wall, detail}; ``best single (dev)`` derived per seed
+    from the ``single:*`` runs (only seeds where every candidate ran)."""
+    from optuna.trial import TrialState
+
+    runs: dict[str, dict[int, dict]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        runs.setdefault(t.params["row"], {})[t.params["seed"]] = {
+            "dev": t.user_attrs["dev"], "test": t.user_attrs.get("test"), "steps": t.user_attrs.get("steps", 0),
+            "wall": t.user_attrs.get("wall_s", 0.0), "detail": t.user_attrs.get("detail", {}),
+        }
+    out: dict[str, dict[int, dict]] = {}
+    singles = [f"single:{c}" for c in candidates_of(suite, scale)]
+    for key, label in ROWS.items():
+        if key != "single":
+            if key in runs:
+                out[label] = runs[key]
+            continue
+        seeds = set.intersection(*(set(runs.get(s, {})) for s in singles)) if singles else set()
+        best = {}
+        for seed in sorted(seeds):
+            chosen = max(singles, key=lambda s: runs[s][seed]["dev"])  # first candidate wins a tie
+            best[seed] = {**runs[chosen][seed], "steps": sum(runs[s][seed]["steps"] for s in singles),
+                          "wall": sum(runs[s][seed]["wall"] for s in singles),
+                          "detail": {"chosen": chosen.split(":", 1)[1]}}
+        if best:
+            out[label] = best
+    out["_singles"] = {s.split(":", 1)[1]: runs[s] for s in singles if s in runs}
+    return out
+
+
+def paired(row: dict[int, dict], base: dict[int, dict]) -> dict | None:
+    """Paired test differences from the baseline over common seeds: mean, 95 % t-interval, W/T/L."""
+    from scipy import stats
+
+    seeds = sorted(s for s in row if s in base and row[s]["test"] is not None and base[s]["test"] is not None)
+    if not seeds:
+        return None
+    d = [row[s]["test"] - base[s]["test"] for s in seeds]
+    mean = statistics.mean(d)
+    half = (stats.t.ppf(0.975, len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+    eps = 1e-9
+    return {"n": len(d), "mean": mean, "low": mean - half, "high": mean + half,
+            "wins": sum(x > eps for x in d), "ties": sum(abs(x) <= eps for x in d), "losses": sum(x < -eps for x in d)}
+
+
+def suite_lines(name: str, suite: Suite, data: dict, metric: str, scale: dict) -> list[str]:
+    base = data.get("primary-only", {})
+    lines = [
+        f"### {name}: {suite.primary} ({suite.max_train or 'all'} training examples) ← "
+        + ", ".join(candidates_of(suite, scale)),
+        "",
+        f"| row | test {metric} | dev {metric} | Δ test vs primary-only [95 % CI] | W/T/L | seeds "
+        "| training steps / seed | wall / seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label in ROWS.values():
+        row = data.get(label)
+        if not row:
+            lines.append(f"| {label} | not run yet | | | | 0 | | |")
+            continue
+        diff = paired(row, base) if label != "primary-only" else None
+        if diff is None:
+            delta, wtl = "–", "–"
+        else:
+            ci = "" if math.isnan(diff["low"]) else f" [{diff['low']:+.3f}, {diff['high']:+.3f}]"
+            delta, wtl = f"{diff['mean']:+.3f}{ci}", f"{diff['wins']}/{diff['ties']}/{diff['losses']}"
+        steps = statistics.mean(v["steps"] for v in row.values())
+        wall = statistics.mean(v["wall"] for v in row.values())
+        lines.append(f"| {label} | {_common.mean_sd(v['test'] for v in row.values())} | "
+                     f"{_common.mean_sd(v['dev'] for v in row.values())} | {delta} | {wtl} | {len(row)} | "
+                     f"{steps:.0f} | {wall:.0f} s |")
+    singles = data.get("_singles", {})
+    if singles:
+        lines += ["", "Each single auxiliary (1:1 with the primary), the runs the `best single` row chooses "
+                  "from on dev: " + "; ".join(
+                      f"{c} test {_common.mean_sd(v['test'] for v in runs.values())}, dev "
+                      f"{_common.mean_sd(v['dev'] for v in runs.values())} ({len(runs)} seeds)"
+                      for c, runs in singles.items()) + "."]
+    notes = []
+    for label in ("best single (dev)", "AutoSeM (online)", "AutoSeM (sampler)", "AANG (online)"):
+        for seed, v in sorted(data.get(label, {}).items()):
+            d = v.get("detail") or {}
+            if "chosen" in d:
+                notes.append(f"{label} seed {seed}: {d['chosen']}")
+            elif "selected" in d:
+                notes.append(f"{label} seed {seed}: kept {d['selected'] or 'none'}, ratios {d['ratios']}")
+            elif "aang_top" in d:
+                top = ", ".join(f"{n} {w:.3f}" for n, w in d["aang_top"][:3])
+                notes.append(f"{label} seed {seed}: top weights {top} (uniform {d['aang_uniform']:.3f})")
+    if notes:
+        lines += ["", "Choices: " + "; ".join(notes) + "."]
+    return lines + [""]
+
+
+def figure(results: dict[str, tuple[Suite, dict, str]], path: Path) -> None:
+    """Each row's paired test difference from primary-only with its 95 % interval, one panel per suite."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label for label in ROWS.values() if label != "primary-only"]
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.2), squeeze=False, sharey=True)
+    for ax, (name, (suite, data, metric)) in zip(axes[0], results.items(), strict=True):
+        base = data.get("primary-only", {})
+        for i, label in enumerate(labels):
+            diff = paired(data[label], base) if data.get(label) else None
+            if diff is None:
+                ax.text(0, i, "  not run", va="center", fontsize=8, color="0.5")
+                continue
+            err = None if math.isnan(diff["low"]) else [[diff["mean"] - diff["low"]], [diff["high"] - diff["mean"]]]
+            color = "tab:green" if diff["low"] > 0 else "tab:red" if diff["high"] < 0 else "tab:gray"
+            ax.errorbar(diff["mean"], i, xerr=err, fmt="o", color=color, capsize=3)
+            ax.text(diff["mean"], i + 0.28, f"{diff['mean']:+.3f} (n={diff['n']})", ha="center", fontsize=7)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.invert_yaxis()
+        ax.set_title(f"{name}: {suite.primary} ({suite.max_train or 'all'} train)", fontsize=10)
+        ax.set_xlabel(f"test {metric} − primary-only (paired, 95 % CI)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, args) -> None:
+    import optuna
+
+    scale = SCALES[scale_name]
+    results, lines = {}, [*_common.header(TITLE)]
+    s = scale
+    lines += [
+        f"- Setting ({scale_name} scale): model {s['model']}, max length {s['max_length']}, batch {s['batch_size']}, "
+        f"{s['steps']} steps a run, lr {s['lr'] or 'default'} (AdamW, 10 % warm-up, linear decay), dev every "
+        f"{s['eval_every']} steps, test scored at the best dev step; seeds 0–{s['seeds'] - 1}, the same for "
+        f"every row. AutoSeM: stage 1 online (one run) or {s['stage1_trials']} sampler trials, stage 2 "
+        f"{s['stage2_trials']} runs ({s['stage2_startup']} startup). AANG, ATTITTUD: library defaults "
+        f"(ATTITTUD over all candidates, its auxiliary minibatch cycling through them).",
+        f"- Study file: `{url.removeprefix('sqlite:///')}` (resumable; `auxopt dashboard --storage {url}`).",
+        "- Δ: paired difference of test scores from primary-only over the seeds both rows have, mean and "
+        "95 % t-interval; W/T/L: seeds where the row beat / tied / lost to primary-only. Compute: every "
+        "training step the row spent, search included, and its wall time.",
+        "",
+    ]
+    for name, suite in suites.items():
+        try:
+            study = optuna.load_study(study_name=f"payoff-{name}", storage=url)
+        except KeyError:
+            continue
+        from auxopt import load_task
+
+        metric = load_task(suite.primary).metric
+        data = collect(study, suite, scale)
+        results[name] = (suite, data, metric)
+        lines += suite_lines(name, suite, data, metric, scale)
+        found = study.user_attrs.get("contamination", {})
+        pairs = [p for p in found.get("pairs", found.get("overlaps", [])) if p.get("count")]
+        lines += ["Contamination check (auxopt.check_overlap, normalised exact match against the primary's "
+                  "dev and test): " + ("; ".join(f"{p['split']} ← {p['source']} {p['source_split']}: "
+                                                 f"{p['count']} of {p['size']}" for p in pairs)
+                                       if pairs else "no overlap") + ".", ""]
+    if not results:
+        print("nothing to report yet")
+        return
+    if args.figure:
+        figure(results, Path(args.figure))
+    if write:  # docs/payoff.png is the cpu scale's (the README shows it); other scales get their own
+        path = FIGURE if scale_name == "cpu" else FIGURE.with_name(f"payoff-{scale_name}.png")
+        figure(results, path)
+        lines.append(f"![paired differences](../docs/{path.name})")
+    _common.publish(TITLE, lines, write)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser.add_argument("--suites", default=",".join(SUITES), help="comma-separated suites")
+    parser.add_argument("--primary", help="your own primary task (a folder or a name under AUXOPT_DATA)")
+    parser.add_argument("--max-train", type=int, help="cap on --primary's training set")
+    parser.add_argument("--candidates", help="comma-separated candidate auxiliaries for --primary")
+    parser.add_argument("--rows", help=f"comma-separated rows to run (default all: {', '.join(ROWS)})")
+    parser.add_argument("--seeds", type=int, help="seeds per row (default: the scale's)")
+    parser.add_argument("--storage", help="study storage URL (default sqlite:///benchmarks/payoff-<scale>.db)")
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the study file")
+    parser.add_argument("--reset-running", action="store_true",
+                        help="fail and redo every RUNNING run (when no other worker is alive, e.g. on another machine)")
+    parser.add_argument("--report", action="store_true", help="only read the study file and report")
+    parser.add_argument("--figure", metavar="PATH", help=f"draw the figure to PATH (--write draws {FIGURE})")
+    _common.add_threads_option(parser)
+    parser.add_argument("--write", action="store_true", help=f"write the tables into {_common.RESULTS}")
+    args = parser.parse_args(argv)
+    scale = SCALES[args.scale]
+    if args.threads is None:
+        args.threads = scale["threads"]
+    _common.apply_threads(args)
+    suites = suite_from_args(args)
+    only = None if not args.rows else [r for r in args.rows.split(",") if r]
+    for bad in [r for r in only or [] if r not in ROWS]:
+        parser.error(f"unknown row {bad!r}; rows: {', '.join(ROWS)}")
+    url = args.storage or f"sqlite:///{HERE / f'payoff-{args.scale}.db'}"
+    seeds = args.seeds or scale["seeds"]
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.workers > 1 and not args.report:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if "--workers" in argv:
+            del argv[argv.index("--workers"):argv.index("--workers") + 2]
+        argv = [a for a in argv if not a.startswith("--workers=") and a not in ("--write", "--reset-running")]
+        if args.reset_running:  # here, once, before any worker claims a run
+            for name, suite in suites.items():
+                _reap(open_study(url, f"payoff-{name}", settings(suite, scale)), url, everyone=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or 1)}
+        procs = [subprocess.Popen([sys.executable, __file__, *argv, "--workers", "1"], env=env)
+                 for _ in range(args.workers)]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            return max(codes)
+    elif not args.report:
+        for name, suite in suites.items():
+            primary, auxiliaries = load_suite(suite, scale)
+            study = open_study(url, f"payoff-{name}", settings(suite, scale))
+            check_suite(study, primary, auxiliaries)
+            work(study, url, jobs(suite, scale, seeds, only), job_rows(suite, scale), primary, auxiliaries, scale,
+                 reset=args.reset_running)
+    report(url, suites, args.scale, args.write, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

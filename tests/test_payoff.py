@@ -1,0 +1,108 @@
+"""The payoff benchmark (benchmarks/payoff.py): its statistics by hand, and its ci scale end to end on
+the real data, killed in the middle and run again."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import payoff  # noqa: E402
+
+
+def _runs(tests: dict[int, float]) -> dict[int, dict]:
+    return {s: {"test": v, "dev": v, "steps": 1, "wall": 1.0} for s, v in tests.items()}
+
+
+def test_paired_difference_interval_and_wins_by_hand():
+    base = _runs({0: 0.80, 1: 0.82, 2: 0.81})
+    row = _runs({0: 0.85, 1: 0.82, 2: 0.84, 3: 0.99})  # seed 3 has no primary-only run: not paired
+    out = payoff.paired(row, base)
+    d = [0.05, 0.0, 0.03]
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    half = 4.302652729911275 * sd / math.sqrt(3)  # t(0.975, 2 df)
+    assert out["n"] == 3
+    assert out["mean"] == pytest.approx(mean)
+    assert out["low"] == pytest.approx(mean - half) and out["high"] == pytest.approx(mean + half)
+    assert (out["wins"], out["ties"], out["losses"]) == (2, 1, 0)
+    assert math.isnan(payoff.paired(_runs({0: 0.9}), base)["low"])  # one seed: no interval
+    assert payoff.paired(_runs({5: 0.9}), base) is None
+
+
+def test_job_order_puts_the_premise_first_and_pairs_seeds():
+    suite = payoff.SUITES["sentiment"]
+    order = payoff.jobs(suite, payoff.SCALES["cpu"], seeds=5, only=None)
+    rows = payoff.job_rows(suite, payoff.SCALES["cpu"])
+    assert len(order) == len(set(order)) == 5 * len(rows)
+    premise = 3 * (2 + len(suite.candidates))  # primary-only, all-equal and every single, seeds 0-2
+    assert {r.split(":")[0] for r, _ in order[:premise]} == {"primary-only", "all-equal", "single"}
+    assert {s for _, s in order[: 3 * len(rows)]} == {0, 1, 2}
+    assert "sst2" not in payoff.SUITES["sentiment"].primary  # never sst2 with mr or subj
+    for suite in payoff.SUITES.values():
+        assert not (suite.primary == "sst2" and {"mr", "subj"} & set(suite.candidates))
+
+
+def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name="payoff-sentiment", storage=url).get_trials()
+    except Exception:  # not created yet, or busy
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_ci_scale_runs_end_to_end_and_resumes_after_a_kill(tmp_path, data_dir):
+    url = f"sqlite:///{tmp_path / 'payoff.db'}"
+    command = [sys.executable, str(ROOT / "benchmarks" / "payoff.py"), "--scale", "ci", "--suites", "sentiment",
+               "--storage", url, "--figure", str(tmp_path / "payoff.png")]
+    env = {**os.environ, "AUXOPT_DATA": str(data_dir), "OMP_NUM_THREADS": "1", "AUXOPT_RESULTS": str(tmp_path / "R.md")}
+    proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:  # kill it inside its second run
+        trials = _trials(url)
+        if any(t.state == TrialState.COMPLETE for t in trials) and any(t.state == TrialState.RUNNING for t in trials):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {(t.params["row"], t.params["seed"]): t.value for t in _trials(url) if t.state == TrialState.COMPLETE}
+    assert before and any(t.state == TrialState.RUNNING for t in _trials(url))
+
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "its worker is gone; it runs again" in done.stdout
+
+    trials = _trials(url)
+    suite, scale = payoff.SUITES["sentiment"], payoff.SCALES["ci"]
+    expected = set(payoff.jobs(suite, scale, scale["seeds"], None))
+    complete = [(t.params["row"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(complete) == sorted(expected)  # every (row, seed) exactly once
+    assert sum(t.state == TrialState.FAIL for t in trials) == 1  # the killed one
+    assert not any(t.state == TrialState.RUNNING for t in trials)
+    after = {(t.params["row"], t.params["seed"]): t.value for t in trials if t.state == TrialState.COMPLETE}
+    assert all(after[k] == v for k, v in before.items())  # finished runs are not redone
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            assert t.user_attrs["steps"] >= scale["steps"] and t.user_attrs["wall_s"] > 0
+            assert t.user_attrs["test"] is not None and 0 <= t.user_attrs["test"] <= 1
+    # the report: every row with its seeds, intervals and the figure
+    table = done.stdout
+    for label in payoff.ROWS.values():
+        assert f"| {label} | " in table and f"| {label} | not run yet" not in table
+    assert (tmp_path / "payoff.png").stat().st_size > 10_000
+    # the same command again finds nothing to do and changes nothing
+    again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and len(_trials(url)) == len(trials)
