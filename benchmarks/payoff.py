@@ -37,9 +37,11 @@ sqlite:///benchmarks/payoff-cpu.db`` shows it. Several processes may share the f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -95,8 +97,9 @@ ROWS = {
     "upgrad": "UPGrad (torchjd)",
     "pcgrad": "PCGrad (torchjd)",
 }
-#: the rows the premise needs come first, so that a partial run answers it
-FIRST = ("primary-only", "single", "all-equal")
+#: the rows the premise needs, and the other baselines a practitioner tries by hand, come first, so
+#: that a partial run answers the premise (and the method rows, which change, come later)
+FIRST = ("primary-only", "single", "all-equal", "tapt")
 
 
 # -- tasks and settings ---------------------------------------------------------------------------
@@ -483,18 +486,21 @@ def figure(results: dict[str, tuple[Suite, dict, str]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.2), squeeze=False, sharey=True)
     for ax, (name, (suite, data, metric)) in zip(axes[0], results.items(), strict=True):
         base = data.get("primary-only", {})
+        reach = 0.01
         for i, label in enumerate(labels):
             diff = paired(data[label], base) if data.get(label) else None
             if diff is None:
-                ax.text(0, i, "  not run", va="center", fontsize=8, color="0.5")
+                ax.text(0, i, "not run yet", ha="center", va="center", fontsize=8, color="0.5")
                 continue
+            reach = max(reach, *(abs(v) for v in (diff["mean"], diff["low"], diff["high"]) if not math.isnan(v)))
             err = None if math.isnan(diff["low"]) else [[diff["mean"] - diff["low"]], [diff["high"] - diff["mean"]]]
             color = "tab:green" if diff["low"] > 0 else "tab:red" if diff["high"] < 0 else "tab:gray"
             ax.errorbar(diff["mean"], i, xerr=err, fmt="o", color=color, capsize=3)
             ax.text(diff["mean"], i + 0.28, f"{diff['mean']:+.3f} (n={diff['n']})", ha="center", fontsize=7)
         ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlim(-1.15 * reach, 1.15 * reach)
+        ax.set_ylim(len(labels) - 0.5, -0.7)
         ax.set_yticks(range(len(labels)), labels)
-        ax.invert_yaxis()
         ax.set_title(f"{name}: {suite.primary} ({suite.max_train or 'all'} train)", fontsize=10)
         ax.set_xlabel(f"test {metric} − primary-only (paired, 95 % CI)")
         ax.grid(axis="x", alpha=0.3)
@@ -509,6 +515,9 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
 
     scale = SCALES[scale_name]
     results, lines = {}, [*_common.header(TITLE)]
+    shown = url.removeprefix("sqlite:///")
+    with contextlib.suppress(ValueError):
+        shown = str(Path(shown).resolve().relative_to(HERE.parent))
     s = scale
     lines += [
         f"- Setting ({scale_name} scale): model {s['model']}, max length {s['max_length']}, batch {s['batch_size']}, "
@@ -517,7 +526,7 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         f"every row. AutoSeM: stage 1 online (one run) or {s['stage1_trials']} sampler trials, stage 2 "
         f"{s['stage2_trials']} runs ({s['stage2_startup']} startup). AANG, ATTITTUD: library defaults "
         f"(ATTITTUD over all candidates, its auxiliary minibatch cycling through them).",
-        f"- Study file: `{url.removeprefix('sqlite:///')}` (resumable; `auxopt dashboard --storage {url}`).",
+        f"- Study file: `{shown}` (resumable; `auxopt dashboard --storage sqlite:///{shown}`).",
         "- Δ: paired difference of test scores from primary-only over the seeds both rows have, mean and "
         "95 % t-interval; W/T/L: seeds where the row beat / tied / lost to primary-only. Compute: every "
         "training step the row spent, search included, and its wall time.",
@@ -552,6 +561,10 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
     _common.publish(TITLE, lines, write)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
@@ -584,6 +597,11 @@ def main(argv=None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)  # a run stopped by `kill` is failed, not left RUNNING
+    if args.report:  # runs whose local worker died are failed, so that the file holds no stale RUNNING run
+        for name in suites:
+            with contextlib.suppress(KeyError):
+                _reap(optuna.load_study(study_name=f"payoff-{name}", storage=url), url)
     if args.workers > 1 and not args.report:
         argv = list(sys.argv[1:] if argv is None else argv)
         if "--workers" in argv:
