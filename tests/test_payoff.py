@@ -46,8 +46,9 @@ def test_job_order_puts_the_premise_first_and_pairs_seeds():
     order = payoff.jobs(suite, payoff.SCALES["cpu"], seeds=5, only=None)
     rows = payoff.job_rows(suite, payoff.SCALES["cpu"])
     assert len(order) == len(set(order)) == 5 * len(rows)
-    premise = 3 * (2 + len(suite.candidates))  # primary-only, all-equal and every single, seeds 0-2
-    assert {r.split(":")[0] for r, _ in order[:premise]} == {"primary-only", "all-equal", "single"}
+    # the baselines first for seeds 0-2: primary-only, all-equal, every single auxiliary and TAPT
+    premise = 3 * (3 + len(suite.candidates))
+    assert {r.split(":")[0] for r, _ in order[:premise]} == {"primary-only", "all-equal", "single", "tapt"}
     assert {s for _, s in order[: 3 * len(rows)]} == {0, 1, 2}
     assert "sst2" not in payoff.SUITES["sentiment"].primary  # never sst2 with mr or subj
     for suite in payoff.SUITES.values():
