@@ -75,13 +75,13 @@ SUITES = {
 SCALES = {
     "ci": dict(model="tiny", seeds=2, steps=30, eval_every=10, max_length=32, batch_size=8, lr=None,
                primary_max_train=200, aux_max_train=300, max_eval=150, max_candidates=2,
-               stage1_trials=3, stage2_trials=2, stage2_startup=1, k=2, m=8, every=10, threads=1),
+               stage1_trials=3, stage2_trials=3, stage2_startup=None, k=2, m=8, every=10, threads=1),
     "cpu": dict(model="minilm", seeds=3, steps=300, eval_every=50, max_length=48, batch_size=16, lr=1e-4,
                 primary_max_train=None, aux_max_train=None, max_eval=None, max_candidates=None,
-                stage1_trials=6, stage2_trials=4, stage2_startup=2, k=None, m=None, every=None, threads=1),
+                stage1_trials=6, stage2_trials=4, stage2_startup=None, k=None, m=None, every=None, threads=1),
     "gpu": dict(model="minilm", seeds=5, steps=2000, eval_every=100, max_length=128, batch_size=32, lr=5e-5,
                 primary_max_train=None, aux_max_train=None, max_eval=None, max_candidates=None,
-                stage1_trials=12, stage2_trials=12, stage2_startup=4, k=None, m=None, every=None, threads=None),
+                stage1_trials=12, stage2_trials=12, stage2_startup=None, k=None, m=None, every=None, threads=None),
 }
 
 #: (row key, table label); ``single:<task>`` rows are expanded per candidate
@@ -97,6 +97,41 @@ ROWS = {
     "upgrad": "UPGrad (torchjd)",
     "pcgrad": "PCGrad (torchjd)",
 }
+#: A method row's revision: raised when the method's code or defaults change, so that its earlier
+#: runs are superseded (kept in the file, left out of the table) while every other row stays.
+REVISION = {"autosem-online": 2, "autosem-sampler": 2}
+#: per row key, the scale settings only that row depends on (the shared ones must match the study's)
+METHOD_KEYS = {"autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
+               "autosem-sampler": ("stage1_trials", "stage2_trials", "stage2_startup"),
+               "attittud": ("k", "m", "every")}
+
+
+_METHOD_ONLY = tuple(sorted({k for keys in METHOD_KEYS.values() for k in keys}))
+
+
+def row_version(row: str, scale: dict) -> dict:
+    """What a run of ``row`` was made with beyond the shared settings: its revision and budgets."""
+    key = row.split(":")[0]
+    return {"revision": REVISION.get(key, 1), **{k: scale[k] for k in METHOD_KEYS.get(key, ())}}
+
+
+def is_current(study, trial, scale: dict) -> bool:
+    """The run was made by the row's present revision and budgets (runs from before versions were
+    recorded are revision 1 with the budgets the study was made with)."""
+    row = trial.params.get("row", "")
+    stored = trial.user_attrs.get("version")
+    if stored is None:
+        before = study.user_attrs.get("method_budgets_before", {})
+        stored = {"revision": 1, **{k: before.get(k, scale[k]) for k in METHOD_KEYS.get(row.split(":")[0], ())}}
+    return stored == json.loads(json.dumps(row_version(row, scale)))
+
+
+def stage_prefix(study_name: str, row: str, seed: int, scale: dict) -> str:
+    """The name prefix of an AutoSeM row's two stage studies (its revision in it from 2 on)."""
+    revision = row_version(row, scale)["revision"]
+    return f"{study_name}.{row}.seed{seed}" + (f".r{revision}" if revision > 1 else "")
+
+
 #: the rows the premise needs, and the other baselines a practitioner tries by hand, come first, so
 #: that a partial run answers the premise (and the method rows, which change, come later)
 FIRST = ("primary-only", "single", "all-equal", "tapt")
@@ -171,7 +206,7 @@ def settings(suite: Suite, scale: dict) -> dict:
     """What a study was made with; a study file is only continued with the same settings."""
     return {"suite": {"primary": suite.primary, "candidates": list(candidates_of(suite, scale)),
                       "max_train": suite.max_train},
-            **{k: v for k, v in scale.items() if k not in ("seeds", "threads")}}
+            **{k: v for k, v in scale.items() if k not in ("seeds", "threads", *_METHOD_ONLY)}}
 
 
 def job_rows(suite: Suite, scale: dict) -> list[str]:
@@ -249,7 +284,7 @@ def run_autosem(row, seed, primary, auxiliaries, scale, base, url, study_name) -
 
     base = {k: v for k, v in base.items() if k != "on_overlap"}  # a setting of AutoSeM's studies
     pipeline = AutoSeM(
-        name=f"{study_name}.{row}.seed{seed}", primary=primary, auxiliaries=auxiliaries, base=base,
+        name=stage_prefix(study_name, row, seed, scale), primary=primary, auxiliaries=auxiliaries, base=base,
         on_overlap="ignore",
         stage1=row.split("-", 1)[1], stage1_trials=scale["stage1_trials"],
         stage2_trials=scale["stage2_trials"], n_startup_trials=scale["stage2_startup"], seed=seed,
@@ -268,7 +303,21 @@ def run_autosem(row, seed, primary, auxiliaries, scale, base, url, study_name) -
     r = pipeline.result
     return dict(dev=r.best_dev, test=r.test_at_best, steps=int(steps), wall=wall,
                 detail={"selected": r.selected, "ratios": {k: round(v, 3) for k, v in r.ratios.items()},
-                        "posterior_mean": {k: round(a / (a + b), 3) for k, (a, b) in r.posterior.items()}})
+                        "utility": {k: round(a / (a + b), 3) for k, (a, b) in r.posterior.items()},
+                        "evidence": {k: [int(a - 1), int(a + b - 2)] for k, (a, b) in r.posterior.items()},
+                        "stage2": _stage2_runs(pipeline, url)})
+
+
+def _stage2_runs(pipeline, url: str) -> list:
+    """[ratios, dev] of each finished stage-2 run, in order."""
+    import optuna
+
+    try:
+        stage = optuna.load_study(study_name=pipeline.stage2_name, storage=url)
+    except KeyError:
+        return []
+    return [[{k: round(v, 3) for k, v in t.user_attrs.get("ratios", {}).items()}, round(t.value, 4)]
+            for t in stage.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
 
 
 # -- the study: jobs as trials, resumable, shared by workers ---------------------------------------
@@ -300,6 +349,10 @@ def open_study(url: str, name: str, made_with: dict):
     study = optuna.create_study(study_name=name, storage=open_storage(url, heartbeat=False),
                                 direction="maximize", load_if_exists=True)
     stored = study.user_attrs.get("settings")
+    if stored is not None and any(k in stored for k in _METHOD_ONLY):  # method budgets moved to each run
+        study.set_user_attr("method_budgets_before", {k: stored[k] for k in _METHOD_ONLY if k in stored})
+        stored = {k: v for k, v in stored.items() if k not in _METHOD_ONLY}
+        study.set_user_attr("settings", stored)
     if stored is None:
         study.set_user_attr("settings", made_with)
     elif stored != json.loads(json.dumps(made_with)):
@@ -309,7 +362,7 @@ def open_study(url: str, name: str, made_with: dict):
     return study
 
 
-def _reap(study, url: str, everyone: bool = False) -> None:
+def _reap(study, url: str, scale: dict, everyone: bool = False) -> None:
     """Fail the trials (and their AutoSeM stage trials) whose local worker process is gone, or every
     RUNNING trial with ``everyone`` (``--reset-running``: no other worker is alive anywhere)."""
     import optuna
@@ -324,24 +377,24 @@ def _reap(study, url: str, everyone: bool = False) -> None:
             if row.startswith("autosem-"):
                 for stage in ("stage1", "stage2"):
                     try:
-                        inner = optuna.load_study(study_name=f"{study.study_name}.{row}.seed{seed}.{stage}",
-                                                  storage=url)
+                        inner = optuna.load_study(
+                            study_name=f"{stage_prefix(study.study_name, row, seed, scale)}.{stage}", storage=url)
                     except KeyError:
                         continue
                     reset_running(inner)
             print(f"  {row} seed {seed}: its worker is gone; it runs again", flush=True)
 
 
-def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], reset: bool = False):
+def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], scale: dict, reset: bool = False):
     """The next job nobody has done or is doing, as a new RUNNING trial (under the study's lock)."""
     from optuna.trial import TrialState
 
     from auxopt.storage import ask_lock
 
     with ask_lock(study._storage, url):
-        _reap(study, url, everyone=reset)
+        _reap(study, url, scale, everyone=reset)
         taken = {(t.params.get("row"), t.params.get("seed")) for t in study.get_trials(deepcopy=False)
-                 if t.state in (TrialState.COMPLETE, TrialState.RUNNING)}
+                 if t.state in (TrialState.COMPLETE, TrialState.RUNNING) and is_current(study, t, scale)}
         todo = [job for job in order if job not in taken]
         if not todo:
             return None
@@ -351,6 +404,7 @@ def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], reset:
         trial.suggest_categorical("row", rows)
         trial.suggest_int("seed", 0, 99)
         trial.set_user_attr("worker", _me())
+        trial.set_user_attr("version", row_version(row, scale))
         return trial
 
 
@@ -358,7 +412,7 @@ def work(study, url: str, order, rows: list[str], primary, auxiliaries, scale: d
     from optuna.trial import TrialState
 
     done = 0
-    while (trial := claim(study, url, order, rows, reset and done == 0)) is not None:
+    while (trial := claim(study, url, order, rows, scale, reset and done == 0)) is not None:
         row, seed = trial.params["row"], trial.params["seed"]
         print(f"{study.study_name}: {row} seed {seed} …", flush=True)
         try:
@@ -387,6 +441,8 @@ def collect(study, suite: Suite, scale: dict) -> dict[str, dict[int, dict]]:
 
     runs: dict[str, dict[int, dict]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if not is_current(study, t, scale):
+            continue  # superseded by a later revision of its method
         runs.setdefault(t.params["row"], {})[t.params["seed"]] = {
             "dev": t.user_attrs["dev"], "test": t.user_attrs.get("test"), "steps": t.user_attrs.get("steps", 0),
             "wall": t.user_attrs.get("wall_s", 0.0), "detail": t.user_attrs.get("detail", {}),
@@ -466,7 +522,10 @@ def suite_lines(name: str, suite: Suite, data: dict, metric: str, scale: dict) -
             if "chosen" in d:
                 notes.append(f"{label} seed {seed}: {d['chosen']}")
             elif "selected" in d:
-                notes.append(f"{label} seed {seed}: kept {d['selected'] or 'none'}, ratios {d['ratios']}")
+                util = ", ".join(f"{k} {u:.2f}" for k, u in sorted((d.get("utility") or {}).items(),
+                                                                    key=lambda kv: -kv[1]))
+                notes.append(f"{label} seed {seed}: kept {d['selected'] or 'none'} (stage-1 utilities "
+                             f"{util}), ratios {d['ratios']}")
             elif "aang_top" in d:
                 top = ", ".join(f"{n} {w:.3f}" for n, w in d["aang_top"][:3])
                 notes.append(f"{label} seed {seed}: top weights {top} (uniform {d['aang_uniform']:.3f})")
@@ -523,8 +582,10 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         f"- Setting ({scale_name} scale): model {s['model']}, max length {s['max_length']}, batch {s['batch_size']}, "
         f"{s['steps']} steps a run, lr {s['lr'] or 'default'} (AdamW, 10 % warm-up, linear decay), dev every "
         f"{s['eval_every']} steps, test scored at the best dev step; seeds 0–{s['seeds'] - 1}, the same for "
-        f"every row. AutoSeM: stage 1 online (one run) or {s['stage1_trials']} sampler trials, stage 2 "
-        f"{s['stage2_trials']} runs ({s['stage2_startup']} startup). AANG, ATTITTUD: library defaults "
+        f"every row. AutoSeM: stage 1 online (one run at constant lr) or {s['stage1_trials']} sampler trials, "
+        f"kept: the tasks whose undecayed win rate beats the primary-only arm's (at most 3); stage 2 "
+        f"{s['stage2_trials']} runs over ratios 1/8 … 4 of the primary's (log scale, or off), the first being "
+        f"equal mixing, the stage-1 utilities and the primary alone, then the GP. AANG, ATTITTUD: library defaults "
         f"(ATTITTUD over all candidates, its auxiliary minibatch cycling through them).",
         f"- Study file: `{shown}` (resumable; `auxopt dashboard --storage sqlite:///{shown}`).",
         "- Δ: paired difference of test scores from primary-only over the seeds both rows have, mean and "
@@ -601,7 +662,7 @@ def main(argv=None) -> int:
     if args.report:  # runs whose local worker died are failed, so that the file holds no stale RUNNING run
         for name in suites:
             with contextlib.suppress(KeyError):
-                _reap(optuna.load_study(study_name=f"payoff-{name}", storage=url), url)
+                _reap(optuna.load_study(study_name=f"payoff-{name}", storage=url), url, scale)
     if args.workers > 1 and not args.report:
         argv = list(sys.argv[1:] if argv is None else argv)
         if "--workers" in argv:
@@ -609,7 +670,7 @@ def main(argv=None) -> int:
         argv = [a for a in argv if not a.startswith("--workers=") and a not in ("--write", "--reset-running")]
         if args.reset_running:  # here, once, before any worker claims a run
             for name, suite in suites.items():
-                _reap(open_study(url, f"payoff-{name}", settings(suite, scale)), url, everyone=True)
+                _reap(open_study(url, f"payoff-{name}", settings(suite, scale)), url, scale, everyone=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or 1)}
         procs = [subprocess.Popen([sys.executable, __file__, *argv, "--workers", "1"], env=env)
                  for _ in range(args.workers)]

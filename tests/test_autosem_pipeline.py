@@ -27,6 +27,10 @@ def test_bad_pipeline_settings(suite):
         AutoSeM("x", suite.primary, suite.auxiliaries, stage1="bandit")
     with pytest.raises(AuxoptError, match="ratio_range"):
         AutoSeM("x", suite.primary, suite.auxiliaries, ratio_range=(3, 1))
+    with pytest.raises(AuxoptError, match="ratio_range"):
+        AutoSeM("x", suite.primary, suite.auxiliaries, ratio_range=(0, 4))  # log scale: low > 0
+    with pytest.raises(AuxoptError, match="baseline"):
+        AutoSeM("x", suite.primary, suite.auxiliaries, baseline="best")
     with pytest.raises(AuxoptError, match="unknown setting"):
         AutoSeM("x", suite.primary, suite.auxiliaries, base={"steps": 3})
 
@@ -36,7 +40,7 @@ def test_pipeline_end_to_end_on_real_data(shared_data, tmp_path):
     primary, auxiliaries = real_tasks()
     pipeline = AutoSeM(
         "trec_aux", primary, auxiliaries, base=BASE, stage1_steps=60,
-        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
         stage2_trials=3, n_startup_trials=2, storage=f"sqlite:///{tmp_path / 'p.db'}",
     )
     final = pipeline.optimize()
@@ -66,7 +70,7 @@ def die(*args, **kwargs):
 AutoSeM._stage2_spec = die
 suite = make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=0, n_train=200, n_aux_train=300, n_dev=100, n_test=100)
 AutoSeM("killed", suite.primary, suite.auxiliaries, base={base!r}, stage1_steps=40,
-        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
         stage2_trials=2, n_startup_trials=1, storage={storage!r}).optimize()
 """
 
@@ -89,7 +93,7 @@ def test_rerun_after_kill_between_stages_does_not_redo_stage1(tmp_path):
     suite = make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=0, n_train=200, n_aux_train=300, n_dev=100, n_test=100)
     pipeline = AutoSeM(
         "killed", suite.primary, suite.auxiliaries, base=BASE, stage1_steps=40,
-        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
         stage2_trials=2, n_startup_trials=1, storage=storage,
     )
     final = pipeline.optimize()
@@ -100,7 +104,7 @@ def test_rerun_after_kill_between_stages_does_not_redo_stage1(tmp_path):
     # and a third run has nothing left to do
     again = AutoSeM(
         "killed", suite.primary, suite.auxiliaries, base=BASE, stage1_steps=40,
-        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
         stage2_trials=2, n_startup_trials=1, storage=storage,
     ).optimize()
     assert len(again.trials) == 2
@@ -108,7 +112,7 @@ def test_rerun_after_kill_between_stages_does_not_redo_stage1(tmp_path):
 
 def test_sampler_stage1_resumes_with_only_missing_trials(suite, tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    kwargs = dict(base=BASE, stage1="sampler", threshold=1.0, storage=storage)  # no mean is above 1
+    kwargs = dict(base=BASE, stage1="sampler", threshold=1.0, baseline=None, storage=storage)  # no mean is above 1
     first = AutoSeM("thompson", suite.primary, suite.auxiliaries, stage1_trials=2, **kwargs)
     first.optimize()
     stage1 = optuna.load_study(study_name="thompson.stage1", storage=storage)
@@ -127,7 +131,7 @@ def test_sampler_stage1_resumes_with_only_missing_trials(suite, tmp_path):
 def test_online_stage1_that_keeps_nothing_trains_the_primary_alone(suite, tmp_path):
     storage = f"sqlite:///{tmp_path / 'none.db'}"
     kwargs = dict(base=BASE, stage1_steps=20, online=OnlineThompson(steps_per_pull=5, eval_batches=1),
-                  threshold=1.0, stage2_trials=3, storage=storage)  # no posterior mean is above 1
+                  threshold=1.0, baseline=None, stage2_trials=3, storage=storage)  # no posterior mean is above 1
     pipeline = AutoSeM("nothing", suite.primary, suite.auxiliaries, **kwargs)
     final = pipeline.optimize()
     result = pipeline.result
@@ -143,3 +147,56 @@ def test_online_stage1_that_keeps_nothing_trains_the_primary_alone(suite, tmp_pa
     # running it again has nothing left to do
     again = AutoSeM("nothing", suite.primary, suite.auxiliaries, **kwargs)
     assert len(again.optimize().trials) == 1 and again.result.best_dev == result.best_dev
+
+
+def test_stage2_candidate_points(suite):
+    pipeline = AutoSeM("x", suite.primary, suite.auxiliaries)
+    u = {"a": 0.8, "b": 0.6, "c": 0.7}
+    equal, utility, alone = pipeline.candidate_points(["a", "b", "c"], u)
+    assert equal == {"ratio_a": 1.0, "ratio_b": 1.0, "ratio_c": 1.0}
+    assert utility == pytest.approx({"ratio_a": 2.0, "ratio_b": 0.5, "ratio_c": 1.0})  # log2 −1 … 1
+    assert alone == {"ratio_a": 0.0625, "ratio_b": 0.0625, "ratio_c": 0.0625}  # the "off" band
+    assert len(pipeline.candidate_points(["a"], u)) == 2  # one task: utilities say nothing new
+    assert len(pipeline.candidate_points(["a", "b"], u, with_primary_alone=False)) == 2
+    ints = AutoSeM("x", suite.primary, suite.auxiliaries, integer_ratios=True, ratio_range=(0, 5))
+    assert ints.candidate_points(["a", "b"], u)[2] == {"ratio_a": 0, "ratio_b": 0}
+
+
+def test_stage1_online_runs_at_a_constant_learning_rate(suite):
+    from auxopt.train import TrainConfig
+    from auxopt.train.loop import lr_factor
+
+    pipeline = AutoSeM("x", suite.primary, suite.auxiliaries, base=BASE)
+    assert pipeline._stage1_spec().space(None)["lr_schedule"] == "constant"
+    constant = TrainConfig(suite.primary, max_steps=100, warmup_ratio=0.1, lr_schedule="constant")
+    linear = TrainConfig(suite.primary, max_steps=100, warmup_ratio=0.1)
+    assert [lr_factor(constant, s) for s in (0, 9, 10, 99)] == [0.1, 1.0, 1.0, 1.0]
+    assert [lr_factor(linear, s) for s in (0, 9, 10, 55, 100)] == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0])
+    with pytest.raises(AuxoptError, match="lr_schedule"):
+        TrainConfig(suite.primary, lr_schedule="cosine")
+
+
+def test_stage2_starts_at_equal_mixing_utilities_and_primary_alone(suite, tmp_path):
+    """Stage 2's result can be no worse on dev than equal mixing or the primary alone: both are
+    among its trials, run first; the GP takes the rest; the ratios are the primary-relative ones."""
+    storage = f"sqlite:///{tmp_path / 'c.db'}"
+    pipeline = AutoSeM("cand", suite.primary, suite.auxiliaries, base=BASE, stage1_steps=40,
+                       online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
+                       top_k=2, stage2_trials=4, storage=storage)
+    final = pipeline.optimize()
+    result = pipeline.result
+    assert len(result.selected) == 2
+    trials = sorted(final.trials, key=lambda t: t.number)
+    ratios = [t.user_attrs["ratios"] for t in trials]
+    assert ratios[0] == {"primary": 1, **dict.fromkeys(result.selected, 1.0)}  # equal mixing
+    alone = next(i for i, r in enumerate(ratios) if all(r[t] == 0 for t in result.selected))
+    assert set(trials[alone].user_attrs["examples"]) == {"primary"} or all(
+        n == 0 for task, n in trials[alone].user_attrs["examples"].items() if task != "primary")
+    assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert result.best_dev == max(t.value for t in trials) >= max(trials[0].value, trials[alone].value)
+    assert result.ratios == {"primary": 1.0, **final.best_trial.user_attrs["ratios"]}
+    # resumed: nothing is queued or run twice
+    again = AutoSeM("cand", suite.primary, suite.auxiliaries, base=BASE, stage1_steps=40,
+                    online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
+                    top_k=2, stage2_trials=4, storage=storage)
+    assert len(again.optimize().trials) == 4

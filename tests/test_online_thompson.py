@@ -19,28 +19,41 @@ def test_pulls_are_runs_of_steps_per_pull():
     assert sum(schedule.bandit.pulls().values()) == 5
 
 
-def test_reward_is_dev_did_not_drop_with_decay():
-    """Hand-worked: gamma 0.3, prior Beta(1, 1)."""
+def test_reward_rose_ties_by_loss_with_decay_and_undecayed_evidence():
+    """Hand-worked: gamma 0.3, prior Beta(1, 1); values are (dev metric, dev loss)."""
     schedule = ThompsonSchedule(["p", "a"], OnlineThompson(steps_per_pull=1, gamma=0.3), seed=0)
-    schedule.observe(0, 0.50)  # the untrained model: a reference, no pull yet
-    first = schedule.next_task()
-    schedule.observe(1, 0.60)  # rose: reward 1 -> first = (2, 1)
-    assert schedule.bandit.posterior()[first] == pytest.approx((2.0, 1.0))
-    second = schedule.next_task()
-    schedule.observe(2, 0.60)  # equal counts as "did not drop": reward 1
-    third = schedule.next_task()
-    schedule.observe(3, 0.55)  # dropped: reward 0
+    schedule.observe(0, (0.50, 0.9))  # the untrained model: a reference, no pull yet
+    pulls = []
+    for step, value in enumerate([(0.60, 0.8), (0.60, 0.7), (0.60, 0.75), (0.55, 0.5)], start=1):
+        pulls.append(schedule.next_task())
+        schedule.observe(step, value)
+    rewards = [1, 1, 0, 0]  # rose; tie, loss fell; tie, loss rose; dropped (loss ignored)
+    assert [h["reward"] for h in schedule.history] == rewards
     # replay by hand: decay every arm toward (1, 1) by 0.3, then add the reward to the pulled arm
     post = {"p": [1.0, 1.0], "a": [1.0, 1.0]}
-    for arm, reward in ((first, 1), (second, 1), (third, 0)):
+    tally = {"p": [0, 0], "a": [0, 0]}
+    for arm, reward in zip(pulls, rewards):
         for ab in post.values():
             ab[0], ab[1] = 0.7 * ab[0] + 0.3, 0.7 * ab[1] + 0.3
         post[arm][0] += reward
         post[arm][1] += 1 - reward
+        tally[arm][0] += reward
+        tally[arm][1] += 1
     got = schedule.bandit.posterior()
     for arm in post:
         assert got[arm] == pytest.approx(tuple(post[arm]))
-    assert [h["reward"] for h in schedule.history] == [1, 1, 0]
+        # the evidence selection reads is not decayed: prior + wins, prior + losses
+        wins, n = tally[arm]
+        assert schedule.bandit.evidence()[arm] == (1 + wins, 1 + n - wins)
+    assert schedule.summary()["evidence"] == {k: list(v) for k, v in schedule.bandit.evidence().items()}
+
+
+def test_plain_metric_tie_is_no_win():
+    schedule = ThompsonSchedule(["p"], OnlineThompson(steps_per_pull=1), seed=0)
+    schedule.observe(0, 0.5)
+    schedule.next_task()
+    schedule.observe(1, 0.5)
+    assert schedule.history[-1]["reward"] == 0
 
 
 def test_state_dict_resumes_identically():

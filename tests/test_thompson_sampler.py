@@ -134,6 +134,33 @@ def test_select_tasks():
         select_tasks(posterior, top_k=-1)
 
 
+def test_select_tasks_against_a_baseline_the_data_gives():
+    posterior = {"p": (5, 3), "a": (6, 2), "b": (5, 3), "c": (2, 6), "d": (7, 1)}  # means .625 .75 .625 .25 .875
+    assert select_tasks(posterior, baseline="p", none_arm="p") == ["d", "a"]  # b ties p: not kept
+    assert select_tasks(posterior, baseline="p", none_arm="p", top_k=1) == ["d"]
+    assert select_tasks(posterior, baseline="median", none_arm="p") == ["d", "a"]  # median of a b c d: .6875
+    assert select_tasks({"p": (9, 1), "a": (6, 2)}, baseline="p", none_arm="p") == []
+    with pytest.raises(AuxoptError, match="baseline 'x'"):
+        select_tasks(posterior, baseline="x")
+
+
+def test_decay_steers_the_policy_while_the_evidence_keeps_every_pull():
+    bandit = BetaBernoulliBandit(["a", "b"], gamma=0.3)
+    for _ in range(10):
+        bandit.update("a", 1)
+    for _ in range(5):
+        bandit.update("b", 0)
+    # decayed: a's ten wins fade toward the prior while b is pulled
+    alpha, beta = bandit.posterior()["a"]
+    assert alpha < 1 + 10 * 0.7**5 + 1e-9 and beta == pytest.approx(1.0)
+    assert bandit.tally() == {"a": (10, 10), "b": (0, 5)}
+    assert bandit.evidence() == {"a": (11.0, 1.0), "b": (1.0, 6.0)}
+    assert bandit.utilities()["a"] == pytest.approx(11 / 12)
+    again = BetaBernoulliBandit()
+    again.load_state_dict(bandit.state_dict())
+    assert again.evidence() == bandit.evidence() and bandit.copy().tally() == bandit.tally()
+
+
 # -- the sampler: helpers -----------------------------------------------------------------------
 def _add(study, arm, value=None, state=TrialState.COMPLETE):
     study.add_trial(

@@ -3,14 +3,22 @@
 Stage 1 picks auxiliary tasks with Beta-Bernoulli Thompson sampling, either
 
 * ``stage1="online"`` (AutoSeM's own): one training run whose task schedule is the bandit
-  (:class:`~auxopt.train.OnlineThompson`), stored as the single trial of study ``<name>.stage1``; or
+  (:class:`~auxopt.train.OnlineThompson`, the primary task one of its arms), at a constant learning
+  rate after warm-up, stored as the single trial of study ``<name>.stage1``; or
 * ``stage1="sampler"``: study ``<name>.stage1`` whose trials each train the primary task with one
-  auxiliary chosen by :class:`~auxopt.samplers.ThompsonTaskSampler`.
+  auxiliary (or none) chosen by :class:`~auxopt.samplers.ThompsonTaskSampler`.
 
-The tasks whose posterior mean reaches ``threshold`` (at most ``top_k``) are kept. Stage 2, study
-``<name>.stage2``, searches their mixing ratios (the primary's fixed to 1) with
-:class:`~auxopt.samplers.MixingRatioSampler`, warm-started at ratios proportional to the stage-1
-posterior means. Both studies live in one storage and name each other in their user_attrs.
+The bandit's decay (γ) drives only which task is tried next. Selection reads the undecayed evidence
+(wins and pulls per arm) and judges each task against the primary-only arm, the bar the data
+provides (``baseline="primary"``; or ``"median"``, or ``None`` for the fixed ``threshold``): the tasks
+that won more often than training on the primary itself, at most ``top_k``.
+
+Stage 2, study ``<name>.stage2``, searches the kept tasks' mixing ratios relative to the primary's 1
+on a log scale with :class:`~auxopt.samplers.MixingRatioSampler`. Its first trials are fixed
+candidate points: **equal mixing**, the **stage-1 utilities** mapped onto ratios 1/2 … 2, and the
+**primary alone** (every kept task off; reused from stage 1's primary-only trials when the sampler
+ran some), so the result is never worse on dev than equal mixing or the primary alone; the GP takes
+the remaining trials. Both studies live in one storage and name each other in their user_attrs.
 
 Running :meth:`AutoSeM.optimize` again continues where the last run stopped: a finished stage 1 is
 read back from storage, never redone, and each stage only runs the trials it still lacks.
@@ -19,6 +27,7 @@ read back from storage, never redone, and each stage only runs the trials it sti
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +49,7 @@ class AutoSeMResult:
     """What the pipeline found: the kept tasks, the best ratios and their scores."""
 
     selected: list[str]
-    posterior: dict[str, tuple[float, float]]
+    posterior: dict[str, tuple[float, float]]  # undecayed evidence (α0 + wins, β0 + losses) per arm
     ratios: dict[str, float]
     best_dev: float
     test_at_best: float | None
@@ -60,13 +69,21 @@ class AutoSeM:
         online: the online schedule's settings (``stage1="online"``).
         stage1_steps: training steps of the online stage-1 run (default ``base["max_steps"]``).
         stage1_trials: trials of the sampler stage 1.
-        gamma: the bandit's decay toward the prior (both stage-1 variants).
-        threshold, top_k: task selection on the stage-1 posterior mean.
-        stage2_trials: trials of stage 2.
-        ratio_range: bounds of each auxiliary's mixing ratio in stage 2 (the primary's is 1).
-        integer_ratios: search whole-number ratios (AutoSeM's round-robin) instead of real ones.
-        n_startup_trials: quasi-random trials before the GP of stage 2 (None: the sampler's
-            default, ``min(10, 2 d + 1)`` for ``d`` kept tasks).
+        gamma: the bandit's decay toward the prior (both stage-1 variants); it steers the sampling
+            only, never the selection.
+        baseline: what a task's stage-1 utility must beat to be kept: ``"primary"`` (the primary-only
+            arm: the primary task's own arm online, the ``none`` arm of the sampler), ``"median"``
+            (the median task), or ``None`` (the fixed ``threshold``).
+        threshold: the bar when ``baseline`` is None.
+        top_k: keep at most this many tasks (the best utilities); None: no cap.
+        stage2_trials: trials of stage 2, the fixed candidate points included.
+        ratio_range: ``(low, high)``: each kept auxiliary's ratio, relative to the primary's 1, is
+            searched on a log scale from ``low`` to ``high``; below ``low``, down to ``low / 2``, is
+            the "off" band (the task is left out). Default 1/8 … 4.
+        integer_ratios: search whole-number ratios 0 … ``high`` (AutoSeM's round-robin; 0 is off)
+            instead.
+        n_startup_trials: quasi-random trials before the GP of stage 2, the fixed points counted
+            (None: just the fixed points).
         seed: seeds both samplers and the training runs.
         storage: default storage URL (default: ``sqlite:///<name>.db`` beside the study file).
         on_overlap: ``"warn"``, ``"error"`` or ``"ignore"`` when a task's train split shares
@@ -82,10 +99,11 @@ class AutoSeM:
     stage1_steps: int | None = None
     stage1_trials: int = 20
     gamma: float = 0.3
+    baseline: str | None = "primary"
     threshold: float = 0.5
-    top_k: int | None = None
-    stage2_trials: int = 20
-    ratio_range: tuple[float, float] = (0.0, 5.0)
+    top_k: int | None = 3
+    stage2_trials: int = 12
+    ratio_range: tuple[float, float] = (0.125, 4.0)
     integer_ratios: bool = False
     n_startup_trials: int | None = None
     seed: int = 0
@@ -100,8 +118,10 @@ class AutoSeM:
         if self.stage1 not in ("online", "sampler"):
             raise AuxoptError(f"stage1 must be 'online' or 'sampler', not {self.stage1!r}")
         low, high = self.ratio_range
-        if not 0 <= low < high:
-            raise AuxoptError(f"ratio_range must be (low, high) with 0 <= low < high, not {self.ratio_range!r}")
+        if not (0 < low < high and math.isfinite(high)) and not (self.integer_ratios and 0 <= low < high):
+            raise AuxoptError(f"ratio_range must be (low, high) with 0 < low < high, not {self.ratio_range!r}")
+        if self.baseline not in ("primary", "median", None):
+            raise AuxoptError(f"baseline must be 'primary', 'median' or None, not {self.baseline!r}")
         for key in ("stage1_trials", "stage2_trials"):
             if getattr(self, key) < 1:
                 raise AuxoptError(f"{key} must be at least 1")
@@ -140,7 +160,7 @@ class AutoSeM:
             steps = self.stage1_steps or self.base.get("max_steps")
 
             def space(trial: optuna.Trial) -> dict:
-                out: dict[str, Any] = {"schedule": self.online, "ratios": None}
+                out: dict[str, Any] = {"schedule": self.online, "ratios": None, "lr_schedule": "constant"}
                 if steps:
                     out["max_steps"] = int(steps)
                 return out
@@ -159,27 +179,60 @@ class AutoSeM:
         sampler = ThompsonTaskSampler(seed=self.seed, gamma=self.gamma)
         return self._spec(self.stage1_name, space, sampler, self.stage1_trials, 1)
 
-    def _stage2_spec(self, selected: list[str], means: Mapping[str, float]) -> StudySpec:
+    # -- stage 2: ratios on a log scale, fixed candidate points first --------------------------
+    def _ratio_param(self, trial: optuna.Trial, task: str) -> float:
+        """Suggest ``ratio_<task>`` and return the ratio it means (0: off)."""
+        low, high = self.ratio_range
+        if self.integer_ratios:
+            return float(trial.suggest_int(f"ratio_{task}", 0, int(high)))
+        value = trial.suggest_float(f"ratio_{task}", low / 2, high, log=True)
+        return 0.0 if value < low else value
+
+    def _off(self) -> float:
+        return 0 if self.integer_ratios else self.ratio_range[0] / 2
+
+    def candidate_points(self, selected: list[str], utilities: Mapping[str, float],
+                         with_primary_alone: bool = True) -> list[dict[str, float]]:
+        """Stage 2's fixed first trials: equal mixing, the stage-1 utilities mapped linearly onto
+        log₂ ratios −1 … 1 (1/2 … 2; left out when they are all equal), and the primary alone."""
+        def snap(r: float) -> float:
+            low, high = self.ratio_range
+            return float(min(max(round(r), 1), int(high))) if self.integer_ratios else min(max(r, low), high)
+
+        points = [{f"ratio_{t}": snap(1.0) for t in selected}]
+        u = [utilities[t] for t in selected]
+        if len(selected) > 1 and max(u) > min(u):
+            points.append({f"ratio_{t}": snap(2.0 ** (-1 + 2 * (utilities[t] - min(u)) / (max(u) - min(u))))
+                           for t in selected})
+        if with_primary_alone:
+            points.append({f"ratio_{t}": self._off() for t in selected})
+        return points
+
+    def _stage2_spec(self, selected: list[str], points: list[dict[str, float]]) -> StudySpec:
         from auxopt.samplers import MixingRatioSampler
 
-        low, high = self.ratio_range
         primary = self.primary.name
 
         def space(trial: optuna.Trial) -> dict:
             ratios: dict[str, float] = {primary: 1}
             for task in selected:
-                if self.integer_ratios:
-                    ratios[task] = trial.suggest_int(f"ratio_{task}", int(low), int(high))
-                else:
-                    ratios[task] = trial.suggest_float(f"ratio_{task}", low, high)
+                ratios[task] = self._ratio_param(trial, task)
+            trial.set_user_attr("ratios", ratios)
             return {"ratios": ratios}
 
-        sampler = MixingRatioSampler(
-            seed=self.seed,
-            n_startup_trials=self.n_startup_trials,
-            warm_start={f"ratio_{t}": float(means[t]) for t in selected},
-        )
+        startup = len(points) if self.n_startup_trials is None else self.n_startup_trials
+        sampler = MixingRatioSampler(seed=self.seed, n_startup_trials=startup)
         return self._spec(self.stage2_name, space, sampler, self.stage2_trials, 2, selected_tasks=selected)
+
+    def _enqueue(self, spec: StudySpec, storage: str, points: list[dict[str, float]]) -> None:
+        """Queue the candidate points that the stage-2 study has not run or queued yet (once: a
+        resumed study finds them there)."""
+        study = spec.load_study(storage)
+        seen = [t.params for t in study.get_trials(deepcopy=False)
+                if t.state != optuna.trial.TrialState.FAIL]
+        for point in points:
+            if not any(all(math.isclose(p.get(k, math.nan), v) for k, v in point.items()) for p in seen):
+                study.enqueue_trial(point)
 
     def _primary_only_spec(self) -> StudySpec:
         """Stage 2 when stage 1 kept no task: one run of the primary task alone."""
@@ -204,13 +257,23 @@ class AutoSeM:
         remaining = self._remaining(spec, storage, target)
         return spec.optimize(n_trials=remaining, storage=storage, **run) if remaining else spec.load_study(storage)
 
-    def _posterior(self, study: optuna.Study, spec: StudySpec) -> dict[str, tuple[float, float]]:
+    def _evidence(self, study: optuna.Study, spec: StudySpec) -> dict[str, tuple[float, float]]:
+        """Stage 1's undecayed evidence per arm, the primary-only arm included (under the primary's
+        name online, ``none`` for the sampler)."""
         if self.stage1 == "online":
             done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-            posterior = done[-1].user_attrs["thompson_posterior"]
-            return {k: tuple(v) for k, v in posterior.items() if k != self.primary.name}
-        posterior = spec.sampler.posterior(study)
-        return {k: v for k, v in posterior.items() if k != "none"}
+            evidence = done[-1].user_attrs["thompson_evidence"]
+            return {k: (float(a), float(b)) for k, (a, b) in evidence.items()}
+        return {str(k): v for k, v in spec.sampler.evidence(study).items()}
+
+    def select(self, evidence: Mapping[str, tuple[float, float]]) -> list[str]:
+        """The kept tasks: utility above the ``baseline``, best first, at most ``top_k``."""
+        none = self.primary.name if self.stage1 == "online" else "none"
+        baseline = none if self.baseline == "primary" and none in evidence else self.baseline
+        if self.baseline == "primary" and none not in evidence:
+            baseline = "median"
+        return [str(t) for t in select_tasks(evidence, self.threshold, self.top_k, none_arm=none,
+                                             baseline=baseline)]
 
     def optimize(
         self, n_trials: int | None = None, storage: str | None = None, **run: Any
@@ -230,32 +293,41 @@ class AutoSeM:
         else:
             logger.info("AutoSeM stage 1 is done; reading it from storage")
             study1 = spec1.load_study(url)
-        posterior = self._posterior(study1, spec1)
-        means = {k: a / (a + b) for k, (a, b) in posterior.items()}
-        selected = [str(t) for t in select_tasks(posterior, self.threshold, self.top_k)]
+        evidence = self._evidence(study1, spec1)
+        utilities = {k: a / (a + b) for k, (a, b) in evidence.items()}
+        selected = self.select(evidence)
         study1.set_user_attr("selected_tasks", selected)
-        study1.set_user_attr("posterior_mean", means)
-        logger.info("AutoSeM stage 1 kept %s (posterior means %s)", selected or "no task",
-                    {k: round(v, 3) for k, v in means.items()})
+        study1.set_user_attr("utilities", utilities)
+        logger.info("AutoSeM stage 1 kept %s (utilities %s)", selected or "no task",
+                    {k: round(v, 3) for k, v in utilities.items()})
+        aux_evidence = {k: v for k, v in evidence.items() if k not in (self.primary.name, "none")}
 
-        if not selected:  # nothing helps: the answer is the primary task alone
-            baseline = self._primary_only_trials(study1)
-            if baseline:  # the sampler's stage 1 trained it already ("none" arm)
-                best = max(baseline, key=lambda t: t.value)
-                self.result = AutoSeMResult([], posterior, {self.primary.name: 1.0}, float(best.value),
-                                            best.user_attrs.get("test_metric"), self.stage1_name, None)
-                return study1
-            study2 = self._continue(self._primary_only_spec(), url, 1, run)  # the online run mixed tasks
+        baseline = self._primary_only_trials(study1)  # the sampler's stage 1 trained it already
+        if not selected and baseline:
+            best = max(baseline, key=lambda t: t.value)
+            self.result = AutoSeMResult([], aux_evidence, {self.primary.name: 1.0}, float(best.value),
+                                        best.user_attrs.get("test_metric"), self.stage1_name, None)
+            return study1
+        if not selected:  # nothing beat the primary's own arm: the answer is the primary alone
+            study2 = self._continue(self._primary_only_spec(), url, 1, run)
             best = study2.best_trial
-            self.result = AutoSeMResult([], posterior, {self.primary.name: 1.0}, float(best.value),
+            self.result = AutoSeMResult([], aux_evidence, {self.primary.name: 1.0}, float(best.value),
                                         best.user_attrs.get("test_metric"), self.stage1_name, self.stage2_name)
             return study2
-        study2 = self._continue(self._stage2_spec(selected, means), url, self.stage2_trials, run)
-        best = study2.best_trial
-        ratios = {self.primary.name: 1.0, **{t: float(best.params[f"ratio_{t}"]) for t in selected}}
+        points = self.candidate_points(selected, utilities, with_primary_alone=not baseline)
+        spec2 = self._stage2_spec(selected, points)
+        if self._remaining(spec2, url, self.stage2_trials):
+            self._enqueue(spec2, url, points[: self.stage2_trials])
+        study2 = self._continue(spec2, url, self.stage2_trials, run)
+        finished = [t for t in study2.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+        best = max([*finished, *baseline], key=lambda t: t.value)
+        if best in baseline:
+            ratios = {self.primary.name: 1.0, **dict.fromkeys(selected, 0.0)}
+        else:
+            ratios = {self.primary.name: 1.0, **best.user_attrs["ratios"]}
         self.result = AutoSeMResult(
-            selected, posterior, ratios, float(best.value), best.user_attrs.get("test_metric"),
-            self.stage1_name, self.stage2_name,
+            selected, aux_evidence, {k: float(v) for k, v in ratios.items()}, float(best.value),
+            best.user_attrs.get("test_metric"), self.stage1_name, self.stage2_name,
         )
         return study2
 

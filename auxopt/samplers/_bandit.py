@@ -16,9 +16,18 @@ then the pulled arm counts the outcome,
 
     α_a ← α_a + r,    β_a ← β_a + (1 − r).
 
-γ = 0 is plain Beta-Bernoulli counting. The utility of a task is its posterior mean
-α_k / (α_k + β_k). The same class serves the ``ThompsonTaskSampler`` (one pull per Optuna trial) and
-an online task schedule (one pull per training interval).
+γ = 0 is plain Beta-Bernoulli counting.
+
+Decay drives the *sampling policy* only (it keeps exploring an arm whose recent pulls went badly).
+Beside the decayed posterior the bandit keeps the undecayed tally of each arm, ``wins_k`` and
+``pulls_k``, and a task's **utility** is the posterior mean of that evidence,
+
+    u_k = (α0 + wins_k) / (α0 + β0 + pulls_k),
+
+which is what task selection reads (:func:`select_tasks`): with γ = 0.3 the decayed posterior keeps
+about 1/γ ≈ 3 pulls of evidence, so selecting on it would select on the last pull or two.
+The same class serves the ``ThompsonTaskSampler`` (one pull per Optuna trial) and an online task
+schedule (one pull per training interval).
 """
 
 from __future__ import annotations
@@ -95,6 +104,7 @@ class BetaBernoulliBandit:
         self._alpha = np.zeros(0, dtype=np.float64)
         self._beta = np.zeros(0, dtype=np.float64)
         self._pulls = np.zeros(0, dtype=np.int64)
+        self._wins = np.zeros(0, dtype=np.int64)
         for arm in arms:
             self.add_arm(arm)
 
@@ -118,6 +128,7 @@ class BetaBernoulliBandit:
         self._alpha = np.append(self._alpha, self.alpha0)
         self._beta = np.append(self._beta, self.beta0)
         self._pulls = np.append(self._pulls, 0)
+        self._wins = np.append(self._wins, 0)
 
     def _idx(self, arm: Hashable) -> int:
         try:
@@ -144,6 +155,7 @@ class BetaBernoulliBandit:
         self._alpha[i] += r
         self._beta[i] += 1 - r
         self._pulls[i] += 1
+        self._wins[i] += r
 
     def choose(
         self,
@@ -195,6 +207,22 @@ class BetaBernoulliBandit:
         """``{arm: number of recorded pulls}``."""
         return {a: int(self._pulls[i]) for i, a in enumerate(self._arms)}
 
+    def tally(self) -> dict[Hashable, tuple[int, int]]:
+        """``{arm: (wins, pulls)}``, the undecayed evidence."""
+        return {a: (int(self._wins[i]), int(self._pulls[i])) for i, a in enumerate(self._arms)}
+
+    def evidence(self) -> dict[Hashable, tuple[float, float]]:
+        """``{arm: (α0 + wins, β0 + losses)}``: the Beta posterior of the undecayed tally, the input
+        of :func:`select_tasks`."""
+        return {
+            a: (self.alpha0 + int(self._wins[i]), self.beta0 + int(self._pulls[i] - self._wins[i]))
+            for i, a in enumerate(self._arms)
+        }
+
+    def utilities(self) -> dict[Hashable, float]:
+        """``{arm: (α0 + wins) / (α0 + β0 + pulls)}``, the undecayed posterior mean."""
+        return {a: al / (al + be) for a, (al, be) in self.evidence().items()}
+
     # -- checkpointing ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild the bandit (plain lists and floats)."""
@@ -203,6 +231,7 @@ class BetaBernoulliBandit:
             "alpha": self._alpha.tolist(),
             "beta": self._beta.tolist(),
             "pulls": self._pulls.tolist(),
+            "wins": self._wins.tolist(),
             "alpha0": self.alpha0,
             "beta0": self.beta0,
             "gamma": self.gamma,
@@ -214,27 +243,25 @@ class BetaBernoulliBandit:
             alpha = np.asarray(state["alpha"], dtype=np.float64)
             beta = np.asarray(state["beta"], dtype=np.float64)
             pulls = np.asarray(state["pulls"], dtype=np.int64)
+            wins = np.asarray(state.get("wins", [0] * len(pulls)), dtype=np.int64)
             prior = (state["alpha0"], state["beta0"], state["gamma"])
         except (KeyError, TypeError, ValueError) as exc:
             raise AuxoptError(
                 f"not a bandit state_dict ({exc}); save one with state_dict()"
             ) from None
-        if not len(arms) == len(alpha) == len(beta) == len(pulls) or len(set(arms)) != len(arms):
+        if not len(arms) == len(alpha) == len(beta) == len(pulls) == len(wins) or len(set(arms)) != len(arms):
             raise AuxoptError("corrupt bandit state_dict: arms, alpha, beta and pulls do not match")
         self.alpha0, self.beta0, self.gamma = check_bandit_parameters(*prior)
         self._arms = arms
         self._index = {a: i for i, a in enumerate(arms)}
-        self._alpha, self._beta, self._pulls = alpha.copy(), beta.copy(), pulls.copy()
+        self._alpha, self._beta, self._pulls, self._wins = alpha.copy(), beta.copy(), pulls.copy(), wins.copy()
 
     def copy(self) -> BetaBernoulliBandit:
         other = BetaBernoulliBandit((), self.alpha0, self.beta0, self.gamma)
         other._arms = list(self._arms)
         other._index = dict(self._index)
-        other._alpha, other._beta, other._pulls = (
-            self._alpha.copy(),
-            self._beta.copy(),
-            self._pulls.copy(),
-        )
+        other._alpha, other._beta = self._alpha.copy(), self._beta.copy()
+        other._pulls, other._wins = self._pulls.copy(), self._wins.copy()
         return other
 
     def __repr__(self) -> str:
@@ -250,23 +277,30 @@ def select_tasks(
     top_k: int | None = None,
     *,
     none_arm: Hashable = "none",
+    baseline: Hashable | None = None,
 ) -> list[Hashable]:
-    """AutoSeM's task selection: the tasks whose posterior mean ``α / (α + β)`` is above ``threshold``.
+    """AutoSeM's task selection: the tasks whose posterior mean ``α / (α + β)`` is above a bar.
 
-    Strictly above: an arm the bandit knows nothing about sits at the prior mean (0.5 for Beta(1, 1),
-    and decay pulls every arm back there), and "no evidence" is not a reason to keep a task.
+    The bar is ``threshold`` or, with ``baseline``, one the data provides: ``baseline="median"``
+    the median mean of the candidate tasks, any other value the mean of that arm (the primary-only
+    arm, e.g. ``"none"`` or the primary task's own arm in the online schedule). A fixed 0.5 cannot
+    separate helpful from neutral tasks when the reward rides the training trend (every arm wins
+    more often than not while the model improves); the primary's own arm has the same trend.
+
+    Strictly above: an arm the bandit knows nothing about sits at the prior mean, and "no
+    evidence" is not a reason to keep a task. Pass the undecayed evidence
+    (:meth:`BetaBernoulliBandit.evidence`), not the decayed posterior: that one remembers only the
+    last few pulls.
 
     Sorted by posterior mean, highest first (ties keep the posterior's order), at most ``top_k`` of
-    them. The primary-only arm ``none_arm`` is never selected.
+    them. ``none_arm`` and the ``baseline`` arm are never selected.
     """
     if not _is_real(threshold) or not 0 <= threshold <= 1:
         raise AuxoptError(f"threshold must be a probability in [0, 1], not {threshold!r}")
     if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 0):
         raise AuxoptError(f"top_k must be a whole number ≥ 0 or None, not {top_k!r}")
-    scored = []
+    means: dict[Hashable, float] = {}
     for task, ab in posterior.items():
-        if task == none_arm:
-            continue
         try:
             alpha, beta = (float(x) for x in ab)
         except (TypeError, ValueError):
@@ -275,9 +309,19 @@ def select_tasks(
             ) from None
         if not (alpha > 0 and beta > 0):
             raise AuxoptError(f"posterior[{task!r}] = {ab!r} is not a Beta posterior (both > 0)")
-        mean = alpha / (alpha + beta)
-        if mean > threshold:
-            scored.append((mean, task))
-    scored.sort(key=lambda mt: -mt[0])
+        means[task] = alpha / (alpha + beta)
+    candidates = {t: m for t, m in means.items() if t not in (none_arm, baseline)}
+    if baseline is None:
+        bar = float(threshold)
+    elif baseline == "median":
+        bar = float(np.median(list(candidates.values()))) if candidates else 1.0
+    elif baseline in means:
+        bar = means[baseline]
+    else:
+        raise AuxoptError(
+            f"baseline {baseline!r} is not an arm of the posterior ({list(means)!r}); "
+            "name the primary-only arm, 'median', or None for the fixed threshold"
+        )
+    scored = sorted(((m, t) for t, m in candidates.items() if m > bar), key=lambda mt: -mt[0])
     tasks = [task for _, task in scored]
     return tasks if top_k is None else tasks[: int(top_k)]

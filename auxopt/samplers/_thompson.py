@@ -246,6 +246,13 @@ class ThompsonTaskSampler(BaseSampler):
         """``{task: number of pulls}`` after the study's finished trials."""
         return self._bandit_for(study, param_name).pulls()
 
+    def evidence(
+        self, study: Study, param_name: str | None = None
+    ) -> dict[Hashable, tuple[float, float]]:
+        """``{task: (α0 + wins, β0 + losses)}``: the undecayed evidence that task selection reads
+        (the decay drives only which task the next trial tries)."""
+        return self._bandit_for(study, param_name).evidence()
+
     def _bandit_for(self, study: Study, param_name: str | None) -> BetaBernoulliBandit:
         name = self._param_names[0] if param_name is None else param_name
         if name not in self._param_names:

@@ -26,7 +26,8 @@ class TrainConfig:
             result's ``extra["thompson"]`` holds the final posterior and its history).
         model: ``"tiny"``, ``"minilm"``, a checkpoint folder or a hub name.
         lr: peak learning rate of AdamW (default 1e-3 for ``"tiny"``, 5e-5 for pretrained models).
-        warmup_ratio: linear warm-up over this fraction of ``max_steps``, then linear decay to 0.
+        warmup_ratio: linear warm-up over this fraction of ``max_steps``, then the ``lr_schedule``.
+        lr_schedule: after warm-up, ``"linear"`` decay to 0 at ``max_steps`` or ``"constant"``.
         eval_every: evaluate the primary dev metric every this many steps (and at the last step).
         eval_batches: evaluate on at most this many dev batches (None: the whole dev split).
         patience: stop after this many evaluations without a dev improvement (None: never).
@@ -56,6 +57,7 @@ class TrainConfig:
     lr: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    lr_schedule: str = "linear"
     max_grad_norm: float = 1.0
     dropout: float = 0.1
     max_steps: int = 1000
@@ -87,6 +89,8 @@ class TrainConfig:
                 raise AuxoptError(f"{key} must be a positive integer, not {value!r}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise AuxoptError(f"lr must be a positive number, not {self.lr!r}")
+        if self.lr_schedule not in ("linear", "constant"):
+            raise AuxoptError(f"lr_schedule must be 'linear' or 'constant', not {self.lr_schedule!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise AuxoptError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio!r}")
         if self.objectives is not None and self.decomposer is not None:

@@ -72,20 +72,40 @@ def evaluate(
     batch_size: int,
     bf16: bool,
     max_batches: int | None = None,
-) -> float:
-    """The task's metric on ``encoded`` (first ``max_batches`` batches when given)."""
+    with_loss: bool = False,
+) -> float | tuple[float, float]:
+    """The task's metric on ``encoded`` (first ``max_batches`` batches when given); with
+    ``with_loss``, ``(metric, mean loss)`` (cross-entropy, or squared error for regression)."""
     was_training = model.training
     model.eval()
     n = len(encoded) if max_batches is None else min(len(encoded), max_batches * batch_size)
-    preds = []
+    preds, loss = [], 0.0
     for start in range(0, n, batch_size):
         index = torch.arange(start, min(start + batch_size, n))
         batch = {k: v.to(device) for k, v in encoded.batch(index).items()}
         with autocast(device, bf16):
             out = model(task.head_name, **batch).float()
+        if with_loss:
+            target = torch.as_tensor(labels[start:start + len(index)], device=device)
+            if task.kind == "classification":
+                loss += float(torch.nn.functional.cross_entropy(out, target.long(), reduction="sum"))
+            else:
+                loss += float(((out.squeeze(-1) - target.float()) ** 2).sum())
         preds.append(out.argmax(-1) if task.kind == "classification" else out.squeeze(-1))
     model.train(was_training)
-    return task.score(labels[:n], torch.cat(preds).cpu().numpy())
+    score = task.score(labels[:n], torch.cat(preds).cpu().numpy())
+    return (score, loss / max(1, n)) if with_loss else score
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """The learning rate at optimiser step ``step`` (from 0) as a fraction of ``config.lr``: linear
+    warm-up over ``warmup_ratio · max_steps``, then constant or a linear decay to 0."""
+    warmup = int(config.warmup_ratio * config.max_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if config.lr_schedule == "constant":
+        return 1.0
+    return max(0.0, (config.max_steps - step) / max(1, config.max_steps - warmup))
 
 
 def _call_reporter(reporter: ReporterLike, step: int, value: float) -> bool:
@@ -157,18 +177,15 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-    warmup = int(config.warmup_ratio * config.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (config.max_steps - s) / max(1, config.max_steps - warmup)),
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
 
     feedback = getattr(schedule, "wants_feedback", False)
 
-    def quick_dev() -> float:  # the online schedule's reward signal: a bounded dev evaluation
+    def quick_dev() -> tuple[float, float]:  # the online schedule's reward: a bounded dev evaluation
         return evaluate(
             model, primary, dev_data, primary.dev.labels, device=device,
             batch_size=config.eval_batch_size, bf16=bf16, max_batches=schedule.spec.eval_batches,
+            with_loss=True,
         )
 
     curve: list[tuple[int, float]] = []

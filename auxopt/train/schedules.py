@@ -110,8 +110,15 @@ class OnlineThompson:
     The primary task and every auxiliary with a positive ratio are arms of a
     :class:`~auxopt.samplers._bandit.BetaBernoulliBandit`. A pull trains ``steps_per_pull`` minibatches
     of the Thompson-chosen task, then the primary dev metric is computed on the first
-    ``eval_batches`` dev batches; the reward is 1 when it did not drop versus the previous such
-    evaluation (the first comparison is against the untrained model).
+    ``eval_batches`` dev batches; the reward is 1 when it rose versus the previous such evaluation
+    (the first comparison is against the untrained model), 0 when it fell, and on a tie (frequent on
+    a few dev batches) 1 when the dev loss fell. Counting ties as wins would reward every task that
+    changes nothing.
+
+    The decayed posterior only chooses the next pull; the undecayed tally of wins and pulls per arm
+    (``extra["thompson"]["evidence"]``) is what AutoSeM selects on. Stage 1 runs at a constant
+    learning rate after warm-up (``TrainConfig(lr_schedule="constant")``, as AutoSeM sets it): under
+    a decay to 0 the late pulls, at a learning rate near 0, would all look alike.
 
     Args:
         steps_per_pull: minibatches per pull.
@@ -164,22 +171,30 @@ class ThompsonSchedule:
     def pull_finished(self) -> bool:
         return self.current is not None and self.remaining == 0
 
-    def observe(self, step: int, value: float) -> None:
-        """Reward the finished pull with 1 if ``value`` (primary dev) did not drop, else 0."""
+    def observe(self, step: int, value: float | tuple[float, float]) -> None:
+        """Reward the finished pull: ``value`` is the primary dev metric, or ``(metric, dev loss)``;
+        1 if the metric rose (or tied while the loss fell), else 0."""
+        metric, loss = value if isinstance(value, tuple) else (value, None)
         if self.last_value is not None and self.current is not None:
-            reward = int(value >= self.last_value)
+            last_metric, last_loss = (self.last_value if isinstance(self.last_value, (tuple, list))
+                                      else (self.last_value, None))
+            if metric != last_metric:
+                reward = int(metric > last_metric)
+            else:
+                reward = int(loss is not None and last_loss is not None and loss < last_loss)
             self.bandit.update(self.current, reward)
-            means = self.bandit.means()
-            self.history.append(
-                {"step": step, "task": self.current, "reward": reward, "dev": value, "means": means}
-            )
-        self.last_value = value
+            self.history.append({"step": step, "task": self.current, "reward": reward, "dev": metric,
+                                 **({"dev_loss": loss} if loss is not None else {}),
+                                 "means": self.bandit.means()})
+        self.last_value = (metric, loss) if loss is not None else metric
 
     def summary(self) -> dict:
         return {
             "posterior": {k: list(v) for k, v in self.bandit.posterior().items()},
             "means": self.bandit.means(),
             "pulls": self.bandit.pulls(),
+            "evidence": {k: list(v) for k, v in self.bandit.evidence().items()},
+            "utilities": self.bandit.utilities(),
             "history": self.history,
         }
 
@@ -197,4 +212,6 @@ class ThompsonSchedule:
         self.bandit.load_state_dict(state["bandit"])
         self.rng.bit_generator.state = state["rng"]
         self.current, self.remaining = state["current"], int(state["remaining"])
-        self.last_value, self.history = state["last_value"], list(state["history"])
+        last = state["last_value"]
+        self.last_value = tuple(last) if isinstance(last, list) else last
+        self.history = list(state["history"])
