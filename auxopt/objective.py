@@ -55,7 +55,8 @@ def record_result(trial: optuna.Trial, result: TrainResult) -> None:
         attrs["thompson_posterior"] = thompson["posterior"]
         attrs["thompson_means"] = thompson["means"]
         attrs["thompson_pulls"] = thompson["pulls"]
-        attrs["thompson_evidence"] = thompson["evidence"]
+        if "evidence" in thompson:
+            attrs["thompson_evidence"] = thompson["evidence"]
         attrs["thompson_history"] = [
             [h["step"], h["task"], h["reward"], round(h["dev"], 6)] for h in thompson["history"]
         ]

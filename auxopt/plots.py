@@ -98,16 +98,18 @@ def beta_interval(alpha: float, beta: float, mass: float = INTERVAL) -> tuple[fl
 
 
 def thompson_data(study: optuna.Study, sampler: Any = None) -> dict[str, Any] | None:
-    """The bandit's posterior per task and its pulls over time, or ``None`` without a bandit.
+    """The bandit's evidence per task and its pulls over time, or ``None`` without a bandit.
 
     Returns ``{"source", "tasks", "alpha", "beta", "mean", "low", "high", "time_label",
-    "time", "pulls"}``: ``mean = α / (α + β)`` (AutoSeM's posterior mean), ``low``/``high`` the
-    90% interval of Beta(α, β), and ``pulls[task]`` the cumulative pulls at each ``time``.
+    "time", "pulls"}``: α, β the undecayed evidence (prior + wins, prior + losses) that AutoSeM
+    selects on, ``mean = α / (α + β)`` each task's utility, ``low``/``high`` the 90% interval of
+    Beta(α, β), and ``pulls[task]`` the cumulative pulls at each ``time``.
 
     * Online schedule (``thompson_posterior`` on a trial; the last such COMPLETE trial counts):
-      α, β are stored; the pulls come from ``thompson_history`` (time = training step).
+      α, β are stored (``thompson_evidence``; the decayed ``thompson_posterior`` for runs from
+      before it was recorded); the pulls come from ``thompson_history`` (time = training step).
     * :class:`~auxopt.samplers.ThompsonTaskSampler`: α, β are replayed from the trials by
-      ``sampler.posterior(study)`` — the sampler given, else ``study.sampler`` when it is one,
+      ``sampler.evidence(study)`` — the sampler given, else ``study.sampler`` when it is one,
       else a sampler with the default prior and decay; the pulls come from each trial's
       ``thompson_pulls`` (time = trial number).
     """
@@ -120,7 +122,8 @@ def thompson_data(study: optuna.Study, sampler: Any = None) -> dict[str, Any] | 
     ]
     if online:
         attrs = online[-1].user_attrs
-        posterior = {k: (float(a), float(b)) for k, (a, b) in attrs["thompson_posterior"].items()}
+        stored = attrs.get("thompson_evidence", attrs["thompson_posterior"])
+        posterior = {k: (float(a), float(b)) for k, (a, b) in stored.items()}
         tasks = list(posterior)
         counts = dict.fromkeys(tasks, 0)
         time, pulls = [0], {k: [0] for k in tasks}
@@ -142,7 +145,7 @@ def thompson_data(study: optuna.Study, sampler: Any = None) -> dict[str, Any] | 
         sampler = study.sampler
     if sampler is None:
         sampler = ThompsonTaskSampler(seed=0)
-    posterior: dict[Hashable, tuple[float, float]] = dict(sampler.posterior(study))
+    posterior: dict[Hashable, tuple[float, float]] = dict(sampler.evidence(study))
     tasks = [str(k) for k in posterior]
     time, pulls = [], {k: [] for k in tasks}
     for t in sorted(marked, key=lambda t: t.number):
@@ -192,7 +195,7 @@ def plot_thompson(study: optuna.Study, sampler: Any = None) -> go.Figure:
         )
     fig = make_subplots(
         rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.12,
-        subplot_titles=("posterior mean, 90% interval", f"pulls by {data['time_label']}"),
+        subplot_titles=("utility (undecayed evidence), 90% interval", f"pulls by {data['time_label']}"),
     )
     mean, low, high = data["mean"], data["low"], data["high"]
     fig.add_trace(
@@ -610,8 +613,9 @@ def best_summary(study: optuna.Study) -> str:
     thompson = thompson_data(study)
     if thompson is not None:
         ranked = sorted(zip(thompson["tasks"], thompson["mean"], strict=True), key=lambda x: -x[1])
-        lines += ["", "Thompson posterior means: "
-                  + ", ".join(f"{k} {m:.2f}" for k, m in ranked) + " (≥ 0.5: helps)."]
+        lines += ["", "Thompson utilities (undecayed win rates with the prior): "
+                  + ", ".join(f"{k} {m:.2f}" for k, m in ranked)
+                  + " (AutoSeM keeps the tasks above the primary-only arm's)."]
     selected = study.user_attrs.get("selected_tasks")
     if selected is not None:
         lines += ["", f"AutoSeM stage 1 kept: {', '.join(selected) or 'no auxiliary task'}."]

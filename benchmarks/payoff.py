@@ -99,7 +99,7 @@ ROWS = {
 }
 #: A method row's revision: raised when the method's code or defaults change, so that its earlier
 #: runs are superseded (kept in the file, left out of the table) while every other row stays.
-REVISION = {"autosem-online": 2, "autosem-sampler": 2}
+REVISION = {"autosem-online": 3, "autosem-sampler": 3}
 #: per row key, the scale settings only that row depends on (the shared ones must match the study's)
 METHOD_KEYS = {"autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
                "autosem-sampler": ("stage1_trials", "stage2_trials", "stage2_startup"),
@@ -583,7 +583,7 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         f"{s['steps']} steps a run, lr {s['lr'] or 'default'} (AdamW, 10 % warm-up, linear decay), dev every "
         f"{s['eval_every']} steps, test scored at the best dev step; seeds 0–{s['seeds'] - 1}, the same for "
         f"every row. AutoSeM: stage 1 online (one run at constant lr) or {s['stage1_trials']} sampler trials, "
-        f"kept: the tasks whose undecayed win rate beats the primary-only arm's (at most 3); stage 2 "
+        f"kept: the tasks whose undecayed win rate beats the median task's (at most 3); stage 2 "
         f"{s['stage2_trials']} runs over ratios 1/8 … 4 of the primary's (log scale, or off), the first being "
         f"equal mixing, the stage-1 utilities and the primary alone, then the GP. AANG, ATTITTUD: library defaults "
         f"(ATTITTUD over all candidates, its auxiliary minibatch cycling through them).",

@@ -3,16 +3,19 @@
 On the synthetic suite (``make_synthetic_suite``: helpful, neutral and harmful auxiliaries with known
 roles), for several seeds:
 
-* **online** — one training run with the online Thompson schedule (the primary task and every
-  auxiliary are arms; a pull is ``steps_per_pull`` minibatches; reward = primary dev did not drop);
+* **online** — one training run with the online Thompson schedule at a constant learning rate (the
+  primary task and every auxiliary are arms; a pull is ``steps_per_pull`` minibatches; reward = primary
+  dev rose, a tie decided by the dev loss);
 * **sampler** — an Optuna study with ``ThompsonTaskSampler`` over ``aux_task`` (``none`` + every
   auxiliary); a trial trains primary + the chosen auxiliary (ratio 1:1); reward = the trial's dev
   accuracy is at least the mean of the primary-only trials;
 * **random** — each auxiliary kept with probability 1/2 (expected precision = share of helpful
   tasks, recall = 1/2), the yardstick.
 
-Selected = ``select_tasks(posterior, threshold)`` (posterior mean ≥ threshold, the primary arm never
-counts). Precision and recall are against the helpful set.
+Selected by each rule of :data:`RULES` from the same runs: AutoSeM's default (undecayed win rate
+above the median task's, at most 3), the same uncapped (recall can reach 1), against the primary-only
+arm (the primary's own arm online, ``none`` for the sampler), and the selection before (the decayed
+posterior mean above 0.5). Precision and recall are against the helpful set.
 
     python benchmarks/thompson_selection.py --scale cpu --write
 """
@@ -46,25 +49,41 @@ def precision_recall(selected: list[str], helpful: set[str]) -> tuple[float, flo
     return precision, hits / len(helpful)
 
 
-def run_online(suite, steps: int, seed: int, threshold: float):
+#: selection rules, all read from the same runs: (label, function of (evidence, decayed posterior, primary arm))
+RULES = {
+    "median, top 3 (AutoSeM's default)": lambda ev, post, arm: _select(ev, arm, baseline="median", top_k=3),
+    "median": lambda ev, post, arm: _select(ev, arm, baseline="median"),
+    "beats the primary-only arm": lambda ev, post, arm: _select(ev, arm, baseline=arm),
+    "decayed mean > 0.5 (the old rule, on these runs)": lambda ev, post, arm: _select(post, arm, threshold=0.5),
+}
+
+
+def _select(posterior, arm, **kwargs):
     from auxopt.samplers import select_tasks
+
+    return select_tasks(posterior, none_arm=arm, **kwargs)
+
+
+def run_online(suite, steps: int, seed: int):
     from auxopt.train import OnlineThompson, TrainConfig, train
 
     config = TrainConfig(
         suite.primary, suite.auxiliaries, schedule=OnlineThompson(steps_per_pull=10, eval_batches=2),
-        max_steps=steps, eval_every=steps, seed=seed, **BASE,
+        max_steps=steps, eval_every=steps, seed=seed, lr_schedule="constant", **BASE,
     )
     start = time.perf_counter()
     result = train(config)
-    posterior = {k: v for k, v in result.extra["thompson"]["posterior"].items() if k != suite.primary.name}
-    return select_tasks(posterior, threshold), time.perf_counter() - start, posterior
+    info, primary = result.extra["thompson"], suite.primary.name
+    evidence = {k: tuple(v) for k, v in info["evidence"].items()}
+    posterior = {k: tuple(v) for k, v in info["posterior"].items()}
+    return time.perf_counter() - start, evidence, posterior, primary
 
 
-def run_sampler(suite, trials: int, steps: int, seed: int, threshold: float):
+def run_sampler(suite, trials: int, steps: int, seed: int):
     import optuna
 
     from auxopt.objective import Objective
-    from auxopt.samplers import ThompsonTaskSampler, select_tasks
+    from auxopt.samplers import ThompsonTaskSampler
     from auxopt.train import TrainConfig
 
     names = [t.name for t in suite.auxiliaries]
@@ -80,14 +99,12 @@ def run_sampler(suite, trials: int, steps: int, seed: int, threshold: float):
     study.enqueue_trial({"aux_task": "none"})  # a primary-only reference for the baseline reward
     start = time.perf_counter()
     study.optimize(Objective(build, prune=False), n_trials=trials)
-    posterior = sampler.posterior(study)
-    return select_tasks(posterior, threshold), time.perf_counter() - start, posterior
+    return time.perf_counter() - start, sampler.evidence(study), sampler.posterior(study), "none"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--write", action="store_true", help=f"write the table into {_common.RESULTS}")
     args = parser.parse_args(argv)
 
@@ -97,20 +114,25 @@ def main(argv=None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     scale = SCALES[args.scale]
-    rows = {"online": [], "sampler": [], "random": []}
+    rows = {f"{m}: {rule}": [] for m in ("online", "sampler") for rule in RULES}
+    rows["random"] = []
     rng = np.random.default_rng(0)
     for seed in range(scale["seeds"]):
         suite = make_synthetic_suite(n_helpful=4, n_neutral=3, n_harmful=3, seed=seed)
         helpful = set(suite.names("helpful"))
         for method in ("online", "sampler"):
             if method == "online":
-                selected, wall, posterior = run_online(suite, scale["online_steps"], seed, args.threshold)
+                wall, evidence, posterior, arm = run_online(suite, scale["online_steps"], seed)
             else:
-                selected, wall, posterior = run_sampler(suite, scale["trials"], scale["trial_steps"], seed, args.threshold)
-            p, r = precision_recall(selected, helpful)
-            rows[method].append((p, r, len(selected), wall))
-            means = {k: round(a / (a + b), 2) for k, (a, b) in posterior.items()}
-            print(f"seed {seed} {method:8s} P={p:.2f} R={r:.2f} selected={sorted(selected)} {wall:.0f}s means={means}", flush=True)
+                wall, evidence, posterior, arm = run_sampler(
+                    suite, scale["trials"], scale["trial_steps"], seed)
+            for rule, select in RULES.items():
+                selected = select(evidence, posterior, arm)
+                p, r = precision_recall(selected, helpful)
+                rows[f"{method}: {rule}"].append((p, r, len(selected), wall))
+                print(f"seed {seed} {method} {rule}: P={p:.2f} R={r:.2f} selected={sorted(selected)}", flush=True)
+            rates = {k: f"{a - 1:.0f}/{a + b - 2:.0f}" for k, (a, b) in evidence.items()}
+            print(f"seed {seed} {method} {wall:.0f}s wins/pulls={rates}", flush=True)
         for _ in range(200):
             names = [t.name for t in suite.auxiliaries]
             selected = [n for n in names if rng.random() < 0.5]
@@ -122,8 +144,9 @@ def main(argv=None) -> int:
         f"- Setting: synthetic suite with 10 candidates (4 helpful, 3 neutral, 3 harmful), tiny model, "
         f"{scale['seeds']} seed(s); online: one run of {scale['online_steps']} steps, 10 steps a pull, "
         f"reward on 2 dev batches; sampler: {scale['trials']} trials of {scale['trial_steps']} steps "
-        f"(the first primary-only); selection threshold {args.threshold} on the posterior mean; "
-        "random: each candidate kept with probability 1/2 (200 draws a seed).",
+        "(the first primary-only); each selection rule reads the same runs: the undecayed evidence "
+        "(wins/pulls) against the median task or the primary-only arm, or the decayed posterior mean "
+        "(the selection before); random: each candidate kept with probability 1/2 (200 draws a seed).",
         "",
         "| method | precision (mean ± sd) | recall (mean ± sd) | tasks selected | wall time per seed |",
         "|---|---|---|---|---|",

@@ -49,7 +49,7 @@ def test_publish_stores_every_plot_and_the_note(tmp_path):
     assert sorted(dashboard.publish(study, sampler)) == ALL
     stored = stored_figures(study)
     assert sorted(stored) == ALL
-    # what is stored is the figure auxopt.plots draws (the Thompson bars are the posterior means)
+    # what is stored is the figure auxopt.plots draws (the Thompson bars are the utilities)
     means = plots.thompson_data(study, sampler)["mean"]
     assert stored["auxopt-thompson"]["data"][0]["y"] == pytest.approx(means)
     assert get_note(study) == plots.best_summary(study)

@@ -62,10 +62,10 @@ def demo():
     return make_study()
 
 
-def test_thompson_posterior_matches_the_sampler(demo):
+def test_thompson_evidence_matches_the_sampler(demo):
     study, sampler = demo
     data = plots.thompson_data(study, sampler)
-    posterior = sampler.posterior(study)
+    posterior = sampler.evidence(study)  # what selection reads, not the decayed posterior
     assert data["source"] == "ThompsonTaskSampler"
     assert data["tasks"] == [str(k) for k in posterior]
     for task, mean, low, high in zip(data["tasks"], data["mean"], data["low"], data["high"], strict=True):
@@ -114,7 +114,14 @@ def test_thompson_online_schedule_record():
     study.tell(trial, 0.7)
     data = plots.thompson_data(study)
     assert data["source"] == "online schedule" and data["tasks"] == ["a", "b"]
-    assert data["mean"] == pytest.approx([0.6, 1 / 3])
+    assert data["mean"] == pytest.approx([0.6, 1 / 3])  # a record without evidence: the posterior
+    thompson["evidence"] = {"a": [3.0, 2.0], "b": [1.0, 2.0]}
+    thompson["posterior"] = {"a": [1.5, 1.2], "b": [1.0, 1.3]}
+    again = optuna.create_study(direction="maximize")
+    trial = again.ask()
+    record_result(trial, result)
+    again.tell(trial, 0.7)
+    assert plots.thompson_data(again)["mean"] == pytest.approx([0.6, 1 / 3])  # the evidence, not decayed
     assert data["time"] == [0, 10, 20, 30, 40]
     assert data["pulls"] == {"a": [0, 1, 1, 2, 3], "b": [0, 0, 1, 1, 1]}
 
@@ -216,5 +223,5 @@ def test_best_summary_says_the_best_configuration_in_words(demo):
     assert f"trial {best.number}" in note and f"{best.value:.4f}" in note
     if aux != "none":
         assert f"**{aux}** at ratio" in note
-    assert "Thompson posterior means" in note
+    assert "Thompson utilities" in note
     assert f"| aux_task | {aux} |" in note

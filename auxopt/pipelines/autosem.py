@@ -9,9 +9,9 @@ Stage 1 picks auxiliary tasks with Beta-Bernoulli Thompson sampling, either
   auxiliary (or none) chosen by :class:`~auxopt.samplers.ThompsonTaskSampler`.
 
 The bandit's decay (γ) drives only which task is tried next. Selection reads the undecayed evidence
-(wins and pulls per arm) and judges each task against the primary-only arm, the bar the data
-provides (``baseline="primary"``; or ``"median"``, or ``None`` for the fixed ``threshold``): the tasks
-that won more often than training on the primary itself, at most ``top_k``.
+(wins and pulls per arm) and judges each task against a bar the data provides: the median task
+(``baseline="median"``, default), the primary-only arm (``"primary"``), or ``None`` for the fixed
+``threshold``; the best ``top_k`` above it are kept.
 
 Stage 2, study ``<name>.stage2``, searches the kept tasks' mixing ratios relative to the primary's 1
 on a log scale with :class:`~auxopt.samplers.MixingRatioSampler`. Its first trials are fixed
@@ -71,9 +71,12 @@ class AutoSeM:
         stage1_trials: trials of the sampler stage 1.
         gamma: the bandit's decay toward the prior (both stage-1 variants); it steers the sampling
             only, never the selection.
-        baseline: what a task's stage-1 utility must beat to be kept: ``"primary"`` (the primary-only
-            arm: the primary task's own arm online, the ``none`` arm of the sampler), ``"median"``
-            (the median task), or ``None`` (the fixed ``threshold``).
+        baseline: what a task's stage-1 utility must beat to be kept: ``"median"`` (the median
+            task; default), ``"primary"`` (the primary-only arm: the primary task's own arm online,
+            the ``none`` arm of the sampler), or ``None`` (the fixed ``threshold``). Online, the
+            primary's own arm wins most often of all (a pull of the primary improves its dev more
+            reliably than any auxiliary), so ``"primary"`` keeps next to nothing there; stage 2's
+            primary-alone point is what guards against keeping tasks that do not help.
         threshold: the bar when ``baseline`` is None.
         top_k: keep at most this many tasks (the best utilities); None: no cap.
         stage2_trials: trials of stage 2, the fixed candidate points included.
@@ -99,7 +102,7 @@ class AutoSeM:
     stage1_steps: int | None = None
     stage1_trials: int = 20
     gamma: float = 0.3
-    baseline: str | None = "primary"
+    baseline: str | None = "median"
     threshold: float = 0.5
     top_k: int | None = 3
     stage2_trials: int = 12
