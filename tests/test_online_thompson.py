@@ -32,7 +32,7 @@ def test_reward_rose_ties_by_loss_with_decay_and_undecayed_evidence():
     # replay by hand: decay every arm toward (1, 1) by 0.3, then add the reward to the pulled arm
     post = {"p": [1.0, 1.0], "a": [1.0, 1.0]}
     tally = {"p": [0, 0], "a": [0, 0]}
-    for arm, reward in zip(pulls, rewards):
+    for arm, reward in zip(pulls, rewards, strict=True):
         for ab in post.values():
             ab[0], ab[1] = 0.7 * ab[0] + 0.3, 0.7 * ab[1] + 0.3
         post[arm][0] += reward
