@@ -8,11 +8,18 @@ With an artifact folder, the adapter also gives the run a :class:`~auxopt.train.
 in Optuna's artifact store: a trial retried after its worker died resumes from the last checkpoint
 of the trial it retries (user_attr ``resumed_from_step``; 0 when none loaded), and a finished
 trial's checkpoints are deleted so that disk use stays bounded.
+
+A trial whose run settings equal those of a finished trial (a sampler that proposed the same
+configuration again, or two points of a search space that mean the same run, such as two ratios in
+AutoSeM's "off" band) is not trained again: it takes that trial's outcome, with ``reused_from`` naming
+it and 0 steps of its own. Training is deterministic given its settings, seed included, so the
+outcome is the one a second run would give; a trial with another seed is another run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,6 +74,37 @@ def record_result(trial: optuna.Trial, result: TrainResult) -> None:
         trial.set_user_attr(key, value)
 
 
+_NOT_REUSED = ("config", "steps", "examples", "wall_time_s", "retry_of", "resumed_from_step", "reused_from")
+
+
+def _settings_key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def finished_twin(trial: optuna.Trial, config: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+    """The first COMPLETE trial of ``trial``'s study that ran exactly these settings, if any."""
+    key = _settings_key(config)
+    for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if other.number != trial.number and "config" in other.user_attrs \
+                and _settings_key(other.user_attrs["config"]) == key:
+            return other
+    return None
+
+
+def reuse_result(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> float:
+    """Give ``trial`` the outcome of ``twin`` (same settings): its metrics, curve and records, no steps."""
+    origin = twin.user_attrs.get("reused_from", twin.number)
+    for key, value in twin.user_attrs.items():
+        if key not in _NOT_REUSED:
+            trial.set_user_attr(key, value)
+    for key in ("steps", "examples", "wall_time_s"):
+        trial.set_user_attr(key, 0)
+    trial.set_user_attr("reused_from", origin)
+    for step, value in twin.intermediate_values.items():
+        trial.report(value, step)
+    return float(twin.value)
+
+
 class Objective:
     """``Objective(build_config)(trial)`` → the best primary dev metric of one training run.
 
@@ -76,6 +114,8 @@ class Objective:
         train_fn: the training function (``auxopt.train.train``); it receives the config and a reporter.
         artifacts: folder of Optuna's artifact store for checkpoints (None: no checkpoints).
         checkpoint_every: checkpoint every this many optimisation steps.
+        reuse: a trial whose settings equal a finished trial's takes its outcome instead of
+            training again (user_attr ``reused_from``).
     """
 
     def __init__(
@@ -86,15 +126,20 @@ class Objective:
         train_fn: Callable[..., TrainResult] = train,
         artifacts: str | Path | None = None,
         checkpoint_every: int = DEFAULT_EVERY,
+        reuse: bool = True,
     ):
         self.build_config, self.prune, self.train_fn = build_config, prune, train_fn
-        self.artifacts, self.checkpoint_every = artifacts, checkpoint_every
+        self.artifacts, self.checkpoint_every, self.reuse = artifacts, checkpoint_every, reuse
 
     def __call__(self, trial: optuna.Trial) -> float:
         from auxopt.storage import TrialCheckpointStore, artifact_store, retried_trials
 
         config = self.build_config(trial)
-        trial.set_user_attr("config", config.describe())
+        settings = config.describe()
+        trial.set_user_attr("config", settings)
+        twin = finished_twin(trial, settings) if self.reuse else None
+        if twin is not None:
+            return reuse_result(trial, twin)
         retried = retried_trials(trial)
         if retried:
             trial.set_user_attr("retry_of", retried[0])

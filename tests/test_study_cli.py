@@ -173,3 +173,32 @@ def test_quickstart_command_twice(tmp_path):
     assert study.user_attrs["ground_truth"] == {"helpful_0": "helpful", "neutral_0": "neutral", "harmful_0": "harmful"}
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete and all("dev_metric" in t.user_attrs and "test_metric" in t.user_attrs for t in complete)
+
+
+def test_a_run_with_the_settings_of_a_finished_trial_is_not_trained_again(tmp_path):
+    """Two points that mean the same run (here: two 'off' values of a ratio) train once; the second
+    trial takes the first's outcome and names it; another seed is another run."""
+    spec = load_study_file(write_study(tmp_path))
+    spec.space = lambda trial: {"ratios": {"primary": 1, "helpful_0": max(0.0, trial.suggest_float("r", -1, 1))}}
+    spec.sampler = optuna.samplers.RandomSampler(seed=0)
+    study = spec.load_study(spec.storage_url())
+    study.enqueue_trial({"r": -0.5})
+    study.enqueue_trial({"r": -0.25})
+    study.enqueue_trial({"r": 0.5})
+    trained = []
+    objective = spec.objective()
+    real = objective.train_fn
+    objective.train_fn = lambda config, reporter: trained.append(config.active_ratios()) or real(config, reporter)
+    study.optimize(objective, n_trials=3)
+    first, twin, other = study.trials
+    assert len(trained) == 2 and "reused_from" not in first.user_attrs
+    assert twin.user_attrs["reused_from"] == 0 and twin.user_attrs["steps"] == 0
+    assert twin.value == first.value and twin.user_attrs["test_metric"] == first.user_attrs["test_metric"]
+    assert twin.intermediate_values == first.intermediate_values
+    assert "reused_from" not in other.user_attrs and other.user_attrs["steps"] == 20
+    spec.base = {**spec.base, "seed": 1}
+    objective = spec.objective()
+    objective.train_fn = lambda config, reporter: trained.append(config.active_ratios()) or real(config, reporter)
+    study.enqueue_trial({"r": -0.5})
+    study.optimize(objective, n_trials=1)
+    assert len(trained) == 3 and "reused_from" not in study.trials[-1].user_attrs

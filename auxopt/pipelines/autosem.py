@@ -18,7 +18,9 @@ on a log scale with :class:`~auxopt.samplers.MixingRatioSampler`. Its first tria
 candidate points: **equal mixing**, the **stage-1 utilities** mapped onto ratios 1/2 … 2, and the
 **primary alone** (every kept task off; reused from stage 1's primary-only trials when the sampler
 ran some), so the result is never worse on dev than equal mixing or the primary alone; the GP takes
-the remaining trials. Both studies live in one storage and name each other in their user_attrs.
+the remaining trials. A proposal whose effective ratios already ran (two values in the off band
+mean the same run) takes that trial's outcome without training again (user_attr ``reused_from``,
+0 steps). Both studies live in one storage and name each other in their user_attrs.
 
 Running :meth:`AutoSeM.optimize` again continues where the last run stopped: a finished stage 1 is
 read back from storage, never redone, and each stage only runs the trials it still lacks.
