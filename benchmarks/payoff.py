@@ -99,7 +99,7 @@ ROWS = {
 }
 #: A method row's revision: raised when the method's code or defaults change, so that its earlier
 #: runs are superseded (kept in the file, left out of the table) while every other row stays.
-REVISION = {"autosem-online": 3, "autosem-sampler": 3}
+REVISION = {"autosem-online": 3, "autosem-sampler": 3, "attittud": 2}
 #: per row key, the scale settings only that row depends on (the shared ones must match the study's)
 METHOD_KEYS = {"autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
                "autosem-sampler": ("stage1_trials", "stage2_trials", "stage2_startup"),

@@ -12,6 +12,9 @@ import torch
 
 from auxopt.errors import AuxoptError
 from auxopt.grad import (
+    DEFAULT_ETA,
+    DEFAULT_PARAMS,
+    PRESETS,
     GradientDecomposer,
     combine,
     decompose,
@@ -52,9 +55,9 @@ def test_parts_sum_to_g_aux_and_perp_is_orthogonal(seed):
     assert 0 < int(((c * p) > 0).sum()) < 4  # this draw has both kinds of coordinate
 
 
-@pytest.mark.parametrize("eta", [(1.0, 1.0, 0.0), (0.0, 1.0, 0.0), (0.3, 0.7, -0.2), (1.0, 1.0, 1.0)])
+@pytest.mark.parametrize("eta", [(1.0, 1.0, 0.0), (0.0, 1.0, 0.0), (0.3, 0.7, -0.2), (1.0, 1.0, 1.0), (1.0, 1.0, -1.0)])
 def test_recombine_equals_combine_of_decompose(eta):
-    from auxopt.grad.decompose import part_norms, recombine
+    from auxopt.grad.decompose import part_norms, recombine, recombine_
 
     g = torch.Generator().manual_seed(7)
     basis = random_basis(5, 80, 3)
@@ -68,6 +71,13 @@ def test_recombine_equals_combine_of_decompose(eta):
     norms = part_norms(g_aux, basis, c, p)
     assert norms == pytest.approx(parts.norms(), rel=1e-12)
     assert 0 < norms["pos"] and 0 < norms["neg"]  # both kinds of coordinate in this draw
+    # the trainer's in-place path on a 2 × D pair (row 0 g_prim, row 1 g_aux), with and without coords
+    for coords in (None, torch.stack([g_prim, g_aux]) @ basis.T):
+        pair = torch.stack([g_prim, g_aux])
+        c_, p_ = recombine_(pair, basis, eta, coords)
+        torch.testing.assert_close(pair[1], combine(parts, eta))
+        torch.testing.assert_close(pair[0], g_prim)
+        torch.testing.assert_close((c_, p_), (c, p))
 
 
 def test_signs_on_a_hand_made_case():
@@ -82,6 +92,67 @@ def test_signs_on_a_hand_made_case():
     assert combine(parts, "drop_conflicts").tolist() == [2.0, 0.0, 5.0, 7.0]
     assert combine(parts, "helpful_only").tolist() == [2.0, 0.0, 0.0, 0.0]
     assert combine(parts, "multitask").tolist() == g_aux.tolist()
+    assert combine(parts, "flip_conflicts").tolist() == [2.0, -3.0, 5.0, 7.0]  # the conflict, flipped
+    assert combine(parts).tolist() == [2.0, -3.0, 5.0, 7.0]  # the default is the official (1, 1, −1)
+
+
+def test_defaults_are_the_official_run_settings():
+    """ldery/ATTITTUD's run command: -num-pca-basis 10 -pca-every 10 -pca-nsamples 64
+    -proj_lambda "(1.0, 1.0, -1.0)"; word embeddings left out of the basis."""
+    import dataclasses
+
+    import optuna
+
+    spec = GradientDecomposer()
+    assert (spec.k, spec.every, spec.m) == (10, 10, 64)
+    assert spec.eta == DEFAULT_ETA == (1.0, 1.0, -1.0)
+    assert spec.params == DEFAULT_PARAMS == ("encoder", "!*word_embeddings*")
+    assert (spec.eta_prim, spec.method) == (1.0, "auto")
+    assert PRESETS["flip_conflicts"] == ((1.0, 1.0, -1.0), "subspace")
+    assert PRESETS["drop_conflicts"] == ((1.0, 1.0, 0.0), "subspace")  # the earlier presets are kept
+    assert PRESETS["multitask"][0] == (1.0, 1.0, 1.0) and PRESETS["helpful_only"][0] == (0.0, 1.0, 0.0)
+    assert PRESETS["pcgrad"] == ((1.0, 1.0, 0.0), "primary_grad")
+    flip = GradientDecomposer(eta="flip_conflicts")
+    assert flip.describe()["eta"] == [1.0, 1.0, -1.0] and flip.describe()["preset"] == "flip_conflicts"
+    # Optuna's suggest() with nothing searched gives the same decomposer
+    assert GradientDecomposer.suggest(optuna.trial.FixedTrial({}), eta=DEFAULT_ETA) == spec
+    # describe() names every setting (runs are told apart by it)
+    described = spec.describe()
+    assert {f.name for f in dataclasses.fields(GradientDecomposer)} <= set(described)
+    assert described["params"] == ["encoder", "!*word_embeddings*"]
+    assert (described["k"], described["m"], described["every"], described["eta"]) == (10, 64, 10, [1.0, 1.0, -1.0])
+    assert GradientDecomposer(params="encoder").describe() != described
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_flip_conflicts_never_turns_the_update_against_g_prim_in_the_span(seed):
+    """Random low-rank cases: g_prim ∈ span(V) (k ≤ 6 directions in D ≤ 60), g_aux anything, two
+    thirds of the draws built to conflict with g_prim. With (1, 1, −1), ⟨d, g_prim⟩ = Σ_j |c_j p_j| ≥ 0 and so
+    ⟨g_prim + d, g_prim⟩ ≥ ‖g_prim‖²: the update never points against the primary gradient. The
+    multitask sum (1, 1, 1) does on some of these draws."""
+    from auxopt.grad.decompose import recombine, recombine_
+
+    g = torch.Generator().manual_seed(1000 + seed)
+    k = int(torch.randint(1, 7, (1,), generator=g))
+    dim = int(torch.randint(k + 1, 61, (1,), generator=g))
+    basis = random_basis(k, dim, 5000 + seed)
+    g_prim = basis.T @ torch.randn(k, generator=g, dtype=torch.float64)
+    g_aux = torch.randn(dim, generator=g, dtype=torch.float64) * float(torch.rand(1, generator=g) * 5)
+    if seed % 3 == 1:  # conflicting on most coordinates: −4 g_prim plus noise
+        g_aux = g_aux - 4.0 * g_prim
+    elif seed % 3 == 2:  # conflicting on every coordinate: −4 g_prim plus noise outside the span
+        g_aux = g_aux - basis.T @ (basis @ g_aux) - 4.0 * g_prim
+    scale = float(g_prim @ g_prim)
+    parts = decompose(g_aux, basis, g_prim)
+    pair = torch.stack([g_prim, g_aux])
+    recombine_(pair, basis, DEFAULT_ETA)
+    for d in (combine(parts, "flip_conflicts"), recombine(g_aux, basis, g_prim, DEFAULT_ETA)[0], pair[1]):
+        assert float(d @ g_prim) >= -1e-9 * (1 + scale)
+        assert float((g_prim + d) @ g_prim) >= scale * (1 - 1e-9)
+        c, p = basis @ g_aux, basis @ g_prim
+        assert float(d @ g_prim) == pytest.approx(float((c * p).abs().sum()), rel=1e-9, abs=1e-12)
+    if seed % 3 == 2:
+        assert float((g_prim + combine(parts, "multitask")) @ g_prim) < 0  # the check can fail
 
 
 def test_pcgrad_preset_is_pcgrad_projection():
@@ -282,7 +353,8 @@ def test_step_leaves_the_recombined_gradient_in_param_grad(tasks, eta, eta_prim)
         ctx.model.zero_grad(set_to_none=True)
         ctx.loss(name, 1)[0].backward()
         grads[name] = {n: p.grad.clone() for n, p in ctx.model.named_parameters() if p.grad is not None}
-    shared = [n for n, _ in ctx.model.named_parameters() if n.startswith("encoder.")]
+    shared = step.names  # the default: every encoder parameter but the word embeddings
+    assert shared == [n for n, _ in ctx.model.named_parameters() if n.startswith("encoder.") and "word_embeddings" not in n]
     g_p = torch.cat([grads[primary.name][n].reshape(-1) for n in shared])
     g_a = torch.cat([grads[aux[0].name][n].reshape(-1) for n in shared])
     basis = step.basis if eta != "pcgrad" else primary_grad_basis(g_p)
@@ -291,6 +363,9 @@ def test_step_leaves_the_recombined_gradient_in_param_grad(tasks, eta, eta_prim)
     for task in (primary, aux[0]):  # heads: their own task's gradient
         name = f"heads.{task.head_name}.weight"
         torch.testing.assert_close(got[name], grads[task.name][name])
+    words = "encoder.embeddings.word_embeddings.weight"  # left out: the plain sum, whatever η
+    torch.testing.assert_close(got[words], grads[primary.name][words] + grads[aux[0].name][words])
+    assert float(got[words].abs().sum()) > 0
     if eta != "pcgrad":
         assert step.basis.shape == (3, g_p.numel()) and step.basis.dtype == torch.float32
         assert is_orthonormal(step.basis, 1e-4)
@@ -452,6 +527,10 @@ def test_cuda_bf16_training_step(tasks):
         (dict(eta="bogus"), "unknown eta preset"),
         (dict(eta_prim=float("nan")), "eta_prim must be a finite"),
         (dict(params=()), "params must be"),
+        (dict(params=("encoder", "!")), "params must be non-empty"),
+        (dict(params=("!*word_embeddings*",)), "only exclude"),
+        (dict(params=5), "params must be name pattern"),
+        (dict(k=10, m=8), "k=10 exceeds m=8"),
         (dict(memory_budget=0), "memory_budget"),
         (dict(method="exact"), "method must be one of 'auto', 'per_example', 'randomized', not 'exact'"),
         (dict(method=None), "method must be one of .*, not None"),
@@ -497,6 +576,29 @@ def test_parameter_selection_by_glob(tasks):
     assert step.basis.shape[1] == sum(p.numel() for p in step.shared)
     # unselected shared params still get gradients (plain sum of the two tasks)
     assert ctx.model.encoder.embeddings.word_embeddings.weight.grad is not None
+
+
+def test_word_embeddings_are_left_out_by_default_and_included_by_params(tasks):
+    from auxopt.grad import select_parameters
+    from auxopt.train import TrainConfig
+
+    primary, aux = tasks
+    ctx = make_ctx(TrainConfig(primary, aux[:1], **BASE))
+    words = "encoder.embeddings.word_embeddings.weight"
+    encoder = [n for n, _ in ctx.model.named_parameters() if n.startswith("encoder.")]
+    default = GradientDecomposer(k=2, m=8).make_step(ctx)
+    assert words not in default.names and default.names == [n for n in encoder if n != words]
+    assert "encoder.embeddings.position_embeddings.weight" in default.names  # only the word matrix goes
+    assert default.dim == sum(p.numel() for n, p in ctx.model.named_parameters() if n in default.names)
+    full = GradientDecomposer(k=2, m=8, params="encoder").make_step(ctx)
+    assert full.names == encoder and full.dim == default.dim + ctx.model.encoder.embeddings.word_embeddings.weight.numel()
+    assert GradientDecomposer(k=2, m=8, params=("encoder", words)).make_step(ctx).names == encoder
+    only = select_parameters(ctx.model, ("encoder.encoder.layer.*", "!*.attention.*"))
+    assert only and all(".layer." in n and ".attention." not in n for n, _ in only)
+    full.backward(1)
+    assert full.basis.shape == (2, full.dim)
+    with pytest.raises(AuxoptError, match="match no shared parameter"):
+        select_parameters(ctx.model, ("encoder.embeddings.word_embeddings", "!*word_embeddings*"))
 
 
 def test_flatten_round_trip():

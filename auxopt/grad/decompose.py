@@ -12,7 +12,11 @@ coordinates are ``c = V g_aux`` and the primary gradient's ``p = V g_prim``. The
 and the update direction replacing ``g_aux`` is ``η_⊥ g_⊥ + η_+ g_+ + η_- g_-`` (:func:`combine`).
 The trainer adds ``η_prim · g_prim``. Theorem 1 of the paper: when ``g_prim ∈ span(V)`` and
 ``η_- = 0``, ``η_⊥, η_+ ≥ 0``, the combined direction has a non-negative inner product with
-``g_prim``, so a small enough step does not increase the primary loss.
+``g_prim``, so a small enough step does not increase the primary loss. The same holds whenever
+``η_+ ≥ 0 ≥ η_-`` (any η_⊥): ``⟨g_⊥, g_prim⟩ = 0`` and ``⟨d, g_prim⟩ = η_+ Σ_{agree} c_j p_j +
+η_- Σ_{conflict} c_j p_j``, each sum of the sign that makes its term ≥ 0. The official run's
+``(1, 1, −1)`` (preset ``"flip_conflicts"``, :data:`DEFAULT_ETA`) flips each conflicting coordinate
+so that it agrees with the primary's.
 
 All arithmetic runs in fp32 (or the inputs' wider dtype), whatever autocast is active.
 """
@@ -26,11 +30,16 @@ import torch
 
 from auxopt.errors import AuxoptError
 
-#: name → ((η_⊥, η_+, η_-), basis). basis "subspace": the randomised top-k primary subspace;
+#: ``(η_⊥, η_+, η_-)`` of the ATTITTUD authors' run command (ldery/ATTITTUD README, ChexPert,
+#: ``-proj_lambda "(1.0, 1.0, -1.0)"``): keep ⊥ and +, flip − (:class:`GradientDecomposer`'s default).
+DEFAULT_ETA: tuple[float, float, float] = (1.0, 1.0, -1.0)
+
+#: name → ((η_⊥, η_+, η_-), basis). basis "subspace": the top-k primary subspace;
 #: "primary_grad": the 1-D basis along the current primary gradient (PCGrad-like: drop the part of
 #: g_aux along g_prim when it conflicts, keep everything else).
 PRESETS: dict[str, tuple[tuple[float, float, float], str]] = {
     "multitask": ((1.0, 1.0, 1.0), "subspace"),
+    "flip_conflicts": (DEFAULT_ETA, "subspace"),
     "drop_conflicts": ((1.0, 1.0, 0.0), "subspace"),
     "helpful_only": ((0.0, 1.0, 0.0), "subspace"),
     "pcgrad": ((1.0, 1.0, 0.0), "primary_grad"),
@@ -73,7 +82,7 @@ def decompose(g_aux: torch.Tensor, basis: torch.Tensor, g_prim: torch.Tensor) ->
     return Parts(pos=pos, neg=inside - pos, perp=g_aux - inside, aux_coords=c, prim_coords=p)
 
 
-def combine(parts: Parts, eta: tuple[float, float, float] | str = (1.0, 1.0, 0.0)) -> torch.Tensor:
+def combine(parts: Parts, eta: tuple[float, float, float] | str = DEFAULT_ETA) -> torch.Tensor:
     """``η_⊥ g_⊥ + η_+ g_+ + η_- g_-`` (Eq. 6); ``eta`` is ``(η_⊥, η_+, η_-)`` or a preset name."""
     eta_perp, eta_pos, eta_neg = resolve_eta(eta)[0]
     return eta_perp * parts.perp + eta_pos * parts.pos + eta_neg * parts.neg
@@ -96,6 +105,27 @@ def recombine(
     agree = (c * p) > 0
     weights = torch.where(agree, (eta_pos - eta_perp) * c, (eta_neg - eta_perp) * c)
     return torch.addmv(g_aux, basis.T, weights, beta=eta_perp), c, p
+
+
+def recombine_(
+    pair: torch.Tensor, basis: torch.Tensor, eta: tuple[float, float, float], coords: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`recombine` in place on ``pair`` (2 × D, fp32: row 0 ``g_prim``, row 1 ``g_aux``), the
+    trainer's fast path: both coordinate vectors from one pass over the basis (``coords = pair Vᵀ``,
+    2 × k; pass them when already computed), and row 1 overwritten by the direction (one more pass,
+    no D-sized temporaries). Returns ``(c, p)``; row 1 no longer holds ``g_aux`` afterwards, so take
+    :func:`part_norms` before."""
+    if pair.dim() != 2 or pair.shape[0] != 2 or basis.dim() != 2 or basis.shape[1] != pair.shape[1]:
+        raise AuxoptError(f"recombine_ needs a 2 × D pair and a k × D basis; got {tuple(pair.shape)} and {tuple(basis.shape)}")
+    if pair.dtype not in (torch.float32, torch.float64):
+        raise AuxoptError(f"recombine_ works in place on a float32/float64 pair, not {pair.dtype}")
+    eta_perp, eta_pos, eta_neg = eta
+    if coords is None:
+        coords = pair @ basis.to(pair.dtype).T  # 2 × k
+    p, c = coords[0].clone(), coords[1].clone()
+    weights = torch.where((c * p) > 0, (eta_pos - eta_perp) * c, (eta_neg - eta_perp) * c)
+    pair[1].addmv_(basis.to(pair.dtype).T, weights, beta=eta_perp)
+    return c, p
 
 
 def part_norms(g_aux: torch.Tensor, basis: torch.Tensor, c: torch.Tensor, p: torch.Tensor) -> dict[str, float]:

@@ -1,7 +1,16 @@
 """``GradientDecomposer``: ATTITTUD (Dery, Dauphin & Grangier, ICLR 2021) as a trainer step strategy.
 
-    TrainConfig(primary, auxiliaries, decomposer=GradientDecomposer(k=10, m=32, every=10,
-                                                                     eta=(1.0, 1.0, 0.0)))
+    TrainConfig(primary, auxiliaries, decomposer=GradientDecomposer())   # the official settings:
+    # k=10, m=64, every=10, eta=(1.0, 1.0, -1.0), params=("encoder", "!*word_embeddings*")
+
+The defaults are those of the ATTITTUD authors' run command (ldery/ATTITTUD, README, ChexPert,
+"Ours"): ``-num-pca-basis 10`` (k), ``-pca-nsamples 64`` (m), ``-pca-every 10`` (every) and
+``-proj_lambda "(1.0, 1.0, -1.0)"`` ((η_⊥, η_+, η_-), the order of ``algorithms/algos.py``'s
+``GradWeights(eta_tilde, eta_pos, eta_neg)``; preset ``"flip_conflicts"``). Two differences remain:
+that code takes the signs of the primary's coordinates from the gradient of a separate sample of
+``-lowrank-nsamples 32`` primary examples, auxopt from the step's primary minibatch; and it spans
+the subspace with k random vjp directions and a QR (a range finder), auxopt with the top-k singular
+vectors.
 
 Each step draws one primary minibatch and one auxiliary minibatch (the auxiliary named by the task
 schedule, primary draws skipped; round-robin over the auxiliaries if the schedule never names one),
@@ -11,7 +20,17 @@ gradients by (Eq. 6 of the paper)::
     g = η_prim · g_prim + η_⊥ g_⊥ + η_+ g_+ + η_- g_-        (parts of g_aux, auxopt.grad.decompose)
 
 Head parameters keep their own task's gradient; shared parameters outside the selection get the
-plain sum ``g_prim + g_aux``. The primary subspace ``V`` (k × D) is refreshed every ``every`` steps
+plain sum ``g_prim + g_aux`` (what a plain step on the same two minibatches would give, whatever η
+and η_prim are).
+
+**Which parameters.** By default every encoder parameter except the word-embedding matrix
+(``params=("encoder", "!*word_embeddings*")``; ``"!"`` removes names from the selection). That
+matrix is about half of a small encoder (11.7 M of MiniLM-L6's 22.7 M) and its gradient is sparse
+(only the rows of the batch's tokens are non-zero), so a basis over it spends most of its k × D
+numbers and every D-sized pass on rows two minibatches rarely share. It is left undecomposed,
+like the parameters outside the official code's ``-pca-layers`` (whose ``main.py`` in fact fills
+that list with every layer of its ResNet, which has no such matrix), and gets the plain sum.
+``params="encoder"`` puts it back in. The primary subspace ``V`` (k × D) is refreshed every ``every`` steps
 from ``m`` primary training examples (:mod:`auxopt.grad.subspace`), by one of two methods:
 
 * ``method="per_example"`` — exact: the m × D per-example gradient matrix J from one ``vmap`` of
@@ -38,10 +57,15 @@ Choices worth knowing:
   ``"auto"`` fall back to ``randomized`` for the run, with a warning (``"per_example"`` raises).
 * **Precision**: the basis is computed without autocast, in the parameters' dtype (fp32); the
   projections and the recombination run in fp32 even when training under bf16 autocast.
+* **Per step**, the two backward passes accumulate straight into the rows of one 2 × D fp32 buffer
+  (the selected parameters' ``.grad`` are views of it), both coordinate vectors come from one pass
+  over V and the direction is written in place by one more, and the parameters' ``.grad`` are left
+  as views of that row: no D-sized copies beyond the two passes over V (a third on logging steps).
 * **Memory**: the basis holds ``k × D`` fp32 numbers (4·k·D bytes; D = the selected parameters'
-  size, 22.7 M for all of MiniLM-L6 including its 11.7 M word embeddings, so k = 10 → 0.9 GB);
-  a refresh needs for a moment about ``2 (k + oversample) × D`` more (randomized) or ``m × D`` more
-  (per_example; 32 × 22.7 M → 2.9 GB for all of MiniLM-L6). A basis larger than ``memory_budget``
+  size: 11.0 M for MiniLM-L6 by default, 22.7 M with its 11.7 M word embeddings, so k = 10 → 0.44
+  or 0.9 GB), and the step two D-sized fp32 gradient rows; a refresh needs for a moment about
+  ``2 (k + oversample) × D`` more (randomized) or ``m × D`` more (per_example; 64 × 11.0 M → 2.8 GB
+  for MiniLM-L6 by default, 5.8 GB with the word embeddings). A basis larger than ``memory_budget``
   bytes is refused before training starts, and so is ``method="per_example"`` when its m × D
   Jacobian is; ``"auto"`` falls back to ``randomized`` then.
 """
@@ -61,11 +85,19 @@ import torch
 import torch.nn.functional as F
 
 from auxopt.errors import AuxoptError
-from auxopt.grad.decompose import part_norms, primary_grad_basis, recombine, resolve_eta
+from auxopt.grad.decompose import (
+    DEFAULT_ETA,
+    part_norms,
+    primary_grad_basis,
+    recombine_,
+    resolve_eta,
+)
 from auxopt.grad.subspace import basis_bytes, format_bytes, per_example_basis, randomized_basis
 
 GiB = 2**30
 METHODS = ("auto", "per_example", "randomized")
+#: the default selection: every encoder parameter but the (sparse-gradient) word-embedding matrix
+DEFAULT_PARAMS: tuple[str, ...] = ("encoder", "!*word_embeddings*")
 
 
 @dataclass(frozen=True)
@@ -74,14 +106,20 @@ class GradientDecomposer:
     (its ``decomposer`` field). Plain data: no Optuna in here (see :meth:`suggest`).
 
     Args:
-        k: rank of the primary subspace (1 <= k <= m).
-        m: primary examples in the reference batch the subspace is computed from.
-        every: recompute the subspace every this many steps (n in the paper).
-        eta: ``(η_⊥, η_+, η_-)`` or a preset: ``"multitask"`` (1,1,1), ``"drop_conflicts"``
-            (1,1,0), ``"helpful_only"`` (0,1,0), ``"pcgrad"`` (1-D basis along g_prim, (1,1,0)).
+        k: rank of the primary subspace (1 <= k <= m); official 10 (``-num-pca-basis``).
+        m: primary examples in the reference batch the subspace is computed from; official 64
+            (``-pca-nsamples``).
+        every: recompute the subspace every this many steps (n in the paper); official 10
+            (``-pca-every``).
+        eta: ``(η_⊥, η_+, η_-)`` or a preset: ``"flip_conflicts"`` (1,1,−1, the official run's and
+            the default), ``"multitask"`` (1,1,1), ``"drop_conflicts"`` (1,1,0), ``"helpful_only"``
+            (0,1,0), ``"pcgrad"`` (1-D basis along g_prim, (1,1,0)).
         eta_prim: weight of the primary gradient added to the recombined auxiliary gradient.
-        params: name pattern(s) (prefix or ``fnmatch`` glob, over ``model.named_parameters()``) of
-            the shared parameters to decompose on; head parameters are never selected.
+        params: name pattern(s) (exact name, dotted prefix or ``fnmatch`` glob, over
+            ``model.named_parameters()``) of the shared parameters to decompose on; a pattern
+            starting with ``"!"`` removes the names it matches. Default: the encoder without its
+            word-embedding matrix, ``("encoder", "!*word_embeddings*")``; ``"encoder"`` takes it
+            too. Head parameters are never selected; unselected shared ones get ``g_prim + g_aux``.
         memory_budget: most bytes the k × D fp32 basis may take (default 4 GiB); also the most the
             per-example method's m × D fp32 Jacobian may take.
         method: how the basis is computed: ``"per_example"`` (exact, from the m × D per-example
@@ -94,11 +132,11 @@ class GradientDecomposer:
     """
 
     k: int = 10
-    m: int = 32
+    m: int = 64
     every: int = 10
-    eta: Any = (1.0, 1.0, 0.0)
+    eta: Any = DEFAULT_ETA
     eta_prim: float = 1.0
-    params: Any = "encoder"
+    params: Any = DEFAULT_PARAMS
     memory_budget: float = 4 * GiB
     method: str = "auto"
     oversample: int = 5
@@ -125,9 +163,20 @@ class GradientDecomposer:
             object.__setattr__(self, "eta", eta)
         if not isinstance(self.eta_prim, int | float) or not math.isfinite(self.eta_prim):
             raise AuxoptError(f"GradientDecomposer: eta_prim must be a finite number, not {self.eta_prim!r}")
-        patterns = (self.params,) if isinstance(self.params, str) else tuple(self.params)
-        if not patterns or not all(isinstance(p, str) and p for p in patterns):
+        if isinstance(self.params, str):
+            patterns = (self.params,)
+        else:
+            try:
+                patterns = tuple(self.params)
+            except TypeError:
+                raise AuxoptError(f"GradientDecomposer: params must be name pattern(s), not {self.params!r}") from None
+        if not patterns or not all(isinstance(p, str) and p.lstrip("!") for p in patterns):
             raise AuxoptError(f"GradientDecomposer: params must be non-empty name pattern(s), not {self.params!r}")
+        if all(p.startswith("!") for p in patterns):
+            raise AuxoptError(
+                f"GradientDecomposer: params {self.params!r} only exclude ('!'); name what to select first, "
+                "e.g. ('encoder', '!*word_embeddings*')"
+            )
         object.__setattr__(self, "params", self.params if isinstance(self.params, str) else patterns)
         if not (isinstance(self.memory_budget, int | float) and self.memory_budget > 0):
             raise AuxoptError(f"GradientDecomposer: memory_budget must be a positive number of bytes, not {self.memory_budget!r}")
@@ -159,7 +208,7 @@ class GradientDecomposer:
         trial,
         *,
         k: int | tuple[int, int] = 10,
-        m: int | tuple[int, int] = 32,
+        m: int | tuple[int, int] = 64,
         every: int | tuple[int, int] = 10,
         eta: tuple[float, float] | str | tuple[float, float, float] = (0.0, 1.0),
         eta_prim: float | tuple[float, float] = 1.0,
@@ -198,14 +247,17 @@ class GradientDecomposer:
 
 def select_parameters(model: torch.nn.Module, patterns) -> list[tuple[str, torch.nn.Parameter]]:
     """The trainable non-head parameters whose names match any pattern (exact name, a dotted
-    prefix such as ``"encoder"`` or ``"encoder.encoder.layer.5"``, or an ``fnmatch`` glob)."""
+    prefix such as ``"encoder"`` or ``"encoder.encoder.layer.5"``, or an ``fnmatch`` glob) and no
+    ``"!"`` pattern (the same rules: ``"!*word_embeddings*"`` drops the word-embedding matrix)."""
     patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("heads.")]
 
-    def matches(name: str) -> bool:
-        return any(name == pat or name.startswith(pat.rstrip(".") + ".") or fnmatch.fnmatchcase(name, pat) for pat in patterns)
+    def matches(name: str, pats) -> bool:
+        return any(name == pat or name.startswith(pat.rstrip(".") + ".") or fnmatch.fnmatchcase(name, pat) for pat in pats)
 
-    chosen = [(n, p) for n, p in named if matches(n)]
+    chosen = [(n, p) for n, p in named if matches(n, include) and not matches(n, exclude)]
     if not chosen:
         examples = ", ".join(n for n, _ in named[:3])
         raise AuxoptError(
@@ -320,6 +372,9 @@ class DecomposerStep:
         self.singular_values: list[float] = []
         self.last_refresh, self.refreshes, self.basis_seconds, self.next_aux = 0, 0, 0.0, 0
         self.log: dict[str, list] = {"steps": [], "pos": [], "neg": [], "perp": [], "prim": []}
+        #: the step's two gradients on the selected parameters, fp32: row 0 g_prim, row 1 g_aux (then
+        #: the update direction, which the parameters' .grad are left as views of)
+        self.pair: torch.Tensor | None = None
 
     # -- the primary subspace -------------------------------------------------------------
     def refresh(self, step: int) -> None:
@@ -390,38 +445,57 @@ class DecomposerStep:
         self.next_aux += 1
         return name
 
-    def _take(self) -> torch.Tensor:
-        """The selected parameters' gradients as one flat fp32 vector; their .grad is cleared."""
-        flat = torch.cat([
-            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in self.shared
-        ])
+    def _views(self, row: torch.Tensor) -> list[torch.Tensor]:
+        """``row`` (D) split into tensors shaped like the selected parameters (views, no copy)."""
+        out, start = [], 0
         for p in self.shared:
-            p.grad = None
-        return flat
-
-    def _put(self, flat: torch.Tensor) -> None:
-        start = 0
-        for p in self.shared:
-            p.grad = flat[start : start + p.numel()].view_as(p).to(p.dtype).clone()
+            out.append(row[start : start + p.numel()].view_as(p))
             start += p.numel()
+        return out
+
+    def _bind(self, row: torch.Tensor) -> None:
+        """Zero ``row`` and make it the selected fp32 parameters' ``.grad``, so that the next backward
+        pass accumulates into it in place; others (not fp32) start from no gradient (see :meth:`_gather`)."""
+        row.zero_()
+        for p, view in zip(self.shared, self._views(row), strict=True):
+            p.grad = view if p.dtype == torch.float32 else None
+
+    def _gather(self, row: torch.Tensor) -> None:
+        """Copy the gradients of the selected parameters that are not views of ``row`` into it
+        (only parameters that are not fp32, or whose ``.grad`` something replaced)."""
+        for p, view in zip(self.shared, self._views(row), strict=True):
+            if p.grad is not None and p.grad.data_ptr() != view.data_ptr():
+                view.copy_(p.grad)
 
     def backward(self, step: int) -> dict[str, int]:
         ctx = self.ctx
         if self.basis_kind == "subspace" and (self.basis is None or step - self.last_refresh >= self.spec.every):
             self.refresh(step)
         aux = self._auxiliary()
+        if self.pair is None:
+            self.pair = torch.empty(2, self.dim, dtype=torch.float32, device=self.shared[0].device)
+        pair = self.pair
+        self._bind(pair[0])
         loss_p, n_p = ctx.loss(self.primary, step)
         loss_p.backward()
-        g_prim = self._take()
+        self._gather(pair[0])
+        self._bind(pair[1])
         loss_a, n_a = ctx.loss(aux, step)
         loss_a.backward()
-        g_aux = self._take()
+        self._gather(pair[1])
         with torch.no_grad():
+            g_prim = pair[0]
             basis = self.basis if self.basis_kind == "subspace" else primary_grad_basis(g_prim)
-            direction, c, p = recombine(g_aux, basis, g_prim, self.eta)
-            self._put(direction.add_(g_prim, alpha=self.spec.eta_prim))
-            if step == 1 or step % self.spec.log_every == 0:
-                norms = part_norms(g_aux, basis, c, p)
+            logging = step == 1 or step % self.spec.log_every == 0
+            coords = None
+            if logging:  # before recombine_ overwrites g_aux (pair[1])
+                coords = pair @ basis.T
+                norms = part_norms(pair[1], basis, coords[1], coords[0])
+            recombine_(pair, basis, self.eta, coords)
+            pair[1].add_(g_prim, alpha=self.spec.eta_prim)
+            for p, view in zip(self.shared, self._views(pair[1]), strict=True):
+                p.grad = view if p.dtype == torch.float32 else view.to(p.dtype)
+            if logging:
                 self.log["steps"].append(int(step))
                 for key in ("pos", "neg", "perp"):
                     self.log[key].append(round(norms[key], 6))
