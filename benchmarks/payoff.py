@@ -99,7 +99,7 @@ ROWS = {
 }
 #: A method row's revision: raised when the method's code or defaults change, so that its earlier
 #: runs are superseded (kept in the file, left out of the table) while every other row stays.
-REVISION = {"autosem-online": 3, "autosem-sampler": 3, "attittud": 2}
+REVISION = {"autosem-online": 3, "autosem-sampler": 3, "attittud": 2, "aang": 2}
 #: per row key, the scale settings only that row depends on (the shared ones must match the study's)
 METHOD_KEYS = {"autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
                "autosem-sampler": ("stage1_trials", "stage2_trials", "stage2_startup"),
@@ -247,7 +247,8 @@ def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, st
         from auxopt.objectives import AANG, ObjectiveSpace
 
         tasks = []
-        kwargs["objectives"] = (AANG(objectives=["tapt"], learn=False) if row == "tapt"
+        # TAPT is the multitask MLM baseline: no final fine-tune phase (AANG's default has one)
+        kwargs["objectives"] = (AANG(objectives=["tapt"], learn=False, finetune=0) if row == "tapt"
                                 else AANG(space=ObjectiveSpace.for_task(primary)))
     elif row == "attittud":
         from auxopt.grad import GradientDecomposer

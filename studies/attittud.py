@@ -23,7 +23,7 @@ auxiliary = load_task("mr", max_train=3000)
 
 
 def space(trial: optuna.Trial) -> dict:
-    return {"decomposer": GradientDecomposer.suggest(trial, k=(2, 16), m=32, every=10, eta=(0.0, 1.0))}
+    return {"decomposer": GradientDecomposer.suggest(trial, k=(2, 16), eta=(0.0, 1.0))}
 
 
 study = StudySpec(

@@ -2,18 +2,33 @@
 
 Two modes:
 
-* **online weighting** (``learn=True``, AANG proper) — every step ``k`` objectives are sampled from
-  the space with probability ``w`` (:class:`~auxopt.objectives.weighting.OnlineWeights`), and the
-  step's loss is ``2λ L_prim + 2(1 − λ) Σ_{t∈S} ŵ_t L_t`` (``λ = ½`` at the start gives the primary
-  the weight it has alone). Every ``update_every`` steps each term is back-propagated on its own,
-  its gradient on the shared encoder compared (cosine) with the gradient of a dev loss, and the
-  weights updated; the dev loss is that of a small **dev head** — a linear (or, for regression,
-  least-squares) head fitted by L-BFGS on the frozen pooled features of a primary dev minibatch,
-  warm-started from the previous fit — so that the dev gradient describes the encoder, not the
-  training head. (As in the paper the dev split drives the weights; report test scores.)
+* **online weighting** (``learn=True``, AANG proper) — every step ``k`` objectives ``S`` are drawn
+  uniformly from the ``n`` of the space and weighted by ``(n/k) w_t``, ``w`` the softmax of their
+  factored + joint logits (:class:`~auxopt.objectives.weighting.OnlineWeights`), so an objective's
+  expected weight is linear in ``w``; the step's loss is ``2λ L_prim + 2(1 − λ) Σ_{t∈S} (n/k) w_t L_t``
+  (``λ = ½`` at the start gives the primary the weight it has alone). Every ``update_every`` steps
+  each term is back-propagated on its own, its gradient on the shared encoder compared (cosine) with
+  the gradient of a dev loss, and the weights updated. The dev loss is that of a small **dev head**
+  — a linear (or, for regression, least-squares) head fitted by L-BFGS on the frozen pooled features
+  of a fresh minibatch of the primary's **train** split (``dev_fit_size`` examples), warm-started
+  from the previous fit — and its gradient is taken on a separate **dev** minibatch
+  (``dev_batch_size``), both in the model's training mode: as in the official code
+  (``ModelWithAuxTasks.learn_dev_head`` fits on ``datasets['train']``, ``set_dev_head`` takes the
+  gradient on ``datasets['dev']``), the head never sees the batch its gradient is taken on, and the
+  dev gradient describes the encoder, not the training head. (The dev split drives the weights;
+  report test scores.)
 * **fixed objectives** (``learn=False``) — ``objectives`` with fixed ``weights`` every step, loss
   ``primary_weight · L_prim + Σ_t w_t L_t`` (what :meth:`ObjectiveSpace.suggest
   <auxopt.objectives.ObjectiveSpace.suggest>` returns for an Optuna search, and TAPT-style MLM).
+
+Every objective trains its own output head (:mod:`auxopt.objectives.losses`).
+
+**Final fine-tuning** (``finetune``, both modes): the last ``round(finetune · max_steps)`` steps of
+the run train the primary task alone, starting from the best dev state so far with fresh optimiser
+moments (the training loop does both at :attr:`AANGStep.finetune_start`), under the run's own
+learning-rate schedule; dev evaluation and the best-step choice cover this phase too, so when it
+does not beat the search phase on dev the search phase's best state is kept — as the official
+``final_finetuning`` keeps the pre-fine-tune score.
 
 The weights are recorded every ``log_every`` steps as ``summary()["aang_weights"]`` =
 ``{"steps", "objectives", "weights" (one row per record, one column per objective), "primary_weight"
@@ -55,13 +70,26 @@ class AANG:
         weight_lr, joint_lr: learning rates of the factor and joint logits (joint default: weight_lr).
         primary_lr: learning rate of the primary/auxiliary split ψ; init_primary: λ at the start.
         update_every: update the weights every this many steps (other steps: one combined backward).
-        dev_batch_size: dev examples per weight update (default: the run's batch size).
+        dev_batch_size: dev examples the dev-loss gradient is taken on per weight update (default:
+            the run's batch size).
+        dev_fit_size: primary *train* examples the dev head is fitted on per weight update (default:
+            ``dev_batch_size``; the official runs fit on 32 and take the gradient on 32).
         dev_head_steps, dev_head_l2: L-BFGS iterations and L2 penalty of the dev-head fit.
         log_every: record the weights every this many steps (and at step 1).
         align_embeddings: include the embedding tables in the gradients whose cosine is taken (by
             default only the transformer layers: the word-embedding gradient is a sparse record of
             which tokens a minibatch happened to contain, and drowns the alignment in noise).
         seed: seeds sampling and transforms (None: the run's seed).
+        finetune: the share of ``max_steps`` at the end of the run spent fine-tuning on the primary
+            task alone, from the best dev state (see the module docstring); 0 turns it off. Default
+            0.1, as the official pipeline: it fine-tunes by default (``scripts/autoaux.py`` runs
+            ``final_finetuning`` unless ``--no_final_finetuning``), from the best checkpoint with a
+            fresh AdamW, for ``classf_ft_iters`` = 10 epochs (patience 3) after a search of at most
+            ``-iters`` = 150 epochs (``hyperparam_search.py``; less when it stops early) — about a
+            tenth of the training — at a learning rate (1e-6) far below the search's (1e-4); here
+            the run's own schedule goes on, whose linear decay stays under a tenth of its peak over
+            the last tenth of the run. A ``patience`` early stop during the search ends the run
+            before the fine-tune phase.
     """
 
     space: ObjectiveSpace | None = None
@@ -81,12 +109,20 @@ class AANG:
     log_every: int = 10
     align_embeddings: bool = False
     seed: int | None = None
+    dev_fit_size: int | None = None
+    finetune: float = 0.1
 
     def __post_init__(self) -> None:
-        for key in ("k", "update_every", "log_every", "dev_head_steps"):
+        for key in ("k", "update_every", "log_every", "dev_head_steps", "dev_batch_size", "dev_fit_size"):
             value = getattr(self, key)
+            if value is None and key in ("dev_batch_size", "dev_fit_size"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise AuxoptError(f"AANG: {key} must be an integer >= 1, not {value!r}")
+        if isinstance(self.finetune, bool) or not (
+                isinstance(self.finetune, int | float) and 0 <= self.finetune < 1):
+            raise AuxoptError(f"AANG: finetune must be a share of max_steps in [0, 1) (0: no final "
+                              f"fine-tuning), not {self.finetune!r}")
         if self.space is not None and not isinstance(self.space, ObjectiveSpace):
             raise AuxoptError(f"AANG: space must be an ObjectiveSpace, not {type(self.space).__name__}")
         if self.objectives is not None:
@@ -132,8 +168,10 @@ class AANG:
             "primary_weight": self.primary_weight, "weight_lr": self.weight_lr,
             "joint_lr": self.joint_lr, "primary_lr": self.primary_lr, "init_primary": self.init_primary,
             "update_every": self.update_every, "dev_batch_size": self.dev_batch_size,
-            "dev_head_steps": self.dev_head_steps, "dev_head_l2": self.dev_head_l2,
+            "dev_fit_size": self.dev_fit_size, "dev_fit_split": "train", "sampling": "uniform",
+            "heads": "per_objective", "dev_head_steps": self.dev_head_steps, "dev_head_l2": self.dev_head_l2,
             "log_every": self.log_every, "align_embeddings": self.align_embeddings, "seed": self.seed,
+            "finetune": self.finetune,
         }
 
     def make_step(self, ctx) -> AANGStep:
@@ -204,10 +242,17 @@ class AANGStep:
             outputs = primary.num_labels
             self.dev_w = torch.zeros(hidden, outputs, device=ctx.device)
             self.dev_b = torch.zeros(outputs, device=ctx.device)
-            labels = primary.dev.labels
             self.dev_labels = torch.as_tensor(
-                labels, dtype=torch.long if primary.kind == "classification" else torch.float32)
-            self.dev_batches = Batches(len(ctx.dev_data), spec.dev_batch_size or ctx.config.batch_size, seed + 3)
+                primary.dev.labels, dtype=torch.long if primary.kind == "classification" else torch.float32)
+            dev_size = spec.dev_batch_size or ctx.config.batch_size
+            self.dev_batches = Batches(len(ctx.dev_data), dev_size, seed + 3)
+            # the dev head is fitted on the primary's train split, never on the dev batch of the gradient
+            self.fit_batches = Batches(len(ctx.train_data[primary.name]), spec.dev_fit_size or dev_size, seed + 4)
+        max_steps = ctx.config.max_steps
+        n_finetune = min(round(spec.finetune * max_steps), max_steps - 1)
+        #: the first step of the final primary-only phase (None: none); the loop restores the best
+        #: dev state and clears the optimiser's moments before it
+        self.finetune_start: int | None = max_steps - n_finetune + 1 if n_finetune > 0 else None
         self.record: dict[str, list] = {"steps": [], "objectives": [str(o) for o in self.objectives],
                                         "weights": [], "primary_weight": []}
         self.cosines: list[list[float]] = []
@@ -230,8 +275,7 @@ class AANGStep:
             weights = self.spec.weights or [1.0] * len(self.objectives)
             return [(None, self.spec.primary_weight), *zip(self.objectives, weights, strict=True)], None
         sampled = self.online.sample(self.spec.k, self.generator)
-        w = self.online.weights()[sampled]
-        w = w / w.sum()
+        w = self.online.step_weights(sampled)
         lam = self.online.primary_share()
         terms = [(None, 2 * lam)] + [(self.objectives[int(i)], 2 * (1 - lam) * float(wi))
                                      for i, wi in zip(sampled, w, strict=True)]
@@ -251,17 +295,11 @@ class AANGStep:
             return F.cross_entropy(out, labels)
         return F.mse_loss(out.squeeze(-1), labels)
 
-    def dev_gradient(self) -> torch.Tensor:
-        """The gradient on the shared encoder of the dev loss of a freshly fitted dev head."""
-        ctx, model = self.ctx, self.ctx.model
-        index = self.dev_batches.next()
-        inputs = {k: v.to(ctx.device) for k, v in ctx.dev_data.batch(index).items()}
-        labels = self.dev_labels[index].to(ctx.device)
-        was_training = model.training
-        model.eval()
+    def fit_dev_head(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
+        """Fit the dev head (L-BFGS, warm-started) on the frozen pooled features of ``inputs``."""
+        ctx = self.ctx
         with torch.no_grad(), autocast(ctx.device, ctx.bf16):
-            frozen = model.pool(**inputs).float()
-        model.train(was_training)
+            frozen = ctx.model.pool(**inputs).float()
         w = self.dev_w.clone().requires_grad_(True)
         b = self.dev_b.clone().requires_grad_(True)
         with torch.enable_grad():
@@ -276,14 +314,34 @@ class AANGStep:
 
             opt.step(closure)
         self.dev_w, self.dev_b = w.detach(), b.detach()
+
+    def dev_gradient(self) -> torch.Tensor:
+        """The gradient on the shared encoder of the dev loss of a freshly fitted dev head: the head
+        is fitted on a primary *train* minibatch, the gradient taken on a *dev* minibatch, both in
+        the model's current (training) mode."""
+        ctx = self.ctx
+        name = ctx.primary.name
+        index = self.fit_batches.next()
+        fit_inputs = {k: v.to(ctx.device) for k, v in ctx.train_data[name].batch(index).items()}
+        self.fit_dev_head(fit_inputs, ctx.train_labels[name][index].to(ctx.device))
+        index = self.dev_batches.next()
+        inputs = {k: v.to(ctx.device) for k, v in ctx.dev_data.batch(index).items()}
+        labels = self.dev_labels[index].to(ctx.device)
         with autocast(ctx.device, ctx.bf16):
-            features = model.pool(**inputs)
+            features = ctx.model.pool(**inputs)
         loss = self._dev_loss(features.float(), labels, self.dev_w, self.dev_b)
         grads = torch.autograd.grad(loss, self.shared, allow_unused=True)
         return _flat(grads, self.shared)
 
     # -- the step ---------------------------------------------------------------------------------
+    def in_finetune(self, step: int) -> bool:
+        return self.finetune_start is not None and step >= self.finetune_start
+
     def backward(self, step: int) -> dict[str, int]:
+        if self.in_finetune(step):  # the final fine-tuning: the primary task alone
+            loss, n = self.ctx.loss(self.ctx.primary.name, step)
+            loss.backward()
+            return {self.ctx.primary.name: n}
         if step == 1 or step % self.spec.log_every == 0:
             self._log(step)
         terms, sampled = self._terms()
@@ -326,6 +384,9 @@ class AANGStep:
         out: dict[str, Any] = {"aang_weights": self.record, "aang_top": [[n, round(w, 6)] for n, w in top]}
         if self.cosines:
             out["aang_cosines"] = self.cosines
+        if self.finetune_start is not None:
+            out["aang_finetune"] = {"start": self.finetune_start,
+                                    "steps": self.ctx.config.max_steps - self.finetune_start + 1}
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -335,7 +396,8 @@ class AANGStep:
         }
         if self.online is not None:
             state.update(online=self.online.state_dict(), dev_w=self.dev_w.cpu().clone(),
-                         dev_b=self.dev_b.cpu().clone(), dev_batches=self.dev_batches.state_dict())
+                         dev_b=self.dev_b.cpu().clone(), dev_batches=self.dev_batches.state_dict(),
+                         fit_batches=self.fit_batches.state_dict())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -348,4 +410,6 @@ class AANGStep:
             self.dev_w = state["dev_w"].to(self.ctx.device)
             self.dev_b = state["dev_b"].to(self.ctx.device)
             self.dev_batches.load_state_dict(state["dev_batches"])
+            if "fit_batches" in state:
+                self.fit_batches.load_state_dict(state["fit_batches"])
 

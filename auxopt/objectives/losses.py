@@ -4,15 +4,22 @@
 in-domain / out-of-domain passages tokenised once with the run's tokenizer) and computes the loss of
 any legal :class:`~auxopt.objectives.Objective` on one minibatch:
 
-* ``denoise`` — cross-entropy of :class:`TiedLMHead` at the transform's selected positions against
-  the original tokens;
-* ``next_token`` — cross-entropy of the tied LM head against the next token in the
+**Every objective has its own output head** (as in the official code, ``ModelWithAuxTasks.setup_heads``:
+one head per search-space tuple), in ``model.aang_heads`` (an ``nn.ModuleDict`` keyed by
+:func:`head_key`), made when :class:`ObjectiveLosses` is built — before the run's optimiser, which so
+trains them with the model — and reused if the model already has them:
+
+* ``denoise`` — cross-entropy of the objective's :class:`TiedLMHead` at the transform's selected
+  positions against the original tokens (MiniLM ships no MLM head, so each head's transform and
+  bias start fresh; only the decoder, tied to the input embeddings, is shared);
+* ``next_token`` — cross-entropy of the objective's tied LM head against the next token in the
   representation's order, at a random ``select_prob`` share of the positions that have one (an
   unbiased estimate of the loss over all positions, at the cost of a masked LM's). For the
   random-factorised order the hidden state of position ``i`` gets the *target* position's
   embedding added (a one-stream stand-in for XLNet's query stream, which tells the model where the
   predicted token sits);
-* ``labels`` — the data's task loss through its task head, on the transformed input.
+* ``labels`` — the data's task loss through the objective's own fresh linear head (on the pooled,
+  dropped-out features of the transformed input, like the task heads), not the task's own head.
 """
 
 from __future__ import annotations
@@ -59,6 +66,11 @@ class TiedLMHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         x = self.norm(F.gelu(self.dense(hidden)))
         return F.linear(x, self.decoder_weight, self.bias)
+
+
+def head_key(obj: Objective) -> str:
+    """The name of ``obj``'s head in ``model.aang_heads`` (module names may not contain ".")."""
+    return str(obj).replace(".", "_")
 
 
 def encode_texts(tokenizer, texts: tuple[str, ...], max_length: int) -> Encoded:
@@ -136,19 +148,31 @@ class ObjectiveLosses:
         self.mask_id = tok.mask_token_id
         if self.mask_id is None and any(o.transform in ("mask", "bert_op") for o in objectives):
             raise AuxoptError("the tokenizer has no [MASK] token; drop the 'mask' and 'bert_op' transforms")
-        self.lm_head: TiedLMHead | None = None
+        encoder = ctx.model.encoder
         if any(o.output in ("denoise", "next_token") for o in objectives):
-            encoder = ctx.model.encoder
             embeddings = encoder.get_input_embeddings()
             if embeddings.num_embeddings < vocab:
                 raise AuxoptError(f"the encoder's {embeddings.num_embeddings} embeddings are fewer than the "
                                   f"tokenizer's {vocab} tokens")
-            eps = getattr(encoder.config, "layer_norm_eps", 1e-12)
-            head = getattr(ctx.model, "aang_lm_head", None)
-            if head is None:
-                head = TiedLMHead(embeddings, ctx.model.encoder.config.hidden_size, eps).to(ctx.device)
-                ctx.model.aang_lm_head = head  # trained by the run's optimiser (built after make_step)
-            self.lm_head = head
+        heads = getattr(ctx.model, "aang_heads", None)
+        if heads is None:
+            heads = nn.ModuleDict()
+            ctx.model.aang_heads = heads  # trained by the run's optimiser (built after make_step)
+        hidden_size = encoder.config.hidden_size
+        eps = getattr(encoder.config, "layer_norm_eps", 1e-12)
+        self.heads: dict[Objective, nn.Module] = {}
+        for obj in objectives:
+            key = head_key(obj)
+            if any(head_key(o) == key for o in self.heads):
+                raise AuxoptError(f"objectives {str(obj)!r} and another share the head name {key!r}; "
+                                  "rename a task so that its name differs by more than '.' vs '_'")
+            if key not in heads:
+                if obj.output == "labels":
+                    head = nn.Linear(hidden_size, self.source_task[obj.data].num_labels)
+                else:
+                    head = TiedLMHead(encoder.get_input_embeddings(), hidden_size, eps)
+                heads[key] = head.to(ctx.device)
+            self.heads[obj] = heads[key]
         if any(o.output == "next_token" and o.representation == "random_factorised" for o in objectives):
             if getattr(getattr(ctx.model.encoder, "embeddings", None), "position_embeddings", None) is None:
                 raise AuxoptError("random-factorised next-token prediction needs an encoder with absolute "
@@ -181,9 +205,9 @@ class ObjectiveLosses:
         with autocast(ctx.device, ctx.bf16):
             if obj.output == "labels":
                 task = self.source_task[obj.data]
-                logits = ctx.model(task.head_name, input_ids=corrupted.to(ctx.device),
-                                   attention_mask=enc["attention_mask"].to(ctx.device),
-                                   token_type_ids=enc["token_type_ids"].to(ctx.device))
+                pooled = ctx.model.pool(corrupted.to(ctx.device), enc["attention_mask"].to(ctx.device),
+                                        enc["token_type_ids"].to(ctx.device))
+                logits = self.heads[obj](ctx.model.dropout(pooled))
                 return task_loss(task, logits, labels.to(ctx.device)), n
             order = rank = None
             if obj.representation == "random_factorised":
@@ -205,7 +229,7 @@ class ObjectiveLosses:
                 h = hidden[rows.to(ctx.device), cols.to(ctx.device)]
                 if obj.representation == "random_factorised":
                     h = h + ctx.model.encoder.embeddings.position_embeddings(tcols.to(ctx.device))
-            logits = self.lm_head(h)
+            logits = self.heads[obj](h)
         return F.cross_entropy(logits.float(), targets.to(ctx.device)), n
 
     def state_dict(self) -> dict[str, Any]:

@@ -9,13 +9,21 @@ The factor logits share what is learnt about one stage option (say the ``mask`` 
 every objective that uses it; the joint logit lets one tuple differ from its parts. A learned split
 ``λ = σ(ψ)`` divides the loss between the primary task and the auxiliaries.
 
+Each step ``k`` objectives ``S`` are drawn **uniformly** (without replacement) and the sampled ones
+weighted by ``(n/k) w_t`` (:meth:`OnlineWeights.step_weights`, n the number of objectives): each
+objective is in ``S`` with probability ``k/n``, so its expected weight is exactly ``w_t`` —
+linear in ``w`` (sampling with probability ``w`` *and* weighting by ``w`` would make it ``∝ w²``).
+This is the official code's uniform draw (``SearchOptions.sample_configurations``); where it
+renormalises the softmax over the sampled objectives (bounded, but not linear in ``w`` unless
+``k = n``), the ``n/k`` factor keeps the expectation exact and the expected total auxiliary weight 1.
+
 Updates use the first-order meta-gradient: the change of the dev loss when an objective's weight
 grows is ``∂L_dev/∂w_t ≈ −η ⟨∇L_dev, ∇L_t⟩`` on the shared encoder, normalised here to the cosine
 ``c_t = cos(∇L_dev, ∇L_t)`` (scale-free across objectives whose losses differ in size). For the
 ``k`` objectives ``S`` sampled this step, the logits take a gradient-ascent step on
-``J = (n/k) Σ_{t∈S} w_t c_t`` (learning rates ``lr`` for θ, ``joint_lr`` for φ; the factor ``n/k``,
-n the number of objectives, keeps the step size from shrinking as the space grows, since each
-``w_t`` starts at ``1/n``), and the split on
+``J = (n/k) Σ_{t∈S} w_t c_t`` (learning rates ``lr`` for θ, ``joint_lr`` for φ), an unbiased
+estimate of ``Σ_t w_t c_t`` under the uniform draw (the factor ``n/k`` also keeps the step size
+from shrinking as the space grows, since each ``w_t`` starts at ``1/n``), and the split on
 ``λ c_prim + (1 − λ) Σ_{t∈S} ŵ_t c_t`` with ``ŵ_t = w_t / Σ_{u∈S} w_u``: objectives whose gradients
 agree with the dev gradient gain weight, those that oppose it lose weight.
 """
@@ -66,8 +74,13 @@ class OnlineWeights:
         return float(torch.sigmoid(self.psi))
 
     def sample(self, k: int, generator: torch.Generator) -> torch.Tensor:
-        """``k`` distinct objectives, drawn with probability ``w`` (without replacement)."""
-        return torch.multinomial(self.weights(), k, replacement=False, generator=generator)
+        """``k`` distinct objectives, drawn uniformly (without replacement), whatever the weights."""
+        return torch.randperm(len(self.objectives), generator=generator)[:k]
+
+    def step_weights(self, sampled: torch.Tensor) -> torch.Tensor:
+        """The loss weights ``(n/k) w_t`` of the ``sampled`` objectives: each objective's expected
+        weight under :meth:`sample` is its ``w_t``."""
+        return self.weights()[sampled] * (len(self.objectives) / len(sampled))
 
     def update(self, sampled: torch.Tensor, cosines: torch.Tensor, primary_cosine: float) -> None:
         """One meta-gradient step from the cosines of the sampled objectives (and the primary)."""

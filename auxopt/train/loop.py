@@ -211,7 +211,13 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
 
     first_step = step + 1
     on_step = getattr(reporter, "on_step", None)  # an optional per-step hook (progress bars)
+    finetune_start = getattr(strategy, "finetune_start", None)  # a final primary-only phase (AANG)
     for step in range(first_step, config.max_steps + 1):
+        if step == finetune_start:  # it starts from the best dev state, with fresh optimiser moments
+            if best_state is not None:
+                model.load_state_dict(best_state)
+            optimizer.state.clear()
+            evals_since_best = 0
         for name, n in strategy.backward(step).items():
             examples[name] = examples.get(name, 0) + n
         if config.max_grad_norm:

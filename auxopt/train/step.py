@@ -112,7 +112,11 @@ def check_finite(loss: torch.Tensor, what: str, step: int, lr: float) -> None:
 @runtime_checkable
 class StepStrategy(Protocol):
     """Forms the gradient of one step in ``param.grad`` and says how many examples of which task it
-    used. ``summary()`` goes into ``TrainResult.extra``; ``state_dict`` into checkpoints."""
+    used. ``summary()`` goes into ``TrainResult.extra``; ``state_dict`` into checkpoints.
+
+    A strategy may also have ``finetune_start`` (an int step or None): the first step of a final phase
+    (AANG's fine-tuning on the primary task), before which the loop restores the best dev state so
+    far and clears the optimiser's moments; evaluation and the best-step choice go on as before."""
 
     def backward(self, step: int) -> dict[str, int]: ...
 
