@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_objectives import make_ctx  # the TrainContext the training loop builds
 
 from auxopt.errors import AuxoptError
 from auxopt.objectives import AANG, Objective, ObjectiveLosses
@@ -25,28 +26,6 @@ LABELS_REPLACE = Objective("task", "replace", "bidirectional", "labels")
 def small():
     return make_synthetic_suite(n_helpful=1, n_neutral=0, n_harmful=0, n_train=120, n_aux_train=120,
                                 n_dev=64, n_test=64)
-
-
-def make_ctx(primary, seed=0, max_steps=10):
-    """A TrainContext as the training loop builds it (tiny model, CPU)."""
-    from auxopt.models import encode_split
-    from auxopt.train.loop import build_model, seed_everything
-    from auxopt.train.schedules import make_schedule
-    from auxopt.train.step import Batches, TrainContext
-
-    config = TrainConfig(primary, (), max_length=24, batch_size=8, device="cpu", seed=seed, max_steps=max_steps)
-    seed_everything(seed)
-    tasks = {t.name: t for t in config.tasks}
-    model, tok = build_model(config, list(tasks.values()))
-    model.train()
-    data = {n: encode_split(tok, t, "train", 24) for n, t in tasks.items()}
-    labels = {n: torch.as_tensor(t.train.labels, dtype=torch.long) for n, t in tasks.items()}
-    return TrainContext(
-        config=config, model=model, tokenizer=tok, tasks=tasks, train_data=data, train_labels=labels,
-        batches={n: Batches(len(d), 8, i) for i, (n, d) in enumerate(data.items())},
-        dev_data=encode_split(tok, primary, "dev", 24), schedule=make_schedule(config.active_ratios(), "auto"),
-        device=torch.device("cpu"), bf16=False,
-    )
 
 
 def _rows(ids: torch.Tensor, mask: torch.Tensor) -> set[tuple[int, ...]]:

@@ -31,7 +31,7 @@ def small():
                                 n_dev=64, n_test=64)
 
 
-def make_ctx(primary, auxiliaries=(), seed=0, **kw):
+def make_ctx(primary, auxiliaries=(), seed=0, max_steps=10, **kw):
     """A TrainContext as the training loop builds it (tiny model, CPU)."""
     from auxopt.models import encode_split
     from auxopt.train.loop import build_model, seed_everything
@@ -39,7 +39,7 @@ def make_ctx(primary, auxiliaries=(), seed=0, **kw):
     from auxopt.train.step import Batches, TrainContext
 
     config = TrainConfig(primary, auxiliaries, max_length=24, batch_size=8, device="cpu", seed=seed,
-                         max_steps=10, **kw)
+                         max_steps=max_steps, **kw)
     seed_everything(seed)
     tasks = {t.name: t for t in config.tasks}
     model, tok = build_model(config, list(tasks.values()))
