@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _resume_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads of each worker process (default: with --workers N, this "
+                   "machine's cores shared out, cores // N each; else torch's own choice)")
     p.add_argument("--reset-running", action="store_true",
                    help="first fail and retry every RUNNING trial: only when no other worker is alive "
                    "(journal storages have no heartbeat to tell)")
@@ -175,6 +178,8 @@ def _run(args: argparse.Namespace, study_file: Path, default_storage: str | None
     spec = load_study_file(study_file)
     url = spec.storage_url(args.storage or os.environ.get("AUXOPT_STORAGE") or default_storage)
     workers = getattr(args, "workers", 1)
+    if getattr(args, "threads", None) is not None:
+        set_threads(args.threads)
     if workers != 1 or args.command == "worker":
         return _run_workers(args, spec, study_file, url, workers)
     total = args.n_trials if args.n_trials is not None else getattr(spec, "n_trials", None)
@@ -193,6 +198,26 @@ def _resume_kwargs(args: argparse.Namespace) -> dict:
     return {"reset": getattr(args, "reset_running", False), "artifacts": getattr(args, "artifacts", None)}
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask, which containers and ``taskset`` set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(n: int) -> None:
+    """Give this process ``n`` torch CPU threads (and its OpenMP / MKL children)."""
+    from auxopt.errors import AuxoptError
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise AuxoptError(f"--threads must be at least 1, not {n}")
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
+
+
 def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, workers: int) -> int:
     """``auxopt worker`` (this process is one worker) or ``auxopt run --workers N`` (N processes)."""
     import subprocess
@@ -209,8 +234,18 @@ def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, wor
     if args.n_trials is not None and args.n_trials < 1:
         raise AuxoptError(f"--n-trials must be at least 1, not {args.n_trials}")
     if args.command == "worker":
+        from auxopt.progress import Progress
+
         until = args.n_trials if args.n_trials is not None else spec.n_trials
-        study = spec.optimize(until=until, storage=url, **_resume_kwargs(args))
+        # plain progress lines in a log (nohup), no bars: the workers of --workers share one terminal
+        silent = args.quiet or bool(getattr(sys.stderr, "isatty", lambda: False)())
+        with Progress(None, enabled=False if silent else None) as progress:
+            study = spec.optimize(until=until, storage=url, progress=progress, **_resume_kwargs(args))
+        held = requested(study.get_trials(deepcopy=False))
+        if not progress.trials_done and held >= until:  # a bad --n-trials loads the study, creates nothing
+            asked = f"--n-trials {until}" if args.n_trials is not None else f"the study file's n_trials, {until},"
+            print(f"the study already holds {held} trial{'' if held == 1 else 's'} ({asked} is the total the "
+                  "study should hold); nothing to do — raise --n-trials to add trials")
         print(summary(study, mask_url(url)))
         return 0
     spec.preflight()
@@ -220,13 +255,17 @@ def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, wor
 
         reset_running(study)
     until = requested(study.get_trials(deepcopy=False)) + (args.n_trials or spec.n_trials)
-    command = [sys.executable, "-m", "auxopt.cli", "worker", str(study_file), "--n-trials", str(until)]
+    threads = args.threads if args.threads is not None else max(1, cpu_count() // workers)
+    command = [sys.executable, "-m", "auxopt.cli", "worker", str(study_file), "--n-trials", str(until),
+               "--threads", str(threads)]
     if args.artifacts:
         command += ["--artifacts", args.artifacts]
     if args.quiet:
         command.append("--quiet")
-    print(f"{workers} workers on {mask_url(url)} until the study holds {until} trials", flush=True)
-    env = {**os.environ, "AUXOPT_STORAGE": url}  # not on the command line, where ps shows passwords
+    print(f"{workers} workers on {mask_url(url)} until the study holds {until} trials "
+          f"({threads} CPU thread{'s' * (threads != 1)} each)", flush=True)
+    env = {**os.environ, "AUXOPT_STORAGE": url,  # not on the command line, where ps shows passwords
+           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     procs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env) for _ in range(workers)]
     codes = [p.wait() for p in procs]
     study = spec.load_study(url)
@@ -239,11 +278,16 @@ def summary(study, url: str) -> str:
     metric, its parameters, where the storage is and how to open the dashboard."""
     import optuna
 
+    from auxopt.storage import retried_trials
+
     trials = study.get_trials(deepcopy=False)
     states = {s: sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
+    retried = {n for t in trials for n in retried_trials(t)}  # interrupted, and queued again
+    resumed = sum(t.state == optuna.trial.TrialState.FAIL and t.number in retried for t in trials)
     lines = [
         f"study {study.study_name!r}: {states[optuna.trial.TrialState.COMPLETE]} complete, "
-        f"{states[optuna.trial.TrialState.PRUNED]} pruned, {states[optuna.trial.TrialState.FAIL]} failed",
+        f"{states[optuna.trial.TrialState.PRUNED]} pruned, {states[optuna.trial.TrialState.FAIL] - resumed} failed"
+        + (f", {resumed} interrupted and resumed" if resumed else ""),
     ]
     try:
         best = study.best_trial
@@ -258,6 +302,8 @@ def summary(study, url: str) -> str:
 
 def _best_table(best) -> str:
     """The best trial as a two-column table."""
+    from auxopt.progress import fmt_value
+
     metric = best.user_attrs.get("metric", "value")
     test = best.user_attrs.get("test_metric")
     config = best.user_attrs.get("config", {})
@@ -268,16 +314,18 @@ def _best_table(best) -> str:
         rows.append(("tasks", ", ".join([config["primary"], *aux]) + ("" if aux else " (alone)")))
     if ratios:
         rows.append(("ratios", ", ".join(f"{k}: {_fmt(v)}" for k, v in ratios.items())))
-    rows.append((f"dev {metric}", f"{best.value:.4f}"))
+    rows.append((f"dev {metric}", fmt_value(best.value)))
     if test is not None:
-        rows.append((f"test {metric}", f"{test:.4f}"))
+        rows.append((f"test {metric}", fmt_value(float(test))))
     rows += [(key, _fmt(value)) for key, value in best.params.items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
 def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    from auxopt.progress import fmt_param
+
+    return fmt_param(value)
 
 
 def _open_existing(url: str):
@@ -305,19 +353,24 @@ def _studies(args: argparse.Namespace) -> int:
     if not summaries:
         print(f"no studies in {mask_url(args.storage)}")
         return 0
+    from auxopt.progress import fmt_value
+    from auxopt.storage import retried_trials
+
     S = optuna.trial.TrialState
-    header = ("study", "complete", "pruned", "failed", "running", "best", "state")
+    header = ("study", "complete", "pruned", "failed", "resumed", "running", "best", "state")
     rows = []
     for s in summaries:
         trials = storage.get_all_trials(s._study_id, deepcopy=False)
         count = {st: sum(t.state == st for t in trials) for st in S}
-        best = f"{s.best_trial.value:.4f}" if s.best_trial is not None else "-"
+        retried = {n for t in trials for n in retried_trials(t)}  # failed when interrupted, run again
+        resumed = sum(t.state == S.FAIL and t.number in retried for t in trials)
+        best = fmt_value(s.best_trial.value) if s.best_trial is not None else "-"
         state = "running" if count[S.RUNNING] else ("empty" if not trials else "idle")
-        rows.append((s.study_name, count[S.COMPLETE], count[S.PRUNED], count[S.FAIL],
+        rows.append((s.study_name, count[S.COMPLETE], count[S.PRUNED], count[S.FAIL] - resumed, resumed,
                      count[S.RUNNING], best, state))
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     for r in (header, *rows):
-        print("  ".join(str(v).ljust(w) if i in (0, 6) else str(v).rjust(w)
+        print("  ".join(str(v).ljust(w) if i in (0, 7) else str(v).rjust(w)
                         for i, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip())
     return 0
 

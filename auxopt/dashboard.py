@@ -139,7 +139,55 @@ def make_app(url: str, artifacts: str | Path | None = None):
     store = None
     if folder is not None and (artifacts is not None or folder.is_dir()):
         store = artifact_store(folder)
+        _list_only_stored_artifacts(storage, store)
     return optuna_dashboard.wsgi(storage, artifact_store=store), folder if store else None
+
+
+def _list_only_stored_artifacts(storage, store) -> None:
+    """Make ``storage`` (an RDB or journal storage that only the dashboard uses) give trials without
+    the artifact records whose file is not in ``store``, so that optuna-dashboard neither lists them
+    nor fails (HTTP 500) serving them. auxopt deletes a checkpoint's record with its file on SQLite
+    and PostgreSQL, but a journal file cannot delete one, a killed worker can leave a record whose
+    file was never written, and older studies kept the records of deleted checkpoints.
+
+    The object's class becomes a subclass of its own, so optuna-dashboard's
+    ``isinstance(storage, RDBStorage)`` checks still hold."""
+    base = type(storage)
+
+    class DashboardView(base):  # the same object layout as ``base``: __class__ can be assigned
+        def get_trial(self, trial_id: int):
+            return _stored_only(super().get_trial(trial_id), store)
+
+        def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None):
+            trials = super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+            return [_stored_only(t, store) for t in trials]
+
+        def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
+            return self.get_trial(trial_id).system_attrs
+
+    DashboardView.__name__ = DashboardView.__qualname__ = f"DashboardView{base.__name__}"
+    storage.__class__ = DashboardView
+
+
+def _stored_only(trial, store):
+    """``trial``, or a copy of it without the artifact records whose file ``store`` lacks."""
+    import copy
+
+    from optuna.artifacts.exceptions import ArtifactNotFound
+    from optuna_dashboard.artifact._backend import ARTIFACTS_ATTR_PREFIX
+
+    gone = set()
+    for key in trial.system_attrs:
+        if key.startswith(ARTIFACTS_ATTR_PREFIX):
+            try:
+                store.open_reader(key[len(ARTIFACTS_ATTR_PREFIX):]).close()
+            except ArtifactNotFound:
+                gone.add(key)
+    if not gone:
+        return trial
+    trial = copy.copy(trial)  # the storage's own copy stays as it is
+    trial._system_attrs = {k: v for k, v in trial.system_attrs.items() if k not in gone}
+    return trial
 
 
 def serve(url: str, host: str = "127.0.0.1", port: int = 8080,

@@ -8,12 +8,18 @@ Three kinds of storage, spelled as URLs:
 - ``journal:///path/to/study.journal``: Optuna's journal file, for shared filesystems without a
   database server (``journal://relative.journal`` is relative to the current folder).
 
-RDB storages (SQLite, PostgreSQL) run with a heartbeat: a trial whose worker stopped beating for
-``grace`` seconds (SIGKILL, OOM, preemption) is marked FAIL by the next worker that starts a trial,
-and a copy with the same parameters is queued (:class:`RetryDeadTrials`). ``AUXOPT_HEARTBEAT_S``,
-``AUXOPT_GRACE_S`` and ``AUXOPT_MAX_RETRY`` change the defaults (30 s, 120 s, 3 retries). Journal storages have no
-heartbeat: :func:`reset_running` does the same on restart once the user says that no other worker
-is alive (``auxopt worker … --reset-running``).
+Every trial records the process that runs it (system attr ``auxopt:worker``: machine, pid, start
+time). A worker on the same machine knows at once when that process is gone (SIGKILL, OOM, a closed
+terminal) and retries the trial immediately, on any storage (:func:`fail_gone_local_trials`). Other
+machines' trials are judged by a heartbeat (RDB storages: SQLite, PostgreSQL): a trial whose worker
+stopped beating for ``grace`` seconds is marked FAIL by the next worker that starts a trial, and a
+copy with the same parameters is queued (:class:`RetryDeadTrials`). ``AUXOPT_HEARTBEAT_S``,
+``AUXOPT_GRACE_S`` and ``AUXOPT_MAX_RETRY`` change the defaults (30 s, 120 s, 3 retries). Journal
+storages have no heartbeat: :func:`reset_running` retries other machines' trials on restart once
+the user says that no other worker is alive (``auxopt worker … --reset-running``).
+
+Creating a study and "count the trials, then ask for one" run under :func:`storage_lock`, so that
+workers started at the same moment neither race to create the schema nor overshoot the trial count.
 
 Checkpoints go to Optuna's artifact store, a folder beside the storage by default
 (:func:`artifact_dir`); :class:`TrialCheckpointStore` is the trainer's
@@ -146,7 +152,7 @@ class RetryDeadTrials:
     read it with :func:`retried_trials` (Optuna 5's ``retry_history(trial)`` fails on a live
     :class:`~optuna.Trial`, which has no ``system_attrs``)."""
 
-    def __init__(self, max_retry: int | None = None):
+    def __init__(self, max_retry: int | None = None, *, quiet: bool = False):
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
         if max_retry is None:
@@ -155,10 +161,13 @@ class RetryDeadTrials:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ExperimentalWarning
             self._callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-        self.max_retry = max_retry
+        self.max_retry, self.quiet = max_retry, quiet
 
     def __call__(self, study, trial) -> None:
-        logger.warning("auxopt: trial %d lost its worker; queueing it again with the same parameters", trial.number)
+        if not self.quiet:  # Optuna calls it for a trial whose heartbeat went stale
+            logger.warning("auxopt: trial %d's worker sent no heartbeat for over %d s (it died or lost the "
+                           "storage); the trial runs again from its last checkpoint",
+                           trial.number, heartbeat_settings()[1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._callback(study, trial)
@@ -199,8 +208,24 @@ def open_storage(url: str, *, heartbeat: bool = True):
             return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as e:
         if type(e).__module__.startswith("sqlalchemy"):
+            reason = str(getattr(e, "orig", e)).strip()[:300]
+            if url.startswith("sqlite"):
+                from sqlalchemy.engine import make_url
+
+                path = str(Path(make_url(url).database).expanduser().resolve())
+                low = reason.lower()
+                if "not a database" in low or "malformed" in low or "file is encrypted" in low:
+                    hint = "it is not an SQLite database, or it is damaged; give another file name"
+                elif "locked" in low or "busy" in low:
+                    hint = (f"it is locked by another process (waited {SQLITE_TIMEOUT_S} s); "
+                            "wait for it to finish or stop it")
+                elif "readonly" in low or "read-only" in low or "permission" in low:
+                    hint = "it or its folder is not writable; fix the permissions or use another path"
+                else:
+                    hint = "check that it is an SQLite database and that it and its folder are writable"
+                raise AuxoptError(f"cannot open the SQLite file {path!r}: {hint} (SQLite: {reason})") from None
             raise AuxoptError(
-                f"cannot open the storage {mask_url(url)}: {str(getattr(e, 'orig', e)).strip()[:300]}; "
+                f"cannot open the storage {mask_url(url)}: {reason}; "
                 "check that the server runs and the URL (host, port, user, database) is right"
             ) from None
         raise
@@ -213,21 +238,24 @@ def has_heartbeat(storage) -> bool:
 
 
 def fail_dead_trials(study) -> list[int]:
-    """Fail trials whose worker's heartbeat stopped and queue their retries (RDB storages).
+    """Fail trials whose worker is dead and queue their retries; the numbers of those failed.
 
-    Besides Optuna's stale trials (a heartbeat older than the grace period), a RUNNING trial that
+    A trial whose worker was a process of this machine that is gone is failed at once, on any
+    storage (:func:`fail_gone_local_trials`). Other machines' trials are judged by their heartbeat
+    (RDB storages): Optuna's stale trials (a heartbeat older than the grace period) and, besides Optuna's stale trials (a heartbeat older than the grace period), a RUNNING trial that
     never beat and started longer than the grace period ago is dead too: its worker died between
     creating it and its first heartbeat, which Optuna's check never catches. (auxopt workers
     beat once right after ``ask``, under :func:`ask_lock`, so this cannot hit a live one.)"""
     import optuna
 
+    failed = fail_gone_local_trials(study)
     if not has_heartbeat(study._storage):
-        return []
+        return failed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     never_beat = _never_beat(study._storage, study._study_id)
-    return _fail_and_retry(study, never_beat) if never_beat else []
+    return failed + (_fail_and_retry(study, never_beat) if never_beat else [])
 
 
 def _never_beat(storage, study_id: int) -> list[int]:
@@ -259,14 +287,14 @@ def _never_beat(storage, study_id: int) -> list[int]:
     return [trial_id for trial_id, start in rows if start is None or now - start > grace]
 
 
-def _fail_and_retry(study, trial_ids: list[int], max_retry: int | None = None) -> list[int]:
+def _fail_and_retry(study, trial_ids: list[int], max_retry: int | None = None, *, quiet: bool = False) -> list[int]:
     """Mark these RUNNING trials FAIL and queue their retries; the numbers of those it changed."""
     import copy
 
     import optuna
 
     storage = study._storage
-    retry = RetryDeadTrials(max_retry)
+    retry = RetryDeadTrials(max_retry, quiet=quiet)
     changed = []
     for trial_id in trial_ids:
         try:
@@ -280,29 +308,113 @@ def _fail_and_retry(study, trial_ids: list[int], max_retry: int | None = None) -
     return changed
 
 
+# -- which process holds a trial: dead local workers are known at once ---------------------------
+WORKER_ATTR = "auxopt:worker"  # trial system attr: the process that runs it (see worker_identity)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _machine() -> str:
+    """This machine and PID namespace: host name, boot id and the PID namespace's inode (two
+    containers on one host can share a host name but not a PID namespace)."""
+    import socket
+
+    try:
+        ns = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        ns = ""
+    return f"{socket.gethostname()}/{_read('/proc/sys/kernel/random/boot_id')[:8]}/{ns}"
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, from /proc; "" where /proc is
+    missing); None when no such process exists."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat:
+        return stat.rsplit(")", 1)[-1].split()[19]  # field 22, after the command name
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return ""
+    return "" if not Path("/proc").is_dir() else None
+
+
+def worker_identity(pid: int | None = None) -> dict[str, Any]:
+    """``{"machine", "pid", "start"}`` of this process: what a trial records about its worker."""
+    pid = os.getpid() if pid is None else pid
+    return {"machine": _machine(), "pid": pid, "start": _start_time(pid) or ""}
+
+
+def local_worker_gone(identity: Any) -> bool:
+    """Whether ``identity`` (a :func:`worker_identity`) names a process of this machine that no
+    longer runs (exited, or its pid now belongs to another process). Other machines' workers:
+    False — only their heartbeat can tell."""
+    if not isinstance(identity, dict) or identity.get("machine") != _machine():
+        return False
+    try:
+        pid = int(identity["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    start = _start_time(pid)
+    return start is None or bool(identity.get("start") and start and start != identity["start"])
+
+
+def fail_gone_local_trials(study) -> list[int]:
+    """Fail the RUNNING trials whose worker was a process of this machine that is gone, and queue
+    their retries at once (any storage, journal files included): no heartbeat grace to wait out."""
+    import optuna
+
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    gone = [t for t in running if local_worker_gone(t.system_attrs.get(WORKER_ATTR))]
+    for t in gone:
+        logger.warning("auxopt: trial %d's worker (process %s on this machine) is gone; it runs again now",
+                       t.number, t.system_attrs[WORKER_ATTR]["pid"])
+    return _fail_and_retry(study, [t._trial_id for t in gone], quiet=True) if gone else []
+
+
 def reset_running(study, max_retry: int | None = None) -> list[int]:
     """Mark every RUNNING trial of ``study`` FAIL and queue its retry; the numbers of the trials
     reset. Only safe when no other worker is alive (a journal storage cannot tell)."""
     import optuna
 
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    return _fail_and_retry(study, [t._trial_id for t in running], max_retry)
+    return _fail_and_retry(study, [t._trial_id for t in running], max_retry, quiet=True)
 
 
-# -- one worker at a time in the critical section "count trials, then ask" ----------------------
-@contextlib.contextmanager
-def ask_lock(storage, url: str) -> Iterator[None]:
-    """Serialise "decide whether another trial is needed, then create it" across workers, so that
-    a study never gets more trials than asked for: a lock file beside an SQLite or journal file, a
-    PostgreSQL advisory lock on a server (other databases: no lock)."""
-    path = None
+# -- one worker at a time: creating the study, and "count trials, then ask" ------------------------
+_LOCK_ENGINES: dict[str, Any] = {}
+_LOCK_KEY = 0x6175786F7074  # "auxopt"
+
+
+def _lock_file(url: str) -> Path | None:
     if is_journal(url):
-        path = journal_path(url).with_name(journal_path(url).name + ".auxopt-lock")
-    elif url.startswith("sqlite"):
+        return journal_path(url).with_name(journal_path(url).name + ".auxopt-lock")
+    if url.startswith("sqlite"):
         from sqlalchemy.engine import make_url
 
         db = Path(make_url(url).database).expanduser().resolve()
-        path = db.with_name(db.name + ".auxopt-lock")
+        return db.with_name(db.name + ".auxopt-lock")
+    return None
+
+
+@contextlib.contextmanager
+def storage_lock(url: str, storage=None) -> Iterator[None]:
+    """Serialise a critical section across every auxopt process on ``url``: creating the study
+    (its schema and tables), and "decide whether another trial is needed, then create it" so that
+    a study never gets more trials than asked for. A lock file beside an SQLite or journal file, a
+    PostgreSQL advisory lock on a server (through ``storage``'s engine, or an engine of its own
+    before the storage exists); other databases: no lock."""
+    path = _lock_file(url)
     if path is not None:
         import fcntl
 
@@ -314,20 +426,30 @@ def ask_lock(storage, url: str) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return
     engine = getattr(getattr(storage, "_backend", storage), "engine", None)  # Optuna's cache wraps it
+    if engine is None and url.startswith("postgresql"):
+        if url not in _LOCK_ENGINES:
+            from sqlalchemy import create_engine
+
+            _LOCK_ENGINES[url] = create_engine(url, pool_pre_ping=True, pool_size=1)
+        engine = _LOCK_ENGINES[url]
     if engine is not None and engine.dialect.name == "postgresql":
         from sqlalchemy import text
 
-        key = 0x6175786F7074  # "auxopt"
         with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
             conn.commit()
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
                 conn.commit()
         return
     yield
+
+
+def ask_lock(storage, url: str):
+    """:func:`storage_lock` around "count trials, then ask" (the name the worker loop uses)."""
+    return storage_lock(url, storage)
 
 
 # -- artifacts and checkpoints -------------------------------------------------------------------
@@ -378,11 +500,19 @@ class TrialCheckpointStore:
     A checkpoint is recorded on the trial *before* its file is written (Optuna's ``upload_artifact``
     does the opposite), so that a worker killed at any instant leaves no file that no trial names:
     at worst a record whose file is missing or cut short, which resuming skips (it does not load) and
-    :meth:`delete_all` tolerates."""
+    :meth:`delete_all` tolerates. Removing a checkpoint's file removes its record too
+    (:func:`_forget_artifacts`), so that the dashboard lists only checkpoints that exist."""
 
     def __init__(self, trial, store, keep: int = 2):
         self.trial, self.store, self.keep = trial, store, keep
         self.storage = trial.storage
+
+    @property
+    def label(self) -> str:
+        """How messages name the run: ``trial 5`` or ``trial 0 (as trial 5)`` for a retry."""
+        retried = retried_trials(self.trial)
+        own = f"trial {self.trial.number}"
+        return f"trial {retried[0]} (as {own})" if retried else own
 
     def _trial_ids(self) -> list[int]:
         """This trial and the trials it retries, newest first."""
@@ -397,8 +527,10 @@ class TrialCheckpointStore:
         self.store.write(artifact_id, io.BytesIO(data))
         self.trial.set_user_attr("checkpoint_step", step)
         own = _checkpoints(self.storage.get_trial(self.trial._trial_id), self.storage)
-        for _, old_id in own[self.keep :]:
+        old = [old_id for _, old_id in own[self.keep :]]
+        for old_id in old:
             _remove(self.store, old_id)
+        _forget_artifacts(self.storage, self.trial._trial_id, old)  # after the files: none goes unnamed
 
     def candidates(self) -> Iterator[tuple[int, Any]]:
         seen = set()
@@ -412,8 +544,10 @@ class TrialCheckpointStore:
         """Remove the checkpoints of this trial and of the trials it retries (it has finished)."""
         removed = 0
         for trial_id in self._trial_ids():
-            for _, artifact_id in _checkpoints(self.storage.get_trial(trial_id), self.storage):
+            ids = [artifact_id for _, artifact_id in _checkpoints(self.storage.get_trial(trial_id), self.storage)]
+            for artifact_id in ids:
                 removed += _remove(self.store, artifact_id)
+            _forget_artifacts(self.storage, trial_id, ids)
         return removed
 
 
@@ -436,6 +570,47 @@ def _record_artifact(storage, trial_id: int, filename: str) -> str:
                         encoding=None)
     storage.set_trial_system_attr(trial_id, ARTIFACTS_ATTR_PREFIX + artifact_id, json.dumps(asdict(meta)))
     return artifact_id
+
+
+def _forget_artifacts(storage, trial_id: int, artifact_ids: list[str]) -> None:
+    """Delete the records (trial system attrs ``artifacts:<id>``) of these artifacts of a trial, whose
+    files are gone, so that ``get_all_artifact_meta`` and optuna-dashboard stop listing them.
+
+    Optuna's storage API can set a system attr but not delete one (nor touch a finished trial, such
+    as the failed trial a retry cleans up after), so on an RDB storage (SQLite, PostgreSQL) this
+    deletes the rows through Optuna's private ORM model ``optuna.storages._rdb.models
+    .TrialSystemAttributeModel``, and drops them from the copy of a finished trial that Optuna's
+    ``_CachedStorage`` (``_backend``, ``_lock``, ``_get_cached_trial``) keeps in this process. Optuna's
+    private API is used here and only here. A journal file is append-only and has no operation that
+    deletes an attr: there the records stay, and ``auxopt dashboard`` does not list those whose file
+    is gone (:func:`auxopt.dashboard.make_app`)."""
+    if not artifact_ids:
+        return
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX  # private: see _record_artifact
+
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    if not hasattr(backend, "scoped_session"):
+        return  # a journal (or in-memory) storage
+    from optuna.storages._rdb import models
+
+    keys = {ARTIFACTS_ATTR_PREFIX + artifact_id for artifact_id in artifact_ids}
+    attr = models.TrialSystemAttributeModel
+    session = backend.scoped_session()
+    try:
+        session.query(attr).filter(attr.trial_id == trial_id, attr.key.in_(sorted(keys))).delete(
+            synchronize_session=False)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        backend.scoped_session.remove()
+    cached_trial = getattr(storage, "_get_cached_trial", None)
+    if backend is not storage and cached_trial is not None:
+        with storage._lock:
+            frozen = cached_trial(trial_id)  # only finished trials are cached
+            if frozen is not None:
+                frozen._system_attrs = {k: v for k, v in frozen._system_attrs.items() if k not in keys}
 
 
 def _reader(store, artifact_id: str):

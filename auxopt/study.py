@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,14 @@ import optuna
 
 from auxopt.errors import AuxoptError
 from auxopt.objective import Objective
+from auxopt.propose import Distinct, quiet_optuna
 from auxopt.storage import (
     artifact_dir,
     default_storage_url,
     mask_url,
     open_storage,
     reset_running,
+    storage_lock,
     validate_storage_url,
 )
 from auxopt.tasks.overlap import OverlapReport, check_overlap, validate_on_overlap
@@ -60,6 +63,11 @@ class StudySpec:
             :class:`~auxopt.errors.AuxoptError` before anything is written to storage) or
             ``"ignore"``. The report is stored on the study as the user_attr ``contamination``;
             trials do not check again (their runs record an overlap of the tasks they train on).
+        distinct: a new trial never repeats the run settings of a trial the study holds, whichever
+            process asks for it (:class:`auxopt.propose.Distinct`); the default sampler is then TPE
+            seeded per trial from ``(seed, trial number)``, so one worker's study is reproducible
+            and a rerun or another worker draws new trials. ``False``: the sampler's draws as they
+            come (a repeat takes the finished twin's outcome without training).
     """
 
     name: str
@@ -76,6 +84,7 @@ class StudySpec:
     source_file: str | None = None
     checkpoint_every: int | None = DEFAULT_EVERY
     on_overlap: str = "warn"
+    distinct: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.primary, Task):
@@ -95,6 +104,12 @@ class StudySpec:
         self.config_for({})  # validate the fixed part now, before any storage is touched
 
     def config_for(self, suggested: Mapping[str, Any]) -> TrainConfig:
+        if not isinstance(suggested, Mapping):
+            raise AuxoptError(
+                f"study {self.name!r}: the search space must return a dict of TrainConfig fields "
+                f"(e.g. {{'ratios': {{...}}, 'lr': ...}}), but it returned {type(suggested).__name__} "
+                f"{_short(suggested)}"
+            )
         unknown = set(suggested) - _CONFIG_FIELDS
         if unknown:
             raise AuxoptError(f"study {self.name!r}: the search space returned unknown setting(s) {sorted(unknown)}")
@@ -110,18 +125,58 @@ class StudySpec:
             artifacts = None
         return Objective(self.build_config, artifacts=artifacts, checkpoint_every=self.checkpoint_every or DEFAULT_EVERY)
 
-    def dry_run_distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
-        """The parameters the search space suggests, from one trial of a throw-away in-memory study
-        (nothing is trained or stored); ``{}`` when the space cannot be run that way."""
+    def proposer(self):
+        """What draws each new trial's parameters (:class:`auxopt.propose.Distinct`; None when
+        ``distinct=False``: the study's sampler)."""
+        if not self.distinct:
+            return None
+        return Distinct(lambda trial: self.build_config(trial).describe(), self.seed, sampler=self.sampler)
+
+    def dry_run(
+        self, params: Mapping[str, Any] | None = None
+    ) -> tuple[Any, dict[str, optuna.distributions.BaseDistribution]]:
+        """Run the search space once on a trial of a throw-away in-memory study (nothing is trained
+        or stored): ``(what it returned, the parameters it suggested)``. A parameter named in
+        ``params`` takes that value where its distribution still holds it (a stored trial replayed);
+        the others are drawn at random (seed 0). An exception of the space becomes an
+        :class:`AuxoptError` naming the study and where in the user's code it was raised."""
         if self.space is None:
-            return {}
-        scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        trial = scratch.ask()
+            return {}, {}
+        with quiet_optuna():
+            scratch = optuna.create_study(sampler=_ReplaySampler(params or {}))
+            for key, value in self.user_attrs.items():  # what a space may read from trial.study
+                scratch.set_user_attr(key, value)
+            trial = scratch.ask()
+            try:
+                suggested = self.space(trial)
+            except AuxoptError as e:
+                raise AuxoptError(_prefixed(self.name, f"the search space failed: {e}")) from None
+            except Exception as e:
+                code = getattr(self.space, "__code__", None) or getattr(type(self.space).__call__, "__code__", None)
+                files = (code.co_filename,) if code is not None else None
+                raise AuxoptError(
+                    f"study {self.name!r}: the search space raised {_describe_exception(e, files)}"
+                ) from None
+        return suggested, dict(trial.distributions)
+
+    def dry_run_distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        """The parameters the search space suggests on one scratch trial (:meth:`dry_run`); ``{}``
+        when the space cannot be run that way."""
         try:
-            self.space(trial)
-        except Exception:
+            return self.dry_run()[1]
+        except AuxoptError:
             return {}
-        return dict(scratch._storage.get_trial(trial._trial_id).distributions)
+
+    def dry_run_config(self) -> TrainConfig:
+        """The :class:`TrainConfig` of one scratch trial (:meth:`dry_run`), validated in full
+        (:meth:`TrainConfig.validate`) without loading a model: every mistake of the space or the
+        config that a trial would otherwise only hit when it starts, as an :class:`AuxoptError`
+        naming the study."""
+        suggested, _ = self.dry_run()
+        try:
+            return self.config_for(suggested).validate()
+        except AuxoptError as e:
+            raise AuxoptError(_prefixed(self.name, str(e))) from None
 
     def check_compatible(self, study: optuna.Study) -> None:
         """A clear error when ``study`` (loaded from storage) was created with another direction or
@@ -132,21 +187,42 @@ class StudySpec:
                 f"study {self.name!r} in the storage was created to {found}, but auxopt studies maximize "
                 "the primary dev metric; use another study name or storage"
             )
+        trials = study.get_trials(deepcopy=False)
         stored: dict[str, optuna.distributions.BaseDistribution] = {}
-        for t in study.get_trials(deepcopy=False):
+        for t in trials:
             for key, dist in t.distributions.items():
                 stored.setdefault(key, dist)
         if not stored:
             return
-        changed = [
-            f"{key}: stored {stored[key]!r}, now {dist!r}"
-            for key, dist in self.dry_run_distributions().items()
-            if key in stored and stored[key] != dist
-        ]
-        if changed:
+        # replay one trial per set of parameters whose space ran to the end (a finished trial, or
+        # one that recorded its config) with its own values: a conditional space takes the same
+        # branches, so a parameter it adds or no longer suggests shows exactly
+        whole = {frozenset(t.distributions): t for t in trials if t.distributions and (
+            t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            or "config" in t.user_attrs)}
+        replays = [(t.params, t.distributions) for t in whole.values()] or [(None, None)]
+        changed, added, removed = {}, set(), set()
+        for params, dists in replays:
+            try:
+                _, now = self.dry_run(params)
+            except AuxoptError:  # the space fails by itself: preflight and the trials say how
+                return
+            for key, dist in now.items():
+                before = dists[key] if dists is not None and key in dists else stored.get(key)
+                if before is not None and before != dist:
+                    changed.setdefault(key, f"{key}: stored {before!r}, now {dist!r}")
+            if dists is not None:
+                added |= set(now) - set(stored)
+                removed |= set(dists) - set(now)
+        problems = list(changed.values())
+        if added:
+            problems.append(f"it now suggests {sorted(added)}, which the {len(trials)} stored trial(s) never had")
+        if removed:
+            problems.append(f"it no longer suggests {sorted(removed)}, which the stored trials have")
+        if problems:
             raise AuxoptError(
                 f"study {self.name!r} in the storage was created with another search space ("
-                + "; ".join(changed)
+                + "; ".join(problems)
                 + "); keep the space as it was, or give the changed study a new name"
             )
 
@@ -167,13 +243,18 @@ class StudySpec:
         )
 
     def preflight(self) -> None:
-        """Check the tasks for contamination (warn or fail as ``on_overlap`` says) and load the model
-        once, so that either problem shows before storage is touched."""
+        """Check, before storage is touched: the tasks for contamination (warn or fail as
+        ``on_overlap`` says), the search space and the config it gives on one scratch trial
+        (:meth:`dry_run_config`: objectives, decomposer, device, schedule, ratios, …), and that the
+        model loads."""
+        from auxopt.models.tokenize import check_room
         from auxopt.train.loop import build_model
 
         self.contamination()
-        config = self.config_for({})
-        build_model(config, config.tasks)
+        config = self.dry_run_config()
+        _, tokenizer = build_model(config, config.tasks)
+        for task in config.active_tasks().values():  # this tokenizer's own special tokens
+            check_room(tokenizer, task, config.max_length)
 
     def default_pruner(self) -> optuna.pruners.BasePruner:
         """Median pruning after 4 trials, never in the first half of a run (early dev scores are noisy)."""
@@ -182,27 +263,28 @@ class StudySpec:
     def load_study(self, storage: str | None = None) -> optuna.Study:
         """Create the Optuna study, or load it when it exists (resume); with ``on_overlap="error"``
         a contaminated study fails here too, before the storage is opened."""
-        url = self.storage_url(storage)
+        url = validate_storage_url(self.storage_url(storage))
         overlap = self.contamination("error" if self.on_overlap == "error" else "ignore")
-        study = optuna.create_study(
-            study_name=self.name,
-            storage=open_storage(url),
-            sampler=self.sampler or optuna.samplers.TPESampler(seed=self.seed),
-            pruner=self.pruner or self.default_pruner(),
-            direction="maximize",
-            load_if_exists=True,
-        )
-        self.check_compatible(study)
-        attrs = {
-            "primary": self.primary.name,
-            "metric": self.primary.metric,
-            "tasks": [t.describe() for t in (self.primary, *self.auxiliaries)],
-            "contamination": overlap.to_dict(),
-            **self.user_attrs,
-        }
-        for key, value in attrs.items():
-            if study.user_attrs.get(key) != value:
-                study.set_user_attr(key, value)
+        with storage_lock(url):  # workers started together must not race to create the schema
+            study = optuna.create_study(
+                study_name=self.name,
+                storage=open_storage(url),
+                sampler=self.sampler or optuna.samplers.TPESampler(seed=self.seed),
+                pruner=self.pruner or self.default_pruner(),
+                direction="maximize",
+                load_if_exists=True,
+            )
+            self.check_compatible(study)
+            attrs = {
+                "primary": self.primary.name,
+                "metric": self.primary.metric,
+                "tasks": [t.describe() for t in (self.primary, *self.auxiliaries)],
+                "contamination": overlap.to_dict(),
+                **self.user_attrs,
+            }
+            for key, value in attrs.items():
+                if study.user_attrs.get(key) != value:
+                    study.set_user_attr(key, value)
         return study
 
     def optimize(
@@ -260,7 +342,8 @@ class StudySpec:
         try:
             from auxopt.worker import run_trials
 
-            run_trials(study, objective, url=url, n_trials=n, until=until, callbacks=callbacks)
+            run_trials(study, objective, url=url, n_trials=n, until=until, callbacks=callbacks,
+                       propose=self.proposer())
         finally:
             if publisher is not None:
                 publisher.flush(study)
@@ -281,7 +364,23 @@ def load_study_file(path: str | Path) -> StudySpec:
         raise AuxoptError(f"study file {str(path)!r} does not exist")
     if path.suffix != ".py":
         raise AuxoptError(f"study file {str(path)!r} is not a Python file")
-    namespace = runpy.run_path(str(path), run_name="__auxopt_study__")
+    try:
+        namespace = runpy.run_path(str(path), run_name="__auxopt_study__")
+    except AuxoptError:
+        raise
+    except SyntaxError as e:  # the user's file (or a module it imports) does not parse
+        where = f"{e.filename or path}, line {e.lineno}" if e.lineno else str(e.filename or path)
+        line = (e.text or "").rstrip("\n")
+        caret = ""
+        if line and e.offset:
+            indent = len(line) - len(line.lstrip())
+            caret = "\n    " + " " * max(0, e.offset - 1 - indent) + "^"
+        shown = f"\n    {line.strip()}{caret}" if line.strip() else ""
+        raise AuxoptError(f"study file {where}: {type(e).__name__}: {e.msg}{shown}") from None
+    except Exception as e:
+        raise AuxoptError(
+            f"study file {str(path)!r} raised {_describe_exception(e, files=(str(path.resolve()),))}"
+        ) from None
     specs = [v for v in namespace.values() if isinstance(v, kinds)]
     spec = namespace.get("study") if isinstance(namespace.get("study"), kinds) else None
     if spec is None:
@@ -294,3 +393,53 @@ def load_study_file(path: str | Path) -> StudySpec:
     if spec.source_file is None:
         spec.source_file = str(path.resolve())
     return spec
+
+
+def _prefixed(name: str, message: str) -> str:
+    """``message`` about study ``name``, which it names once."""
+    head = f"study {name!r}"
+    return message if message.startswith(head) else f"{head}: {message}"
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: folders whose frames are not the user's code: auxopt's and Optuna's
+_INTERNALS = tuple(str(Path(f).resolve().parent) + os.sep for f in (optuna.__file__, __file__))
+
+
+def _describe_exception(error: BaseException, files: Sequence[str] | None = None) -> str:
+    """``Type: message (file, line N: code)`` of ``error`` at the last frame of its traceback in
+    ``files`` (else the last one outside auxopt and Optuna): where the user's code raised it."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    wanted = {str(Path(f).resolve()) for f in files or ()}
+    mine = [f for f in frames if str(Path(f.filename).resolve()) in wanted] or [
+        f for f in frames if not str(Path(f.filename).resolve()).startswith(_INTERNALS)]
+    text = f"{type(error).__name__}: {error}"
+    if mine:
+        frame = mine[-1]
+        text += f" ({frame.filename}, line {frame.lineno}" + (f": {frame.line.strip()}" if frame.line else "") + ")"
+    return text
+
+
+class _ReplaySampler(optuna.samplers.RandomSampler):
+    """Random draws (seed 0), except for the parameters in ``params``: their stored value, where
+    the distribution asked for still holds it."""
+
+    def __init__(self, params: Mapping[str, Any]):
+        super().__init__(seed=0)
+        self.params = dict(params)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        if param_name in self.params:
+            value = self.params[param_name]
+            try:
+                if param_distribution._contains(param_distribution.to_internal_repr(value)):
+                    return value
+            except (TypeError, ValueError):
+                pass
+        return super().sample_independent(study, trial, param_name, param_distribution)

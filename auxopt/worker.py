@@ -2,15 +2,20 @@
 
 It is Optuna's ``study.optimize`` loop with three additions that resuming and scaling out need:
 
-- Before each trial it fails trials whose worker died (heartbeat) and queues their retries, which
-  ``study.ask()`` hands out first, with the same parameters.
+- Before each trial it fails trials whose worker died and queues their retries, which
+  ``study.ask()`` hands out first, with the same parameters: at once when that worker was a process
+  of this machine (each trial records its worker: :data:`auxopt.storage.WORKER_ATTR`), after the
+  heartbeat grace for other machines' workers (announced while it waits).
+- With ``propose`` (what :class:`~auxopt.StudySpec` gives, :class:`auxopt.propose.Distinct`), a new
+  trial's parameters are drawn under the lock and must name settings that no trial of the study
+  holds yet, so that a rerun, a resume or another worker does not repeat a configuration.
 - ``until=N`` makes the study hold exactly N trials however many workers share it: counting the
   trials and asking for a new one happen under a lock (:func:`auxopt.storage.ask_lock`), and a
   retry replaces the trial it retries instead of adding one. A worker with nothing left to start
   waits while other workers' trials run, in case one of them dies and needs a retry (RDB storages,
   which can tell; a journal storage cannot, so there it stops).
 - Ctrl-C marks the running trial FAIL and queues its retry, so that running the command again
-  continues it from its last checkpoint.
+  continues it from its last checkpoint (and says so).
 """
 
 from __future__ import annotations
@@ -23,7 +28,17 @@ from collections.abc import Callable, Sequence
 import optuna
 from optuna.trial import TrialState
 
-from auxopt.storage import RETRY_ATTR, RetryDeadTrials, ask_lock, fail_dead_trials, has_heartbeat
+from auxopt.progress import fmt_params, fmt_value
+from auxopt.storage import (
+    RETRY_ATTR,
+    WORKER_ATTR,
+    RetryDeadTrials,
+    ask_lock,
+    fail_dead_trials,
+    has_heartbeat,
+    heartbeat_settings,
+    worker_identity,
+)
 
 logger = logging.getLogger("auxopt")
 
@@ -33,22 +48,56 @@ def requested(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
     return sum(RETRY_ATTR not in t.system_attrs for t in trials)
 
 
-def _next_trial(study: optuna.Study, url: str, until: int | None) -> optuna.Trial | None | bool:
+def _next_trial(study: optuna.Study, url: str, until: int | None,
+                propose: Callable[[optuna.Study], dict | None] | None = None) -> optuna.Trial | None | bool:
     """A trial to run; None when the study is done; False when it must wait for others."""
     with ask_lock(study._storage, url):
         fail_dead_trials(study)
-        if until is not None:
-            trials = study.get_trials(deepcopy=False)
-            waiting = any(t.state == TrialState.WAITING for t in trials)
-            if not waiting and requested(trials) >= until:
-                running = any(t.state == TrialState.RUNNING for t in trials)
-                return False if running and has_heartbeat(study._storage) else None
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if until is not None and not waiting and requested(trials) >= until:
+            running = any(t.state == TrialState.RUNNING for t in trials)
+            return False if running and has_heartbeat(study._storage) else None
+        me = worker_identity()
+        if not waiting:  # retries (WAITING) keep their parameters
+            # queue the new trial with its worker named, then take it: a worker killed at any
+            # instant leaves no RUNNING trial that names no worker (it would look alive forever)
+            system: dict = {WORKER_ATTR: me}
+            params = propose(study) if propose is not None else None
+            if params is not None:
+                system["fixed_params"] = params
+            study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs=system))
         with warnings.catch_warnings():  # this loop runs the heartbeat itself
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
             trial = study.ask()
+        if storage_attr(study, trial, WORKER_ATTR) != me:  # a retry names the dead worker until now
+            study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, me)
         if has_heartbeat(study._storage):  # beat at once: a trial that never beat looks dead
             study._storage.record_heartbeat(trial._trial_id)
         return trial
+
+
+def storage_attr(study: optuna.Study, trial: optuna.Trial, key: str):
+    return study._storage.get_trial_system_attrs(trial._trial_id).get(key)
+
+
+def _announce_wait(study: optuna.Study, told: set[int]) -> None:
+    """Say once per trial why this worker waits: other workers' trials still run, and one that
+    died is only known after the heartbeat grace."""
+    running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number not in told]
+    if not running:
+        return
+    told.update(t.number for t in running)
+    where = ", ".join(f"{t.number} ({_where(t.system_attrs.get(WORKER_ATTR))})" for t in running)
+    logger.info("auxopt: waiting for trial(s) %s to finish: if a worker died, its trial is retried "
+                "%d s after its last heartbeat", where, heartbeat_settings()[1])
+
+
+def _where(identity) -> str:
+    if not isinstance(identity, dict):
+        return "worker unknown"
+    machine = str(identity.get("machine", "?")).split("/")[0]
+    return f"process {identity.get('pid')} on {machine}"
 
 
 def run_trials(
@@ -60,11 +109,13 @@ def run_trials(
     until: int | None = None,
     callbacks: Sequence[Callable] = (),
     poll_s: float | None = None,
+    propose: Callable[[optuna.Study], dict | None] | None = None,
 ) -> int:
     """Run trials of ``study`` until this worker has run ``n_trials`` or the study holds ``until``
     (whichever comes first; at least one must be given). An exception in the objective fails the
     trial and ends the worker (like ``study.optimize(catch=())``); a pruned trial ends PRUNED.
-    Returns the number of trials this worker finished."""
+    ``propose(study)`` draws the parameters of each new trial (None: the study's sampler does, as
+    in ``study.optimize``). Returns the number of trials this worker finished."""
     from optuna.storages._heartbeat import get_heartbeat_thread
 
     if n_trials is None and until is None:
@@ -72,12 +123,13 @@ def run_trials(
     storage = study._storage
     if poll_s is None:  # how often an idle worker looks again (the study may be done any moment)
         poll_s = 1.0
-    done = 0
+    done, told = 0, set()
     while n_trials is None or done < n_trials:
-        trial = _next_trial(study, url, until)
+        trial = _next_trial(study, url, until, propose)
         if trial is None:
             break
         if trial is False:
+            _announce_wait(study, told)
             time.sleep(poll_s)
             continue
         state, value = TrialState.COMPLETE, None
@@ -89,7 +141,12 @@ def run_trials(
                 logger.info("trial %d pruned: %s", trial.number, e)
             except KeyboardInterrupt:
                 study.tell(trial, state=TrialState.FAIL)
-                RetryDeadTrials()(study, storage.get_trial(trial._trial_id))
+                frozen = storage.get_trial(trial._trial_id)
+                RetryDeadTrials(quiet=True)(study, frozen)
+                step = frozen.user_attrs.get("checkpoint_step")
+                logger.warning("auxopt: trial %d interrupted%s; running the same command again resumes it%s",
+                               trial.number, "" if step is None else f" after step {step}",
+                               "" if step is None else f" from step {step}")
                 raise
             except BaseException:
                 study.tell(trial, state=TrialState.FAIL)
@@ -99,7 +156,8 @@ def run_trials(
         else:
             frozen = study.tell(trial, value)
         if frozen.state == TrialState.COMPLETE:
-            logger.info("trial %d finished with value %s and parameters %s", frozen.number, frozen.value, frozen.params)
+            logger.info("trial %d finished with value %s and parameters %s", frozen.number,
+                        fmt_value(frozen.value), fmt_params(frozen.params))
         done += 1
         for callback in callbacks:
             callback(study, frozen)

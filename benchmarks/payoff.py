@@ -271,6 +271,20 @@ def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, st
             top = sorted(zip(weights["objectives"], final, strict=True), key=lambda x: -x[1])[:5]
             detail["aang_top"] = [[name, round(w, 4)] for name, w in top]
             detail["aang_uniform"] = round(1 / len(final), 4)
+            detail["aang_primary_share"] = [weights["primary_weight"][0], weights["primary_weight"][-1]]
+        cosines = result.extra.get("aang_cosines") or []
+        if cosines:  # [step, cos(g_prim, g_dev), [objective, cos(g_t, g_dev)], ...] per record
+            detail["aang_mean_cos"] = {
+                "primary": round(sum(c[1] for c in cosines) / len(cosines), 4),
+                "auxiliary": round(sum(x[1] for c in cosines for x in c[2:]) / sum(len(c) - 2 for c in cosines), 4),
+            }
+    parts = result.extra.get("grad_parts") or {}
+    if parts.get("steps"):  # ATTITTUD: where the auxiliary gradient's energy lies, on average
+        energy = {k: sum(v * v for v in parts[k]) for k in ("pos", "neg", "perp")}
+        total = sum(energy.values()) or 1.0
+        detail["grad_energy"] = {k: round(v / total, 4) for k, v in energy.items()}
+        aux = [math.sqrt(a * a + b * b + c * c) for a, b, c in zip(parts["pos"], parts["neg"], parts["perp"], strict=True)]
+        detail["aux_over_prim_norm"] = round(sum(a / max(p, 1e-12) for a, p in zip(aux, parts["prim"], strict=True)) / len(aux), 3)
     return dict(dev=result.best_dev, test=result.test_at_best, steps=result.steps,
                 wall=time.perf_counter() - start, best_step=result.best_step,
                 curve=[[int(s), float(v)] for s, v in result.curve], detail=detail)

@@ -36,8 +36,8 @@ def test_studies_lists_studies_and_their_state(storage, capsys):
     running = study.ask()  # a trial some worker is running now
     assert main(["studies", "--storage", url]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["study", "complete", "pruned", "failed", "running", "best", "state"]
-    assert out[1].split() == ["demo", "6", "0", "0", "1", f"{study.best_value:.4f}", "running"]
+    assert out[0].split() == ["study", "complete", "pruned", "failed", "resumed", "running", "best", "state"]
+    assert out[1].split() == ["demo", "6", "0", "0", "0", "1", f"{study.best_value:.4f}", "running"]
     study.tell(running, 0.1)
     assert main(["studies", "--storage", url]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[-1] == "idle"

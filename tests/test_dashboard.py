@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
@@ -27,7 +28,7 @@ def stored_figures(study) -> dict[str, dict]:
 
 
 @contextmanager
-def running(app):
+def running_app(app):
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
     class Quiet(WSGIRequestHandler):
@@ -122,16 +123,12 @@ def test_study_spec_publishes_and_shows_progress(tmp_path, suite):
     assert f"trial {study.best_trial.number}" in get_note(study)
 
 
-def test_progress_is_silent_when_not_a_terminal():
+def test_progress_prints_plain_lines_when_not_a_terminal():
     from auxopt.progress import Progress
 
-    stream = io.StringIO()  # not a tty
-    progress = Progress(2, stream=stream)
-    assert not progress.enabled
-
     def train(config, reporter):
-        for step in (10, 20):
-            reporter.report(step, 0.5)
+        for step, dev in ((10, 0.3486238532110092), (20, 0.5)):
+            reporter.report(step, dev)
         return reporter.should_stop()
 
     class Config:
@@ -140,15 +137,34 @@ def test_progress_is_silent_when_not_a_terminal():
     calls = []
 
     class Reporter:
+        trial = optuna.trial.FixedTrial({}, number=3)
+
         def report(self, step, value):
             calls.append(step)
 
         def should_stop(self):
             return True
 
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+
+    stream = io.StringIO()  # not a tty: a log file, nohup
+    progress = Progress(2, stream=stream)
+    assert not progress.enabled and progress.plain  # no bars, plain lines
     assert progress.wrap_train(train)(Config(), Reporter()) is True  # the trial's reporter decides
     assert calls == [10, 20] and progress.last_step == 20
-    assert stream.getvalue() == ""
+    progress.callback(study, study.trials[0])
+    assert stream.getvalue().splitlines() == [
+        "trial 3  step 10/20  dev 0.3486",
+        "trial 3  step 20/20  dev 0.5000",
+        "trial 0 complete  value 0.5000  best 0.5000  (1/2 trials this run)",
+    ]
+
+    quiet = io.StringIO()
+    progress = Progress(2, enabled=False, stream=quiet)  # --quiet
+    assert progress.wrap_train(train)(Config(), Reporter()) is True
+    progress.callback(study, study.trials[0])
+    assert quiet.getvalue() == ""
 
 
 def test_server_serves_the_plots_with_the_artifact_store(tmp_path):
@@ -158,7 +174,7 @@ def test_server_serves_the_plots_with_the_artifact_store(tmp_path):
     assert artifact_dir(url) == (tmp_path / "d.db.artifacts").resolve()
     app, folder = dashboard.make_app(url, artifacts=tmp_path / "art")
     assert folder == tmp_path / "art" and folder.is_dir()
-    with running(app) as base:
+    with running_app(app) as base:
         with urllib.request.urlopen(f"{base}/api/studies/{study._study_id}?after=0") as response:
             detail = json.load(response)
     ids = sorted(g["id"] for g in detail["plotly_graph_objects"])
@@ -168,3 +184,42 @@ def test_server_serves_the_plots_with_the_artifact_store(tmp_path):
 def test_serve_rejects_a_bad_port(tmp_path):
     with pytest.raises(AuxoptError, match="port"):
         dashboard.serve(f"sqlite:///{tmp_path / 'x.db'}", port=70000)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_the_dashboard_lists_only_checkpoints_that_exist(tmp_path, kind):
+    from optuna.artifacts import get_all_artifact_meta
+
+    from auxopt.storage import TrialCheckpointStore, artifact_store, open_storage
+
+    url = f"sqlite:///{tmp_path / 'a.db'}" if kind == "sqlite" else f"journal:///{tmp_path / 'a.journal'}"
+    study = optuna.create_study(study_name="ck", storage=open_storage(url, heartbeat=False))
+    store = artifact_store(artifact_dir(url))
+    done, running = study.ask(), study.ask()
+    ids = {}
+    for trial in (done, running):
+        checkpoints = TrialCheckpointStore(trial, store, keep=2)
+        for step in (10, 20, 30):
+            checkpoints.save(step, f"step {step}".encode())
+            ids[trial.number, step] = next(m.artifact_id for m in get_all_artifact_meta(trial)
+                                           if m.filename == f"auxopt-ckpt-step-{step}.pt")
+    TrialCheckpointStore(done, store).delete_all()  # what the objective does when a trial ends
+    study.tell(done, 0.5)
+    if kind == "sqlite":  # the records went with the files
+        assert get_all_artifact_meta(study.trials[0], storage=study._storage) == []
+        assert len(get_all_artifact_meta(running)) == 2
+    else:  # a journal cannot delete them: the dashboard skips those whose file is gone
+        assert len(get_all_artifact_meta(study.trials[0], storage=study._storage)) == 3
+
+    app, _ = dashboard.make_app(url)
+    with running_app(app) as base:
+        with urllib.request.urlopen(f"{base}/api/studies/{study._study_id}?after=0") as response:
+            listed = {t["number"]: sorted(a["filename"] for a in t["artifacts"]) for t in json.load(response)["trials"]}
+        assert listed == {0: [], 1: ["auxopt-ckpt-step-20.pt", "auxopt-ckpt-step-30.pt"]}
+        trial_url = f"{base}/artifacts/{study._study_id}/{running._trial_id}"
+        with urllib.request.urlopen(f"{trial_url}/{ids[1, 30]}") as response:
+            assert response.read() == b"step 30"
+        for gone in (f"{trial_url}/{ids[1, 10]}", f"{base}/artifacts/{study._study_id}/{done._trial_id}/{ids[0, 30]}"):
+            with pytest.raises(urllib.error.HTTPError) as error:
+                urllib.request.urlopen(gone)
+            assert error.value.code == 404  # not 500 (FileNotFoundError)

@@ -123,6 +123,13 @@ def test_bad_input_errors(tmp_path, small):
     with pytest.raises(AuxoptError, match="has none"):
         train(TrainConfig(small.primary, max_steps=2, max_length=16, device="cpu",
                           objectives=AANG(space=ObjectiveSpace(domain=True), k=2)))
+    # a task without domain.txt: the space says why it is small
+    mlm = dict(transforms=["bert_op"], representations=["bidirectional"], outputs=["denoise"])
+    assert len(ObjectiveSpace.for_task(small.primary, **mlm)) == 1  # tapt only (with domain text: dapt too)
+    with pytest.raises(AuxoptError, match=r"task 'primary' has no domain text \(domain.txt.*only has 1 objectives"):
+        AANG(space=ObjectiveSpace.for_task(small.primary, **mlm), k=2)
+    with pytest.raises(AuxoptError, match=r"no domain text.*only has 27 objectives"):
+        TrainConfig(small.primary, max_length=16, device="cpu", objectives=AANG(k=28)).validate()
     path = tmp_path / "d.txt"
     path.write_text("one passage\nanother one\n")
     space = ObjectiveSpace(domain=path)

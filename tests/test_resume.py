@@ -143,4 +143,6 @@ def test_retried_trial_resumes_from_the_artifact_store(suite, reference, tmp_pat
     assert retry.user_attrs["retry_of"] == 0
     assert retry.value == reference.best_dev and retry.user_attrs["test_metric"] == reference.test_at_best
     assert retry.intermediate_values == dict(reference.curve)  # the whole curve, restored ones too
-    assert list(artifacts.iterdir()) == []  # a finished trial's checkpoints are deleted
+    assert list(artifacts.iterdir()) == []  # a finished trial's checkpoints are deleted ...
+    for t in study.get_trials():  # ... and so are their records: the dashboard lists none
+        assert optuna.artifacts.get_all_artifact_meta(t, storage=study._storage) == []

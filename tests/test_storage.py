@@ -185,9 +185,10 @@ def test_a_checkpoint_is_recorded_on_the_trial_before_its_file_is_written(tmp_pa
         checkpoints.save(step, dumps({"step": step}))
     assert store.recorded_first == [True, True, True]  # the record exists, the file does not yet
 
-    # Optuna's own artifact records, as upload_artifact writes them (the dashboard lists these)
+    # Optuna's own artifact records, as upload_artifact writes them (the dashboard lists these); the
+    # record of step 10 went with its file
     metas = optuna.artifacts.get_all_artifact_meta(trial)
-    assert sorted(m.filename for m in metas) == [f"auxopt-ckpt-step-{s}.pt" for s in (10, 20, 30)]
+    assert sorted(m.filename for m in metas) == [f"auxopt-ckpt-step-{s}.pt" for s in (20, 30)]
     assert {(m.mimetype, m.encoding) for m in metas} == {("application/octet-stream", None)}
     newest = next(m for m in metas if m.filename == "auxopt-ckpt-step-30.pt")
     optuna.artifacts.download_artifact(artifact_store=store, artifact_id=newest.artifact_id,
@@ -196,10 +197,11 @@ def test_a_checkpoint_is_recorded_on_the_trial_before_its_file_is_written(tmp_pa
     assert trial.user_attrs["checkpoint_step"] == 30
 
     files, named = _named_files(study, store)
-    assert len(files) == 2 and files <= named  # the newest two are kept, each named by a record
+    assert len(files) == 2 and files == named  # the newest two are kept, each named by a record
     assert load_latest(checkpoints, lambda state: None) == 30
-    assert checkpoints.delete_all() == 2  # step 10's file is already gone: tolerated
+    assert checkpoints.delete_all() == 2
     assert list(store.folder.iterdir()) == []
+    assert optuna.artifacts.get_all_artifact_meta(trial) == []  # no record of a deleted file
 
 
 @pytest.mark.parametrize("cut", [0, 100])
@@ -232,4 +234,5 @@ def test_a_kill_during_a_checkpoint_write_leaves_no_unrecorded_file(tmp_path, ca
     resumed.save(30, dumps({"step": 30}))
     assert resumed.delete_all() == len(files) + 1
     assert list(store.folder.iterdir()) == []
+    assert _named_files(study, store) == (set(), set())  # the failed trial's records went too
     assert resumed.delete_all() == 0  # nothing left, nothing raised

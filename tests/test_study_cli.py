@@ -145,11 +145,48 @@ def test_cli_bad_study_file(tmp_path, capsys, monkeypatch, content, message):
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("import optuna\nx = (1,\n", ["line 2", "SyntaxError", "x = (1,", "was never closed"]),
+        ("import optuna\ndef f(:\n    pass\n", ["line 2", "SyntaxError: invalid syntax", "def f(:"]),
+        ("import optuna\n\nsuite = {}\nprimary = suite['primary']\n",
+         ["raised KeyError: 'primary'", "line 4: primary = suite['primary']"]),
+        ("from auxopt import StudySpec\nstudy = StudySpec(name='x')\n",
+         ["raised TypeError", "missing 1 required positional argument: 'primary'", "line 2: study = StudySpec(name='x')"]),
+    ],
+)
+def test_cli_study_file_that_fails_shows_the_users_line_only(tmp_path, capsys, content, expected):
+    path = tmp_path / "s.py"
+    path.write_text(content)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "Traceback" not in err
+    assert "runpy" not in err and "auxopt/study.py" not in err
+    for text in expected:
+        assert text in err
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_cli_sqlite_file_that_is_not_a_database_says_so(tmp_path, capsys):
+    path = write_study(tmp_path)
+    db = tmp_path / "notes.db"
+    db.write_bytes(b"these are my notes, not a database\n" * 200)
+    assert main(["run", str(path), "--storage", f"sqlite:///{db}", "--n-trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(db) in err
+    assert "not an SQLite database" in err and "server runs" not in err
+    assert db.read_bytes() == b"these are my notes, not a database\n" * 200  # untouched
+
+
 def test_spec_rejects_unknown_settings(suite):
     with pytest.raises(AuxoptError, match="unknown setting"):
         StudySpec(name="x", primary=suite.primary, base={"max_stepz": 3})
     spec = StudySpec(name="x", primary=suite.primary, space=lambda trial: {"learning_rate": 1.0})
     with pytest.raises(AuxoptError, match="search space returned unknown"):
+        spec.build_config(optuna.trial.FixedTrial({}))
+    spec = StudySpec(name="x", primary=suite.primary, space=lambda trial: [1, 2])
+    with pytest.raises(AuxoptError, match=r"must return a dict of TrainConfig fields .* returned list \[1, 2\]"):
         spec.build_config(optuna.trial.FixedTrial({}))
 
 

@@ -458,8 +458,38 @@ def test_error_regression_with_non_numeric_labels():
     with pytest.raises(AuxoptError, match="regression task needs numeric labels; train has non-numbers"):
         load_task({"train": _records(20), "dev": _records(4)}, name="r", kind="regression")
     recs = [{"text": "a", "label": "1.5"}, {"text": "b", "label": "nan"}]
+    with pytest.raises(AuxoptError, match=r"empty or NaN label at example\(s\) 1, 3, 5, 7, 9 "):
+        load_task({"train": recs * 5, "dev": recs[:1]}, name="r", kind="regression")
+    recs = [{"text": "a", "label": "1.5"}, {"text": "b", "label": "inf"}]
     with pytest.raises(AuxoptError, match="NaN or infinite"):
         load_task({"train": recs * 5, "dev": recs[:1]}, name="r", kind="regression")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_error_empty_or_nan_labels_name_the_file_lines_and_column(tmp_path, suffix):
+    sep = "," if suffix == ".csv" else "\t"
+    folder = tmp_path / "holes"
+    folder.mkdir()
+    rows = [f"text number {i}{sep}{('pos', 'neg')[i % 2]}" for i in range(30)]
+    rows[3] = f"text number 3{sep}"  # an empty label
+    rows[10] = f"text number 10{sep}NaN"  # what pandas writes for a missing value
+    (folder / f"train{suffix}").write_text("\n".join([f"text{sep}label", *rows]) + "\n", encoding="utf-8")
+    with pytest.raises(AuxoptError) as info:
+        load_task(folder)
+    message = str(info.value)
+    assert str(folder / f"train{suffix}") in message and "column 'label'" in message
+    assert "line(s) 5, 12 (2 of 30)" in message  # line 1 is the header
+    # the same rows in a JSONL file (null, blank) are named by record; in memory by example index
+    records = [{"text": f"t{i}", "label": ("pos", "neg")[i % 2]} for i in range(30)]
+    records[3]["label"], records[10]["label"] = None, " "
+    _write_jsonl(tmp_path / "j" / "train.jsonl", records)
+    with pytest.raises(AuxoptError, match=r"train.jsonl', field 'label' has an empty or NaN label at record\(s\) 4, 11"):
+        load_task(tmp_path / "j")
+    with pytest.raises(AuxoptError, match=r"the train split, field 'label' has an empty or NaN label at example\(s\) 3, 10"):
+        load_task({"train": records}, name="mem")
+    # with an explicit label set they are dropped and counted, as any other stray label
+    task = load_task(folder, labels=["neg", "pos"])
+    assert "dropped_train" in task.carved
 
 
 def test_error_in_memory_task_without_name():

@@ -26,6 +26,37 @@ def test_config_rejects_bad_numbers(suite, key, value):
         TrainConfig(suite.primary, **{key: value})
 
 
+@pytest.mark.parametrize("ratios, message", [
+    ({"primary": 0}, "primary task 'primary' must be a finite number > 0 (the run trains and scores it), not 0"),
+    ({"primary": -1, "helpful_0": 1}, "primary task 'primary' must be a finite number > 0 (the run trains and scores it), not -1"),
+    ({"primary": 1, "helpful_0": -0.5}, "auxiliary task 'helpful_0' must be a finite number >= 0 (0: not trained on), not -0.5"),
+    ({"primary": 1, "helpful_0": float("nan")}, "auxiliary task 'helpful_0' must be a finite number"),
+    ({"primary": 1, "helpful_0": "2"}, "ratio of task 'helpful_0' must be a number, not '2'"),
+])
+def test_config_rejects_bad_ratios_naming_the_task_and_value(suite, ratios, message):
+    with pytest.raises(AuxoptError) as info:
+        TrainConfig(suite.primary, suite.auxiliaries, ratios=ratios)
+    assert message in str(info.value)
+
+
+def test_config_and_tokenisation_reject_a_max_length_with_no_room_for_text(suite):
+    with pytest.raises(AuxoptError, match=r"max_length=1 leaves no room for the text of task 'primary'.*>= 3"):
+        TrainConfig(suite.primary, max_length=1)
+    with pytest.raises(AuxoptError, match="max_length=2"):
+        TrainConfig(suite.primary, max_length=2)
+    assert TrainConfig(suite.primary, max_length=3).max_length == 3
+    pairs = build_task("pairs", {"train": [{"text": f"a{i}", "text_pair": f"b{i}", "label": i % 2} for i in range(20)]})
+    with pytest.raises(AuxoptError, match=r"task 'pairs'.*a text pair.*>= 5"):
+        TrainConfig(pairs, max_length=4)
+    # the tokenizer's own count of special tokens, where the text is encoded
+    from auxopt.models import encode_split, load_encoder
+
+    tokenizer = load_encoder("tiny", corpus=suite.primary.train.texts).tokenizer
+    with pytest.raises(AuxoptError, match=r"max_length=2 leaves no room for the text of task 'primary'"):
+        encode_split(tokenizer, suite.primary, "dev", 2)
+    assert len(encode_split(tokenizer, suite.primary, "dev", 3)) == len(suite.primary.dev)
+
+
 def test_active_ratios(suite):
     helpful, neutral, harmful = suite.auxiliaries
     assert TrainConfig(suite.primary, suite.auxiliaries).active_ratios() == {

@@ -202,6 +202,26 @@ class GradientDecomposer:
     def make_step(self, ctx) -> DecomposerStep:
         return DecomposerStep(ctx, self)
 
+    def check_tasks(self, primary, auxiliaries: list[str]) -> None:
+        """An :class:`AuxoptError` when a run cannot decompose: no auxiliary task with a positive
+        ratio (``auxiliaries``), or a primary with fewer training examples than the subspace's rank."""
+        if not auxiliaries:
+            raise AuxoptError(
+                "GradientDecomposer needs at least one auxiliary task with a positive ratio; "
+                "add auxiliaries to the TrainConfig (or drop the decomposer)"
+            )
+        n_train = len(primary.train)
+        if self.basis_kind == "subspace" and n_train < self.k:
+            raise AuxoptError(
+                f"GradientDecomposer: k={self.k} but the primary task has only {n_train} training "
+                "examples; lower k"
+            )
+
+    def check(self, config) -> None:
+        """The checks of :meth:`check_tasks` on ``config``'s tasks, before training (called by
+        :meth:`TrainConfig.validate <auxopt.train.TrainConfig.validate>`)."""
+        self.check_tasks(config.primary, [n for n in config.active_ratios() if n != config.primary.name])
+
     @classmethod
     def suggest(
         cls,
@@ -330,11 +350,7 @@ class DecomposerStep:
         self.eta, self.basis_kind = resolve_eta(spec.eta)
         self.primary = ctx.primary.name
         self.auxiliaries = [n for n in ctx.tasks if n != self.primary]
-        if not self.auxiliaries:
-            raise AuxoptError(
-                "GradientDecomposer needs at least one auxiliary task with a positive ratio; "
-                "add auxiliaries to the TrainConfig (or drop the decomposer)"
-            )
+        spec.check_tasks(ctx.primary, self.auxiliaries)
         chosen = select_parameters(ctx.model, spec.params)
         self.names = [n for n, _ in chosen]
         self.shared = [p for _, p in chosen]
@@ -347,11 +363,6 @@ class DecomposerStep:
                 "(e.g. params='encoder.encoder') or raise memory_budget"
             )
         n_train = len(ctx.train_data[self.primary])
-        if self.basis_kind == "subspace" and n_train < spec.k:
-            raise AuxoptError(
-                f"GradientDecomposer: k={spec.k} but the primary task has only {n_train} training "
-                "examples; lower k"
-            )
         seed = ctx.config.seed if spec.seed is None else spec.seed
         self.m = min(spec.m, n_train)
         jacobian_bytes = basis_bytes(self.m, self.dim)  # the per-example method's m × D fp32

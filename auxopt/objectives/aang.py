@@ -152,7 +152,35 @@ class AANG:
             raise AuxoptError(f"AANG: init_primary must be in (0, 1), not {self.init_primary!r}")
         n = self.n_candidates()
         if self.learn and n is not None and self.k > n:
-            raise AuxoptError(f"AANG: k={self.k} is larger than the {n} objectives to sample from; lower k")
+            raise AuxoptError(self._k_too_large(n, self.space if self.objectives is None else None))
+
+    def _k_too_large(self, n: int, space: ObjectiveSpace | None) -> str:
+        missing = getattr(space, "missing_domain", None)
+        if missing is not None:
+            return (f"AANG: k={self.k} objectives per step, but task {missing!r} has no domain text "
+                    f"(domain.txt beside its data), so its space only has {n} objectives; lower k to at "
+                    "most that, or add a domain.txt (or pass domain=PATH to the ObjectiveSpace)")
+        return f"AANG: k={self.k} is larger than the {n} objectives to sample from; lower k"
+
+    def resolve(self, primary) -> tuple[ObjectiveSpace, list[Objective]]:
+        """The space (default ``ObjectiveSpace.for_task(primary)``) and the objectives a run on
+        ``primary`` trains with; an :class:`AuxoptError` when ``k`` is larger than they are."""
+        space = self.space or ObjectiveSpace.for_task(primary)
+        objectives = list(self.objectives) if self.objectives is not None else list(space)
+        if self.learn and self.k > len(objectives):
+            raise AuxoptError(self._k_too_large(len(objectives), space if self.objectives is None else None))
+        return space, objectives
+
+    def check(self, config) -> None:
+        """Everything a run with ``config`` would otherwise find when training starts (called by
+        :meth:`TrainConfig.validate <auxopt.train.TrainConfig.validate>`): ``k`` against the space,
+        and every objective's data (a ``task:<name>`` not in the run, a missing ``domain.txt`` or
+        text file)."""
+        from auxopt.objectives.losses import data_sources
+
+        space, objectives = self.resolve(config.primary)
+        data_sources(objectives, config.primary, config.active_tasks(), domain=space.domain,
+                     out_of_domain=space.out_of_domain)
 
     def n_candidates(self) -> int | None:
         if self.objectives is not None:
@@ -216,11 +244,8 @@ class AANGStep:
     def __init__(self, ctx, spec: AANG):
         self.ctx, self.spec = ctx, spec
         seed = ctx.config.seed if spec.seed is None else spec.seed
-        space = spec.space or ObjectiveSpace.for_task(ctx.primary)
+        space, self.objectives = spec.resolve(ctx.primary)
         self.space = space
-        self.objectives = list(spec.objectives) if spec.objectives is not None else list(space)
-        if spec.learn and spec.k > len(self.objectives):
-            raise AuxoptError(f"AANG: k={spec.k} is larger than the {len(self.objectives)} objectives of the space; lower k")
         self.losses = ObjectiveLosses(ctx, self.objectives, select_prob=space.select_prob, domain=space.domain,
                                       out_of_domain=space.out_of_domain, seed=seed + 1)
         self.generator = torch.Generator().manual_seed(seed + 2)

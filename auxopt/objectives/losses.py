@@ -91,6 +91,39 @@ def encode_texts(tokenizer, texts: tuple[str, ...], max_length: int) -> Encoded:
     return encoded
 
 
+def data_sources(objectives, primary, tasks, *, domain: Any, out_of_domain: Any) -> dict[str, Any]:
+    """Each data stage of ``objectives`` (sorted) → what it reads: the labelled :class:`Task` of
+    ``task`` / ``task:<name>`` (which must be one of ``tasks``, the run's tasks with a positive
+    ratio) or the passages of ``domain`` / ``out_of_domain`` (True: the primary's ``domain.txt``).
+    An :class:`AuxoptError` names a task not in the run, a missing ``domain.txt`` or text file.
+    Needs no model: :meth:`AANG.check <auxopt.objectives.AANG.check>` calls it before training."""
+    out: dict[str, Any] = {}
+    for data in sorted({o.data for o in objectives}):
+        if data == "task" or data.startswith("task:"):
+            name = primary.name if data == "task" else data[5:]
+            if name not in tasks:
+                raise AuxoptError(
+                    f"objective data {data!r} names task {name!r}, which is not in this run "
+                    f"(tasks with a positive ratio: {sorted(tasks)}); add it to the auxiliaries "
+                    "with a ratio > 0, or use another task's name"
+                )
+            out[data] = tasks[name]
+            continue
+        value = domain if data == "domain" else out_of_domain
+        if value is True:
+            if not primary.domain_text:
+                raise AuxoptError(
+                    f"the space's in-domain text is the primary task's domain.txt, but task "
+                    f"{primary.name!r} has none; put a domain.txt beside its data or pass domain=PATH"
+                )
+            out[data] = tuple(primary.domain_text)
+        elif value is None:
+            raise AuxoptError(f"objective data {data!r} needs {data}=PATH or a list of passages")
+        else:
+            out[data] = read_texts(value, "in-domain" if data == "domain" else "out-of-domain")
+    return out
+
+
 class ObjectiveLosses:
     """Computes objective losses for one training run (see the module docstring).
 
@@ -110,35 +143,16 @@ class ObjectiveLosses:
         self.batches: dict[str, Batches] = {}
         tok = ctx.tokenizer
         max_length = ctx.config.max_length
-        for i, data in enumerate(sorted({o.data for o in objectives})):
-            if data == "task" or data.startswith("task:"):
-                name = ctx.primary.name if data == "task" else data[5:]
-                if name not in ctx.tasks:
-                    raise AuxoptError(
-                        f"objective data {data!r} names task {name!r}, which is not in this run "
-                        f"(tasks: {sorted(ctx.tasks)}); add it to the auxiliaries"
-                    )
-                task = ctx.tasks[name]
-                self.sources[data] = ctx.train_data[name]
-                self.source_labels[data] = ctx.train_labels[name]
-                self.source_task[data] = task
-            else:
-                value = domain if data == "domain" else out_of_domain
-                if value is True:
-                    texts = ctx.primary.domain_text
-                    if not texts:
-                        raise AuxoptError(
-                            f"the space's in-domain text is the primary task's domain.txt, but task "
-                            f"{ctx.primary.name!r} has none; put a domain.txt beside its data or pass domain=PATH"
-                        )
-                    texts = tuple(texts)
-                elif value is None:
-                    raise AuxoptError(f"objective data {data!r} needs {data}=PATH or a list of passages")
-                else:
-                    texts = read_texts(value, "in-domain" if data == "domain" else "out-of-domain")
-                self.sources[data] = encode_texts(tok, texts, max_length)
+        sources = data_sources(objectives, ctx.primary, ctx.tasks, domain=domain, out_of_domain=out_of_domain)
+        for i, (data, source) in enumerate(sources.items()):
+            if isinstance(source, tuple):  # unlabelled passages
+                self.sources[data] = encode_texts(tok, source, max_length)
                 self.source_labels[data] = None
                 self.source_task[data] = None
+            else:
+                self.sources[data] = ctx.train_data[source.name]
+                self.source_labels[data] = ctx.train_labels[source.name]
+                self.source_task[data] = source
             self.batches[data] = Batches(len(self.sources[data]), ctx.config.batch_size, seed * 7919 + i)
         self.special = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
         vocab = len(tok)

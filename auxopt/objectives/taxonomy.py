@@ -229,13 +229,20 @@ class ObjectiveSpace:
                 "add options (e.g. the 'denoise' output with a 'mask' transform)"
             )
         self._index = {o: i for i, o in enumerate(self.objectives)}
+        #: the task whose default space (:meth:`for_task`) lacks in-domain text because the task
+        #: has no ``domain.txt`` (None otherwise): error messages say so
+        self.missing_domain: str | None = None
 
     @classmethod
     def for_task(cls, task, **kwargs) -> ObjectiveSpace:
         """The default space for ``task``: its own text, plus its ``domain.txt`` when it has one."""
+        missing = "domain" not in kwargs and "data" not in kwargs and not getattr(task, "domain_text", None)
         if "domain" not in kwargs and getattr(task, "domain_text", None):
             kwargs["domain"] = tuple(task.domain_text)
-        return cls(**kwargs)
+        space = cls(**kwargs)
+        if missing:
+            space.missing_domain = getattr(task, "name", None)
+        return space
 
     def __iter__(self) -> Iterator[Objective]:
         return iter(self.objectives)

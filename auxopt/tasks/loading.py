@@ -14,6 +14,7 @@ A missing dev or test split is carved from train with a fixed seed; :attr:`Task.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -84,6 +85,7 @@ def load_task(
         dev_fraction, test_fraction, seed: how a missing dev/test split is carved from train.
         max_train: keep at most this many train examples (a seeded random subset), for small budgets.
     """
+    files = None
     if isinstance(source, Mapping):
         records = {_canonical_split(k): list(v) for k, v in source.items()}
         origin = "memory"
@@ -94,8 +96,9 @@ def load_task(
     else:
         text = os.fspath(source)
         path = _resolve_local(text)
+        files: dict[str, Path] = {}
         if path is not None:
-            records, domain = _read_folder(path)
+            records, domain = _read_folder(path, files)
             origin = str(path)
             task_name = name or path.name
         else:
@@ -121,6 +124,7 @@ def load_task(
         source=origin,
         domain_text=domain,
         max_train=max_train,
+        files=files,
     )
 
 
@@ -142,8 +146,10 @@ def build_task(
     source: str = "memory",
     domain_text: Sequence[str] | None = None,
     max_train: int | None = None,
+    files: Mapping[str, Path] | None = None,
 ) -> Task:
-    """Turn split → records into a validated :class:`Task` (see :func:`load_task`)."""
+    """Turn split → records into a validated :class:`Task` (see :func:`load_task`); ``files``
+    (split → the file it was read from) lets errors name the file and its lines."""
     expected = None if labels is None else tuple(str(x) for x in labels)
     unknown = set(records) - set(SPLITS)
     if unknown:
@@ -185,6 +191,9 @@ def build_task(
                     + (" (a text-pair task needs a second text in every example)" if e.args[0] == pair_field else "")
                 ) from None
         raw[split_name] = (texts, pairs, labels)
+        if expected is None or kind == "regression":  # with labels=[...] they are dropped instead
+            _check_no_missing_labels(name, split_name, labels, label_field, (files or {}).get(split_name),
+                                     drop_hint=kind != "regression")
 
     kind = kind or _infer_kind(raw["train"][2])
     if kind not in ("classification", "regression"):
@@ -296,13 +305,53 @@ def _resolve_local(text: str) -> Path | None:
     return None
 
 
-def _read_folder(path: Path) -> tuple[dict[str, list[dict]], list[str] | None]:
+def _is_missing(label: Any) -> bool:
+    """An empty label: None, a blank string, NaN (a float, or the text ``nan`` a CSV writes for it)."""
+    if label is None:
+        return True
+    if isinstance(label, float):
+        return math.isnan(label)
+    if isinstance(label, str):
+        return label.strip() == "" or label.strip().lower() == "nan"
+    return False
+
+
+def _check_no_missing_labels(name: str, split: str, labels: Sequence[Any], field: str, file: Path | None,
+                             *, drop_hint: bool = True) -> None:
+    """An :class:`AuxoptError` naming the file, the rows and the column of empty or NaN labels
+    (else they would become a class of their own)."""
+    missing = [i for i, lab in enumerate(labels) if _is_missing(lab)]
+    if not missing:
+        return
+    if file is not None and file.suffix in (".csv", ".tsv"):  # line 1 is the header
+        where, rows = f"{str(file)!r}, column {field!r}", "line(s) " + _numbers([i + 2 for i in missing])
+    elif file is not None:
+        where, rows = f"{str(file)!r}, field {field!r}", "record(s) " + _numbers([i + 1 for i in missing])
+    else:
+        where, rows = f"the {split} split, field {field!r}", "example(s) " + _numbers(missing)
+    raise AuxoptError(
+        f"task {name!r}: {where} has an empty or NaN label at {rows} ({len(missing)} of {len(labels)}); "
+        "fill in those labels or remove the rows"
+        + (" (or pass labels=[...] to keep only the expected labels)" if drop_hint else "")
+    )
+
+
+def _numbers(values: list[int], most: int = 8) -> str:
+    shown = ", ".join(str(v) for v in values[:most])
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+
+
+def _read_folder(path: Path, files: dict[str, Path] | None = None) -> tuple[dict[str, list[dict]], list[str] | None]:
+    """Split → records of a task folder, and its ``domain.txt`` passages; ``files`` (when given)
+    receives split → the file read."""
     records: dict[str, list[dict]] = {}
     for canonical, aliases in SPLIT_ALIASES.items():
         for alias in aliases:
             found = [path / f"{alias}{ext}" for ext in EXTENSIONS if (path / f"{alias}{ext}").exists()]
             if found:
                 records[canonical] = _read_file(found[0])
+                if files is not None:
+                    files[canonical] = found[0]
                 break
     if "train" not in records:
         raise AuxoptError(

@@ -178,6 +178,7 @@ def load_latest(store: CheckpointStore, restore) -> int | None:
             continue
         if skipped:
             logger.warning("auxopt: resumed from step %d after skipping unreadable checkpoint(s) %s", step, skipped)
+        logger.info("auxopt: resuming %s from step %d", getattr(store, "label", "the run"), step)
         return step
     if skipped:
         logger.warning("auxopt: no checkpoint loads (tried steps %s); training from step 0", skipped)

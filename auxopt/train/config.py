@@ -9,6 +9,7 @@ from typing import Any
 
 from auxopt.errors import AuxoptError
 from auxopt.tasks.task import Task
+from auxopt.train.schedules import check_ratio
 
 
 @dataclass
@@ -42,7 +43,12 @@ class TrainConfig:
             The overlap is recorded in ``TrainResult.extra["contamination"]`` whatever this says.
 
     ``objectives`` and ``decomposer`` are plugins: objects with ``make_step(ctx)`` returning a
-    :class:`~auxopt.train.step.StepStrategy` (the trainer imports neither package).
+    :class:`~auxopt.train.step.StepStrategy` (the trainer imports neither package), and optionally
+    ``check(config)``, which :meth:`validate` calls.
+
+    Construction checks the fields one by one (a ratio of 0 or below for the primary, a negative one
+    for an auxiliary, a ``max_length`` with no room beyond the special tokens are errors);
+    :meth:`validate` checks what needs more than the fields.
     """
 
     primary: Task
@@ -78,15 +84,26 @@ class TrainConfig:
         if dupes:
             raise AuxoptError(f"task names must be unique; repeated: {sorted(dupes)}")
         if self.ratios is not None:
+            if not isinstance(self.ratios, Mapping):
+                raise AuxoptError(
+                    f"ratios must be a dict of task name to mixing ratio (e.g. {{{self.primary.name!r}: 1}}), "
+                    f"not {type(self.ratios).__name__} {self.ratios!r}"
+                )
             unknown = set(self.ratios) - set(names)
             if unknown:
                 raise AuxoptError(
                     f"ratios name unknown task(s) {sorted(unknown)}; the tasks are {names}"
                 )
+            for name, value in self.ratios.items():
+                check_ratio(name, value, primary=name == self.primary.name)
         for key in ("max_length", "batch_size", "eval_batch_size", "max_steps", "eval_every"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise AuxoptError(f"{key} must be a positive integer, not {value!r}")
+        from auxopt.models.tokenize import check_max_length
+
+        for task in self.active_tasks().values():
+            check_max_length(self.max_length, pair=task.train.pairs is not None, what=f"task {task.name!r}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise AuxoptError(f"lr must be a positive number, not {self.lr!r}")
         if self.lr_schedule not in ("linear", "constant"):
@@ -113,9 +130,31 @@ class TrainConfig:
         if self.patience is not None and self.patience < 1:
             raise AuxoptError(f"patience must be >= 1 or None, not {self.patience!r}")
 
+    def validate(self) -> TrainConfig:
+        """Check what a run would otherwise only find when it starts, without loading a model or
+        training: the device, the task schedule over the active ratios, and each plugin's settings
+        against the run's tasks (a plugin's ``check(config)``: AANG's objectives and their text,
+        ATTITTUD's auxiliaries). :func:`~auxopt.train.train` calls it first;
+        :meth:`~auxopt.StudySpec.preflight` calls it before anything is stored. Returns ``self``."""
+        from auxopt.train.loop import resolve_device
+        from auxopt.train.schedules import make_schedule
+
+        resolve_device(self.device)
+        make_schedule(self.active_ratios(), self.schedule, seed=self.seed)
+        for plugin in (self.objectives, self.decomposer):
+            check = getattr(plugin, "check", None)
+            if callable(check):
+                check(self)
+        return self
+
     @property
     def tasks(self) -> list[Task]:
         return [self.primary, *self.auxiliaries]
+
+    def active_tasks(self) -> dict[str, Task]:
+        """Task name → task for the tasks actually trained on (ratio > 0), primary first."""
+        ratios = self.active_ratios()
+        return {t.name: t for t in self.tasks if t.name in ratios}
 
     def active_ratios(self) -> dict[str, float]:
         """Task name → ratio for the tasks actually trained on (ratio > 0), primary first."""

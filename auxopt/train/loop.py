@@ -144,8 +144,9 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
     ignored as ``config.on_overlap`` says, and is recorded in ``extra["contamination"]``.
     """
     start_time = time.perf_counter()
+    config.validate()  # the checks that StudySpec.preflight makes before anything is stored
     ratios = config.active_ratios()
-    tasks = {t.name: t for t in config.tasks if t.name in ratios}
+    tasks = config.active_tasks()
     overlap = check_overlap(
         config.primary, [t for t in config.auxiliaries if t.name in tasks], on_overlap=config.on_overlap
     )

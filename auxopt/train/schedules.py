@@ -90,12 +90,32 @@ def make_schedule(ratios: Mapping[str, float], kind: str | OnlineThompson = "aut
     )
 
 
+def check_ratio(name: str, value: object, *, primary: bool = False) -> float:
+    """The mixing ratio ``value`` of task ``name`` as a float: a finite number >= 0 (0: the task is
+    not trained on), > 0 for the primary task, which every run trains and scores."""
+    try:
+        r = float(value)
+        if isinstance(value, bool | str):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise AuxoptError(f"the mixing ratio of task {name!r} must be a number, not {value!r}") from None
+    if not np.isfinite(r) or r < 0 or (primary and r == 0):
+        if primary:
+            raise AuxoptError(
+                f"the mixing ratio of the primary task {name!r} must be a finite number > 0 (the run "
+                f"trains and scores it), not {value!r}"
+            )
+        raise AuxoptError(
+            f"the mixing ratio of auxiliary task {name!r} must be a finite number >= 0 (0: not trained "
+            f"on), not {value!r}"
+        )
+    return r
+
+
 def _check(ratios: Mapping[str, float]) -> dict[str, float]:
     out = {}
-    for name, r in ratios.items():
-        r = float(r)
-        if not np.isfinite(r) or r < 0:
-            raise AuxoptError(f"mixing ratio of {name!r} must be a finite number >= 0, not {r}")
+    for name, value in ratios.items():
+        r = check_ratio(name, value)
         if r > 0:
             out[name] = r
     if not out:
