@@ -42,7 +42,6 @@ import json
 import math
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -336,26 +335,6 @@ def _stage2_runs(pipeline, url: str) -> list:
 
 
 # -- the study: jobs as trials, resumable, shared by workers ---------------------------------------
-def _process_start(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _me() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
-
-
-def _dead(worker: dict | None) -> bool:
-    """A RUNNING trial's worker is gone: same host, and its process no longer exists (or is another
-    process with the same id). Trials of other hosts are never judged dead here."""
-    if not worker or worker.get("host") != socket.gethostname():
-        return False
-    start = _process_start(int(worker["pid"]))
-    return start is None or start != worker.get("start")
-
-
 def open_study(url: str, name: str, made_with: dict):
     import optuna
 
@@ -383,10 +362,10 @@ def _reap(study, url: str, scale: dict, everyone: bool = False) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    from auxopt.storage import reset_running
+    from auxopt.storage import local_worker_gone, reset_running
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if everyone or _dead(t.user_attrs.get("worker")):
+        if everyone or local_worker_gone(t.user_attrs.get("worker")):
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             row, seed = t.params["row"], t.params["seed"]
             if row.startswith("autosem-"):
@@ -404,7 +383,7 @@ def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], scale:
     """The next job nobody has done or is doing, as a new RUNNING trial (under the study's lock)."""
     from optuna.trial import TrialState
 
-    from auxopt.storage import ask_lock
+    from auxopt.storage import ask_lock, worker_identity
 
     with ask_lock(study._storage, url):
         _reap(study, url, scale, everyone=reset)
@@ -414,11 +393,11 @@ def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], scale:
         if not todo:
             return None
         row, seed = todo[0]
-        study.enqueue_trial({"row": row, "seed": seed})
+        # the worker is named before the trial runs: one killed at any instant is found by the next
+        study.enqueue_trial({"row": row, "seed": seed}, user_attrs={"worker": worker_identity()})
         trial = study.ask()
         trial.suggest_categorical("row", rows)
         trial.suggest_int("seed", 0, 99)
-        trial.set_user_attr("worker", _me())
         trial.set_user_attr("version", row_version(row, scale))
         return trial
 

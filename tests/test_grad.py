@@ -416,7 +416,7 @@ def test_regression_primary_with_either_method(tasks):
 
 
 def test_auto_method_follows_the_memory_budget(tasks, monkeypatch):
-    import auxopt.grad.decomposer as decomposer
+    import auxopt.grad.attittud as decomposer  # where the basis is computed (GradientDecomposer calls it)
     from auxopt.grad.subspace import basis_bytes
     from auxopt.train import TrainConfig
 
@@ -624,3 +624,21 @@ def test_attittud_study_file_builds_a_decomposer(shared_data):
     config = spec.build_config(trial)
     assert isinstance(config.decomposer, GradientDecomposer)
     assert (config.decomposer.k, config.decomposer.eta) == (4, (0.5, 1.0, 0.0))
+
+
+def test_trainer_step_is_a_client_of_the_functional_core(tasks):
+    """GradientDecomposer's step delegates the method to ``Attittud`` (one implementation, also
+    for plain loops: tests/test_own_loop.py); the refresh gives the model its modes back."""
+    from auxopt.grad import Attittud
+    from auxopt.train import TrainConfig
+
+    primary, aux = tasks
+    ctx = make_ctx(TrainConfig(primary, aux[:1], **BASE))
+    ctx.model.train()
+    attention = ctx.model.encoder.config._attn_implementation
+    step = GradientDecomposer(k=2, m=8, every=3).make_step(ctx)
+    assert isinstance(step.attittud, Attittud) and step.attittud.names == step.names
+    step.backward(1)
+    assert step.basis is step.attittud.basis and (step.attittud.steps, step.attittud.last_refresh) == (1, 1)
+    assert all(m.training for m in ctx.model.modules())
+    assert ctx.model.encoder.config._attn_implementation == attention

@@ -1,5 +1,9 @@
 """``GradientDecomposer``: ATTITTUD (Dery, Dauphin & Grangier, ICLR 2021) as a trainer step strategy.
 
+The method itself (the subspace, its refreshes, the decomposed backward pass) is
+:class:`auxopt.grad.Attittud`, which any training loop can call; this plugin is auxopt's trainer
+as one client of it, adding the task schedule, the reference batches and the records.
+
     TrainConfig(primary, auxiliaries, decomposer=GradientDecomposer())   # the official settings:
     # k=10, m=64, every=10, eta=(1.0, 1.0, -1.0), params=("encoder", "!*word_embeddings*")
 
@@ -57,8 +61,8 @@ Choices worth knowing:
   ``"auto"`` fall back to ``randomized`` for the run, with a warning (``"per_example"`` raises).
 * **Precision**: the basis is computed without autocast, in the parameters' dtype (fp32); the
   projections and the recombination run in fp32 even when training under bf16 autocast.
-* **Per step**, the two backward passes accumulate straight into the rows of one 2 × D fp32 buffer
-  (the selected parameters' ``.grad`` are views of it), both coordinate vectors come from one pass
+* **Per step** (:meth:`Attittud.backward`), the two backward passes accumulate straight into the
+  rows of one 2 × D fp32 buffer (the selected parameters' ``.grad`` are views of it), both coordinate vectors come from one pass
   over V and the direction is written in place by one more, and the parameters' ``.grad`` are left
   as views of that row: no D-sized copies beyond the two passes over V (a third on logging steps).
 * **Memory**: the basis holds ``k × D`` fp32 numbers (4·k·D bytes; D = the selected parameters'
@@ -72,12 +76,8 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import functools
 import math
-import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,17 +85,16 @@ import torch
 import torch.nn.functional as F
 
 from auxopt.errors import AuxoptError
-from auxopt.grad.decompose import (
-    DEFAULT_ETA,
-    part_norms,
-    primary_grad_basis,
-    recombine_,
-    resolve_eta,
+from auxopt.grad.attittud import (  # noqa: F401 (re-exported)
+    METHODS,
+    Attittud,
+    GiB,
+    basis_mode,
+    eager_attention,
+    vmap_safe_masks,
 )
-from auxopt.grad.subspace import basis_bytes, format_bytes, per_example_basis, randomized_basis
+from auxopt.grad.decompose import DEFAULT_ETA, resolve_eta
 
-GiB = 2**30
-METHODS = ("auto", "per_example", "randomized")
 #: the default selection: every encoder parameter but the (sparse-gradient) word-embedding matrix
 DEFAULT_PARAMS: tuple[str, ...] = ("encoder", "!*word_embeddings*")
 
@@ -295,53 +294,17 @@ def per_example_loss(task, logits: torch.Tensor, labels: torch.Tensor) -> torch.
     return (logits.squeeze(-1) - labels) ** 2
 
 
-@contextlib.contextmanager
-def eager_attention(module: torch.nn.Module):
-    """Run a transformers model with eager attention inside (SDPA kernels have no forward-mode AD)."""
-    config = getattr(module, "config", None)
-    old = getattr(config, "_attn_implementation", None)
-    if config is None or old in (None, "eager"):
-        yield
-        return
-    config._attn_implementation = "eager"
-    try:
-        yield
-    finally:
-        config._attn_implementation = old
+class _TrainerAttittud(Attittud):
+    """:class:`Attittud` with the trainer plugin's names in its error messages."""
 
-
-_MASK_CHECKS = ("_ignore_bidirectional_mask_sdpa", "_ignore_causal_mask_sdpa")
-
-
-def vmap_safe_masks() -> None:
-    """Let transformers build attention masks under ``torch.func.vmap`` (the per-example method).
-
-    transformers 5 drops a 2-D padding mask that masks nothing by testing ``padding_mask.all()`` (in
-    ``masking_utils``), a data-dependent branch that vmap cannot take. This wraps those tests, once per
-    process, so that where one raises the mask is built instead — the same attention, with an explicit
-    all-visible mask; everywhere else they answer as before. Versions without the tests are left alone.
-    """
-    try:
-        from transformers import masking_utils
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        return
-    for name in _MASK_CHECKS:
-        check = getattr(masking_utils, name, None)
-        if check is None or getattr(check, "_auxopt_vmap_safe", False):
-            continue
-
-        def safe(*args, _check=check, **kwargs) -> bool:
-            try:
-                return _check(*args, **kwargs)
-            except RuntimeError:  # undecidable under vmap: keep (materialise) the mask
-                return False
-
-        safe._auxopt_vmap_safe = True
-        setattr(masking_utils, name, functools.wraps(check)(safe))
+    _name = "GradientDecomposer"
+    _fewer = "select fewer params (e.g. params='encoder.encoder')"
 
 
 class DecomposerStep:
-    """The step strategy of :class:`GradientDecomposer` (see the module docstring)."""
+    """The step strategy of :class:`GradientDecomposer` (see the module docstring): auxopt's trainer
+    as one client of :class:`~auxopt.grad.Attittud`. It supplies the task schedule's minibatches,
+    the primary's reference batches and per-example loss, and keeps the records and checkpoints."""
 
     def __init__(self, ctx, spec: GradientDecomposer):
         from auxopt.train.step import Batches
@@ -352,99 +315,48 @@ class DecomposerStep:
         self.auxiliaries = [n for n in ctx.tasks if n != self.primary]
         spec.check_tasks(ctx.primary, self.auxiliaries)
         chosen = select_parameters(ctx.model, spec.params)
-        self.names = [n for n, _ in chosen]
-        self.shared = [p for _, p in chosen]
-        self.dim = sum(p.numel() for p in self.shared)
-        if self.basis_kind == "subspace" and basis_bytes(spec.k, self.dim) > spec.memory_budget:
-            raise AuxoptError(
-                f"GradientDecomposer: the basis needs k × D = {spec.k} × {self.dim:,} fp32 numbers = "
-                f"{format_bytes(basis_bytes(spec.k, self.dim))}, over memory_budget "
-                f"{format_bytes(spec.memory_budget)}; lower k, select fewer params "
-                "(e.g. params='encoder.encoder') or raise memory_budget"
-            )
         n_train = len(ctx.train_data[self.primary])
         seed = ctx.config.seed if spec.seed is None else spec.seed
         self.m = min(spec.m, n_train)
-        jacobian_bytes = basis_bytes(self.m, self.dim)  # the per-example method's m × D fp32
-        if spec.method == "auto":
-            self.method = "per_example" if jacobian_bytes <= spec.memory_budget else "randomized"
-        else:
-            self.method = spec.method
-        if self.basis_kind == "subspace" and self.method == "per_example" and jacobian_bytes > spec.memory_budget:
-            raise AuxoptError(
-                f"GradientDecomposer: method='per_example' holds the m × D = {self.m} × {self.dim:,} "
-                f"per-example gradients = {format_bytes(jacobian_bytes)}, over memory_budget "
-                f"{format_bytes(spec.memory_budget)}; use method='randomized' (or 'auto'), lower m, "
-                "select fewer params or raise memory_budget"
-            )
+        #: the method itself: the subspace, its refreshes and the decomposed backward pass
+        self.attittud = _TrainerAttittud(
+            chosen, k=spec.k, every=spec.every, eta=spec.eta, eta_prim=spec.eta_prim, method=spec.method,
+            m=self.m, memory_budget=spec.memory_budget, oversample=spec.oversample,
+            power_iters=spec.power_iters, seed=seed * 7919 + 18,
+        )
+        self.names = self.attittud.names
+        self.shared = list(self.attittud.params.values())
+        self.dim = self.attittud.dim
         self.reference = Batches(n_train, self.m, seed * 7919 + 17)
-        self.generator = torch.Generator().manual_seed(seed * 7919 + 18)
-        self.basis: torch.Tensor | None = None
-        self.singular_values: list[float] = []
-        self.last_refresh, self.refreshes, self.basis_seconds, self.next_aux = 0, 0, 0.0, 0
+        self.next_aux = 0
         self.log: dict[str, list] = {"steps": [], "pos": [], "neg": [], "perp": [], "prim": []}
-        #: the step's two gradients on the selected parameters, fp32: row 0 g_prim, row 1 g_aux (then
-        #: the update direction, which the parameters' .grad are left as views of)
-        self.pair: torch.Tensor | None = None
+
+    # the subspace's state lives in the core; these read it
+    basis = property(lambda self: self.attittud.basis)
+    singular_values = property(lambda self: self.attittud.singular_values)
+    method = property(lambda self: self.attittud.method)
+    refreshes = property(lambda self: self.attittud.refreshes)
+    last_refresh = property(lambda self: self.attittud.last_refresh)
+    basis_seconds = property(lambda self: self.attittud.basis_seconds)
+    generator = property(lambda self: self.attittud.generator)
 
     # -- the primary subspace -------------------------------------------------------------
     def refresh(self, step: int) -> None:
-        """Recompute V from a fresh reference batch of m primary examples (dropout off, fp32), by
-        ``self.method`` (``"per_example"`` or ``"randomized"``; ``"auto"`` is resolved in ``__init__``)."""
+        """Recompute V from a fresh reference batch of m primary examples (:meth:`Attittud.refresh`:
+        dropout off and eager attention through :func:`basis_mode`, fp32, by ``self.method``)."""
         from torch.func import functional_call
 
-        ctx, task = self.ctx, self.ctx.primary
-        start = time.perf_counter()
+        ctx, task, model = self.ctx, self.ctx.primary, self.ctx.model
         index = self.reference.next()
         inputs = {k: v.to(ctx.device) for k, v in ctx.train_data[self.primary].batch(index).items()}
         labels = ctx.train_labels[self.primary][index].to(ctx.device)
-        model = ctx.model
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad(), eager_attention(model.encoder), torch.autocast(ctx.device.type, enabled=False):
 
-                def losses(params, batch):
-                    batch_inputs, batch_labels = batch
-                    logits = functional_call(model, params, args=(task.head_name,), kwargs=batch_inputs)
-                    return per_example_loss(task, logits, batch_labels)
+        def losses(params, batch):
+            batch_inputs, batch_labels = batch
+            logits = functional_call(model, params, args=(task.head_name,), kwargs=batch_inputs)
+            return per_example_loss(task, logits, batch_labels)
 
-                params = dict(zip(self.names, self.shared, strict=True))
-                if self.method == "per_example":
-                    try:
-                        vmap_safe_masks()
-                        basis, s = per_example_basis(losses, params, (inputs, labels), self.spec.k)
-                    except RuntimeError as error:  # the model does something vmap cannot batch
-                        if "vmap" not in str(error):
-                            raise
-                        self._per_example_failed(error)
-                if self.method == "randomized":
-                    basis, s = randomized_basis(
-                        lambda p: losses(p, (inputs, labels)), params, self.spec.k,
-                        oversample=self.spec.oversample, power_iters=self.spec.power_iters,
-                        generator=self.generator,
-                    )
-        finally:
-            model.train(was_training)
-        self.basis = basis.float()
-        self.singular_values = [float(x) for x in s]
-        self.last_refresh, self.refreshes = step, self.refreshes + 1
-        self.basis_seconds += time.perf_counter() - start
-
-    def _per_example_failed(self, error: RuntimeError) -> None:
-        """``method="auto"`` falls back to the randomized method (for the rest of the run, with a
-        warning); an explicit ``method="per_example"`` is an error."""
-        if self.spec.method == "per_example":
-            raise AuxoptError(
-                "GradientDecomposer: method='per_example' cannot batch this model's per-example "
-                f"gradients with torch.func.vmap ({str(error).splitlines()[0]}); use method='randomized'"
-            ) from error
-        warnings.warn(
-            f"GradientDecomposer: the per-example basis failed under torch.func.vmap ({str(error).splitlines()[0]}); "
-            "using method='randomized' for this run",
-            RuntimeWarning, stacklevel=3,
-        )
-        self.method = "randomized"
+        self.attittud.refresh(losses, (inputs, labels), module=model, step=step)
 
     # -- one step ------------------------------------------------------------------------
     def _auxiliary(self) -> str:
@@ -456,62 +368,28 @@ class DecomposerStep:
         self.next_aux += 1
         return name
 
-    def _views(self, row: torch.Tensor) -> list[torch.Tensor]:
-        """``row`` (D) split into tensors shaped like the selected parameters (views, no copy)."""
-        out, start = [], 0
-        for p in self.shared:
-            out.append(row[start : start + p.numel()].view_as(p))
-            start += p.numel()
-        return out
-
-    def _bind(self, row: torch.Tensor) -> None:
-        """Zero ``row`` and make it the selected fp32 parameters' ``.grad``, so that the next backward
-        pass accumulates into it in place; others (not fp32) start from no gradient (see :meth:`_gather`)."""
-        row.zero_()
-        for p, view in zip(self.shared, self._views(row), strict=True):
-            p.grad = view if p.dtype == torch.float32 else None
-
-    def _gather(self, row: torch.Tensor) -> None:
-        """Copy the gradients of the selected parameters that are not views of ``row`` into it
-        (only parameters that are not fp32, or whose ``.grad`` something replaced)."""
-        for p, view in zip(self.shared, self._views(row), strict=True):
-            if p.grad is not None and p.grad.data_ptr() != view.data_ptr():
-                view.copy_(p.grad)
-
     def backward(self, step: int) -> dict[str, int]:
         ctx = self.ctx
-        if self.basis_kind == "subspace" and (self.basis is None or step - self.last_refresh >= self.spec.every):
+        if self.attittud.due(step):
             self.refresh(step)
         aux = self._auxiliary()
-        if self.pair is None:
-            self.pair = torch.empty(2, self.dim, dtype=torch.float32, device=self.shared[0].device)
-        pair = self.pair
-        self._bind(pair[0])
-        loss_p, n_p = ctx.loss(self.primary, step)
-        loss_p.backward()
-        self._gather(pair[0])
-        self._bind(pair[1])
-        loss_a, n_a = ctx.loss(aux, step)
-        loss_a.backward()
-        self._gather(pair[1])
-        with torch.no_grad():
-            g_prim = pair[0]
-            basis = self.basis if self.basis_kind == "subspace" else primary_grad_basis(g_prim)
-            logging = step == 1 or step % self.spec.log_every == 0
-            coords = None
-            if logging:  # before recombine_ overwrites g_aux (pair[1])
-                coords = pair @ basis.T
-                norms = part_norms(pair[1], basis, coords[1], coords[0])
-            recombine_(pair, basis, self.eta, coords)
-            pair[1].add_(g_prim, alpha=self.spec.eta_prim)
-            for p, view in zip(self.shared, self._views(pair[1]), strict=True):
-                p.grad = view if p.dtype == torch.float32 else view.to(p.dtype)
-            if logging:
-                self.log["steps"].append(int(step))
-                for key in ("pos", "neg", "perp"):
-                    self.log[key].append(round(norms[key], 6))
-                self.log["prim"].append(round(float(torch.linalg.vector_norm(g_prim)), 6))
-        return {self.primary: n_p, aux: n_a}
+        counts: dict[str, int] = {}
+
+        def loss_of(name: str):  # evaluated by Attittud.backward right before its backward pass
+            def loss() -> torch.Tensor:
+                value, counts[name] = ctx.loss(name, step)
+                return value
+
+            return loss
+
+        logging = step == 1 or step % self.spec.log_every == 0
+        norms = self.attittud.backward(loss_of(self.primary), loss_of(aux), norms=logging)
+        if norms is not None:
+            self.log["steps"].append(int(step))
+            for key in ("pos", "neg", "perp"):
+                self.log[key].append(round(norms[key][0], 6))
+            self.log["prim"].append(round(norms["prim"], 6))
+        return {self.primary: counts[self.primary], aux: counts[aux]}
 
     # -- records and checkpoints -----------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -525,29 +403,23 @@ class DecomposerStep:
         }
 
     def state_dict(self) -> dict[str, Any]:
+        core = self.attittud.state_dict()
         return {
-            "basis": None if self.basis is None else self.basis.detach().cpu().clone(),
-            "singular_values": list(self.singular_values),
-            "last_refresh": self.last_refresh,
-            "refreshes": self.refreshes,
-            "basis_seconds": self.basis_seconds,
+            "basis": core["basis"],
+            "singular_values": core["singular_values"],
+            "last_refresh": core["last_refresh"],
+            "refreshes": core["refreshes"],
+            "basis_seconds": core["basis_seconds"],
             "next_aux": self.next_aux,
             "reference": self.reference.state_dict(),
-            "generator": self.generator.get_state(),
+            "generator": core["generator"],
             "log": {key: list(values) for key, values in self.log.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        basis = state.get("basis")
-        if basis is not None and tuple(basis.shape) != (self.spec.k, self.dim):
-            raise AuxoptError(
-                f"checkpointed ATTITTUD basis has shape {tuple(basis.shape)}, but this run needs "
-                f"({self.spec.k}, {self.dim}); resume with the same k and params"
-            )
-        self.basis = None if basis is None else basis.to(self.ctx.device, torch.float32)
-        self.singular_values = list(state["singular_values"])
-        self.last_refresh, self.refreshes = int(state["last_refresh"]), int(state["refreshes"])
-        self.basis_seconds, self.next_aux = float(state["basis_seconds"]), int(state["next_aux"])
+        self.attittud.load_state_dict(
+            {key: state[key] for key in ("basis", "singular_values", "last_refresh", "refreshes", "basis_seconds", "generator")}
+        )
+        self.next_aux = int(state["next_aux"])
         self.reference.load_state_dict(state["reference"])
-        self.generator.set_state(state["generator"])
         self.log = {key: list(values) for key, values in state["log"].items()}
