@@ -24,7 +24,7 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check auxopt tests benchmarks studies
+	$(BIN)/ruff check auxopt tests benchmarks studies examples
 
 clean:
 	rm -rf $(VENV) quickstart.db

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from auxopt.errors import AuxoptError
 from auxopt.objectives.losses import ObjectiveLosses
 from auxopt.objectives.taxonomy import STAGES, Objective, ObjectiveSpace, why_illegal
-from auxopt.objectives.weighting import OnlineWeights
+from auxopt.objectives.weighting import OnlineWeights, _flat
 from auxopt.train.step import Batches, autocast, check_finite
 
 
@@ -233,11 +233,6 @@ class AANG:
                    primary_lr=pick("primary_lr", primary_lr, True), **fixed)
 
 
-def _flat(grads, params) -> torch.Tensor:
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
-                      for g, p in zip(grads, params, strict=True)])
-
-
 class AANGStep:
     """The step strategy of :class:`AANG` (see the module docstring)."""
 
@@ -300,10 +295,8 @@ class AANGStep:
             weights = self.spec.weights or [1.0] * len(self.objectives)
             return [(None, self.spec.primary_weight), *zip(self.objectives, weights, strict=True)], None
         sampled = self.online.sample(self.spec.k, self.generator)
-        w = self.online.step_weights(sampled)
-        lam = self.online.primary_share()
-        terms = [(None, 2 * lam)] + [(self.objectives[int(i)], 2 * (1 - lam) * float(wi))
-                                     for i, wi in zip(sampled, w, strict=True)]
+        primary, weights = self.online.loss_weights(sampled)
+        terms = [(None, primary)] + [(self.objectives[int(i)], w) for i, w in zip(sampled, weights, strict=True)]
         return terms, sampled
 
     def _loss(self, obj: Objective | None, step: int) -> tuple[torch.Tensor, int]:
@@ -382,22 +375,19 @@ class AANGStep:
             total.backward()
             return used
         dev = self.dev_gradient()
-        cosines = []
-        for obj, weight in terms:
-            loss, n = self._loss(obj, step)
-            key = self.ctx.primary.name if obj is None else str(obj)
-            used[key] = used.get(key, 0) + n
-            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-            shared = _flat([g for g, s in zip(grads, self.is_shared, strict=True) if s], self.shared)
-            cosines.append(float(F.cosine_similarity(shared, dev, dim=0)))
-            for p, g in zip(self.params, grads, strict=True):
-                if g is None:
-                    continue
-                if p.grad is None:
-                    p.grad = weight * g
-                else:
-                    p.grad.add_(g, alpha=weight)
-        self.online.update(sampled, torch.tensor(cosines[1:]), cosines[0])
+
+        def term(obj: Objective | None):  # evaluated by OnlineWeights.backward just before its own backward
+            def loss() -> torch.Tensor:
+                value, n = self._loss(obj, step)
+                key = self.ctx.primary.name if obj is None else str(obj)
+                used[key] = used.get(key, 0) + n
+                return value
+            return loss
+
+        # the same backward pass and weight update as AANG in a loop of your own (OnlineWeights.backward)
+        primary_cosine, aux_cosines = self.online.backward(
+            sampled, term(None), [term(obj) for obj, _ in terms[1:]], dev, shared=self.shared, params=self.params)
+        cosines = [primary_cosine, *aux_cosines]
         if step == 1 or step % self.spec.log_every == 0:
             self.cosines.append([int(step), round(cosines[0], 5),
                                  *[[str(self.objectives[int(i)]), round(c, 5)] for i, c in zip(sampled, cosines[1:], strict=True)]])

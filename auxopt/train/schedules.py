@@ -3,13 +3,32 @@
 A schedule is a small object with ``next_task() -> str`` and ``state_dict()``/``load_state_dict()``
 (so a run can be checkpointed and resumed). Ratios map task name → weight; the primary task usually
 has weight 1.
+
+The same objects run auxopt's trainer and any PyTorch loop of your own: every schedule here is an
+endless iterator over task names (``next(schedule)`` is ``schedule.next_task()``, ``for task in
+schedule:`` never stops by itself), and :meth:`Schedule.batches` turns one into an endless iterator
+of ``(task, batch)`` pairs over your own dataloaders::
+
+    from auxopt.train.schedules import OnlineThompson, RoundRobinSchedule, ThompsonSchedule
+
+    fixed = RoundRobinSchedule({"primary": 1, "parity": 2})        # p a a p a a …
+    bandit = ThompsonSchedule(["primary", "parity", "noise"], OnlineThompson(steps_per_pull=10))
+    bandit.observe(dev_accuracy())                                   # the reference: no pull yet
+    for step, (task, (x, y)) in zip(range(steps), bandit.batches(loaders)):
+        ...                                                          # train one minibatch of `task`
+        if bandit.pull_finished():                                   # every steps_per_pull steps
+            bandit.observe(dev_accuracy())                           # reward 1 if it rose, else 0
+            # or decide the reward yourself: bandit.reward(won)
+
+Nothing here imports torch (``auxopt.train`` itself does: import this module from there only if
+torch is around anyway).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,11 +43,51 @@ class TaskSchedule(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-class RoundRobinSchedule:
+class Schedule:
+    """What every schedule here shares: it is an endless iterator over its task names.
+
+    ``next(schedule)`` is ``schedule.next_task()`` and ``iter(schedule)`` is the schedule itself
+    (so iterating it advances it, and a loop over it stops only where you stop it, e.g. with
+    ``zip(range(steps), schedule)`` or ``itertools.islice``)."""
+
+    def next_task(self) -> str:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __iter__(self) -> Schedule:
+        return self
+
+    def __next__(self) -> str:
+        return self.next_task()
+
+    def batches(self, loaders: Mapping[Hashable, Iterable[Any]]) -> Iterator[tuple[Hashable, Any]]:
+        """An endless iterator of ``(task, batch)``: each step ``task = next(self)``, then the next
+        batch of ``loaders[task]`` (any iterable: a ``DataLoader``, a list of batches); an exhausted
+        loader starts again (a new epoch: ``iter(loader)`` again, so a shuffling ``DataLoader``
+        reshuffles). Every task the schedule can name needs a loader."""
+        iterators: dict[Hashable, Iterator[Any]] = {}
+        for task in self:
+            if task not in loaders:
+                raise AuxoptError(f"the schedule chose task {task!r}, which has no loader; the loaders "
+                                  f"are {list(loaders)!r}")
+            for _ in range(2):
+                if task not in iterators:
+                    iterators[task] = iter(loaders[task])
+                try:
+                    batch = next(iterators[task])
+                    break
+                except StopIteration:
+                    del iterators[task]
+            else:
+                raise AuxoptError(f"the loader of task {task!r} is empty")
+            yield task, batch
+
+
+class RoundRobinSchedule(Schedule):
     """AutoSeM's deterministic schedule for integer mixing ratios.
 
     One round visits the tasks in the given order and takes ``ratio[t]`` consecutive minibatches of
-    each: ratios ``{"p": 1, "a": 2, "b": 1}`` give ``p a a b p a a b …``.
+    each: ratios ``{"p": 1, "a": 2, "b": 1}`` give ``p a a b p a a b …`` (``next(schedule)``, or
+    ``for task in schedule:``, endless). A ratio of 0 leaves the task out.
     """
 
     def __init__(self, ratios: Mapping[str, int]):
@@ -51,8 +110,9 @@ class RoundRobinSchedule:
         self.position = int(state["position"])
 
 
-class ProportionalSchedule:
-    """Sample each minibatch's task with probability ``ratio[t] / sum(ratios)`` (seeded)."""
+class ProportionalSchedule(Schedule):
+    """Sample each minibatch's task with probability ``ratio[t] / sum(ratios)`` (seeded; any
+    non-negative real ratios; ``next(schedule)``, or ``for task in schedule:``, endless)."""
 
     def __init__(self, ratios: Mapping[str, float], seed: int = 0):
         ratios = _check(ratios)
@@ -162,22 +222,49 @@ class OnlineThompson:
         check_bandit_parameters(self.alpha0, self.beta0, self.gamma)
 
 
-class ThompsonSchedule:
-    """The online Thompson-sampling schedule of :class:`OnlineThompson`; the trainer calls
-    :meth:`observe` with the primary dev metric whenever :meth:`pull_finished` is true."""
+class ThompsonSchedule(Schedule):
+    """AutoSeM's online Thompson-sampling schedule (:class:`OnlineThompson`): an endless iterator
+    over ``arms`` (task names) whose choice learns from a reward you give it after each pull.
+
+    A *pull* is ``spec.steps_per_pull`` consecutive minibatches of one task, chosen by Thompson
+    sampling from a :class:`~auxopt.samplers.BetaBernoulliBandit` (decay ``spec.gamma``, prior
+    ``Beta(spec.alpha0, spec.beta0)``). When :meth:`pull_finished` is true, reward the pull with one of
+
+    * :meth:`observe` ``(value)``: the primary dev metric (higher is better), or ``(metric, dev
+      loss)``; the reward is 1 when the metric rose since the previous ``observe`` (on a tie: when
+      the loss fell), else 0. Call it once before training as the reference (that call rewards
+      nothing);
+    * :meth:`reward` ``(won)``: a reward you decided (True/1 or False/0).
+
+    Drawing past the end of a pull without a reward starts the next pull anyway (the unrewarded
+    pull is simply not counted). auxopt's trainer runs this class (``TrainConfig(schedule=
+    OnlineThompson(...))``) and calls ``observe(step, (metric, loss))`` on a bounded dev evaluation.
+
+    Args:
+        arms: the task names (the primary's own arm included: it is the "no auxiliary" baseline).
+        spec: the settings (default ``OnlineThompson()``: 10 minibatches a pull, γ = 0.3, Beta(1, 1)).
+        seed: seeds the Thompson draws.
+    """
 
     wants_feedback = True
 
-    def __init__(self, arms: list[str], spec: OnlineThompson, seed: int = 0):
+    def __init__(self, arms: Iterable[str], spec: OnlineThompson | None = None, seed: int = 0):
         from auxopt.samplers._bandit import BetaBernoulliBandit
 
+        arms = list(arms)
         if not arms:
             raise AuxoptError("the online Thompson schedule needs at least one task")
+        if len(set(arms)) != len(arms):
+            raise AuxoptError(f"the online Thompson schedule's tasks repeat: {arms!r}; name each once")
+        spec = OnlineThompson() if spec is None else spec
+        if not isinstance(spec, OnlineThompson):
+            raise AuxoptError(f"spec must be an OnlineThompson(...), not {type(spec).__name__}")
         self.spec = spec
         self.bandit = BetaBernoulliBandit(arms, spec.alpha0, spec.beta0, spec.gamma)
         self.rng = np.random.default_rng(seed)
         self.current: str | None = None
         self.remaining = 0
+        self.steps = 0  # minibatches drawn so far (the default step of observe/reward)
         self.last_value: float | None = None
         self.history: list[dict] = []
 
@@ -186,15 +273,27 @@ class ThompsonSchedule:
             self.current = self.bandit.choose(self.rng)
             self.remaining = self.spec.steps_per_pull
         self.remaining -= 1
+        self.steps += 1
         return self.current
 
     def pull_finished(self) -> bool:
+        """True after the last minibatch of a pull, until the next one is drawn: reward it now."""
         return self.current is not None and self.remaining == 0
 
-    def observe(self, step: int, value: float | tuple[float, float]) -> None:
-        """Reward the finished pull: ``value`` is the primary dev metric, or ``(metric, dev loss)``;
-        1 if the metric rose (or tied while the loss fell), else 0."""
+    def observe(self, *args: Any) -> int | None:
+        """``observe(value)`` or ``observe(step, value)``: reward the finished pull from the primary
+        dev metric ``value`` (higher is better), or ``(metric, dev loss)``: 1 if the metric rose
+        since the previous call (or tied while the loss fell), else 0. The first call only sets the
+        reference. ``step`` (default: minibatches drawn so far) goes into :attr:`history`.
+        Returns the reward, or None when there was nothing to reward."""
+        if len(args) == 1:
+            step, value = self.steps, args[0]
+        elif len(args) == 2:
+            step, value = args
+        else:
+            raise AuxoptError(f"observe takes (value) or (step, value), not {len(args)} arguments")
         metric, loss = value if isinstance(value, tuple) else (value, None)
+        reward = None
         if self.last_value is not None and self.current is not None:
             last_metric, last_loss = (self.last_value if isinstance(self.last_value, (tuple, list))
                                       else (self.last_value, None))
@@ -202,11 +301,45 @@ class ThompsonSchedule:
                 reward = int(metric > last_metric)
             else:
                 reward = int(loss is not None and last_loss is not None and loss < last_loss)
-            self.bandit.update(self.current, reward)
-            self.history.append({"step": step, "task": self.current, "reward": reward, "dev": metric,
-                                 **({"dev_loss": loss} if loss is not None else {}),
-                                 "means": self.bandit.means()})
+            self._record(step, self.current, reward, {"dev": metric, **({"dev_loss": loss} if loss is not None else {})})
         self.last_value = (metric, loss) if loss is not None else metric
+        return reward
+
+    def reward(self, won: Any, task: str | None = None, step: int | None = None) -> int:
+        """Reward a pull with your own verdict ``won`` (True/1: it helped, False/0: it did not).
+        ``task`` defaults to the current pull's task; rewarding the current pull also ends it (the
+        next draw starts a new pull). Returns the reward as 0/1."""
+        from auxopt.samplers._bandit import check_reward
+
+        task = self.current if task is None else task
+        if task is None:
+            raise AuxoptError("there is no pull to reward yet: draw a task first (next(schedule))")
+        if task not in self.bandit:
+            raise AuxoptError(f"unknown task {task!r}; the schedule's tasks are {list(self.bandit.arms)!r}")
+        r = check_reward(won, "the reward of a pull")
+        self._record(self.steps if step is None else step, task, r, {})
+        if task == self.current:
+            self.remaining = 0
+        return r
+
+    def _record(self, step: int, task: str, reward: int, extra: dict) -> None:
+        self.bandit.update(task, reward)
+        self.history.append({"step": step, "task": task, "reward": reward, **extra, "means": self.bandit.means()})
+
+    def utilities(self) -> dict[str, float]:
+        """``{task: (α0 + wins) / (α0 + β0 + pulls)}``: the undecayed evidence AutoSeM selects on
+        (the decayed posterior, :meth:`BetaBernoulliBandit.means`, only steers the next draw)."""
+        return self.bandit.utilities()
+
+    def select(self, threshold: float = 0.5, top_k: int | None = None, *,
+               baseline: str | None = "median", none_arm: str | None = None) -> list[str]:
+        """AutoSeM's task selection on this schedule's evidence
+        (:func:`~auxopt.samplers.select_tasks`): the tasks whose utility beats ``baseline`` (``"median"``,
+        an arm such as the primary's own, or None for ``threshold``), best first, at most ``top_k``;
+        ``none_arm`` (e.g. the primary) is never selected."""
+        from auxopt.samplers._bandit import select_tasks
+
+        return select_tasks(self.bandit.evidence(), threshold, top_k, none_arm=none_arm, baseline=baseline)
 
     def summary(self) -> dict:
         return {
@@ -224,6 +357,7 @@ class ThompsonSchedule:
             "rng": self.rng.bit_generator.state,
             "current": self.current,
             "remaining": self.remaining,
+            "steps": self.steps,
             "last_value": self.last_value,
             "history": list(self.history),
         }
@@ -232,6 +366,7 @@ class ThompsonSchedule:
         self.bandit.load_state_dict(state["bandit"])
         self.rng.bit_generator.state = state["rng"]
         self.current, self.remaining = state["current"], int(state["remaining"])
+        self.steps = int(state.get("steps", 0))
         last = state["last_value"]
         self.last_value = tuple(last) if isinstance(last, list) else last
         self.history = list(state["history"])
