@@ -1,0 +1,758 @@
+"""A ``transformers.Trainer`` that trains one model on a primary and auxiliary datasets mixed by ratios.
+
+:class:`MultiTaskTrainer` is a :class:`transformers.Trainer` subclass; everything a ``Trainer``
+takes (``TrainingArguments``, ``model_init``, callbacks, ``compute_metrics``, …) it takes too, plus:
+
+* ``train_datasets`` — ``{task name: dataset}``: the primary's and each auxiliary's training set.
+  Each example becomes ``{**example, "task_ids": i}`` (``i``: the task's index in
+  ``model.task_names`` when the model has that attribute, else in ``train_datasets``).
+* ``ratios`` — ``{task name: ratio}`` (the primary defaults to 1, auxiliaries to 1): every training
+  batch comes from one task, drawn by auxopt's own task schedules
+  (:func:`auxopt.train.schedules.make_schedule`: round-robin for whole numbers, else proportional
+  sampling); a ratio of 0 leaves a task out. ``trainer.task_batches`` counts the batches per task.
+* ``attittud`` — :class:`AttittudArgs` (or a dict of its fields): each step then takes one primary
+  and one auxiliary batch and :meth:`MultiTaskTrainer.training_step` leaves ATTITTUD's decomposed
+  update (:class:`auxopt.grad.Attittud`) in the parameters' ``.grad``.
+* the primary's dev metric (``primary_task``'s :attr:`~auxopt.tasks.Task.metric`, ``eval_accuracy``
+  for the synthetic tasks) is the objective of :meth:`MultiTaskTrainer.hyperparameter_search`
+  (maximised), which also understands ``ratio_<task>`` and ``attittud_<field>`` parameters in
+  ``hp_space``; and ``trainer.train(trial=optuna_trial)`` outside a search reports it to that trial
+  at every evaluation (pruning when the trial says so).
+
+The model: any module whose ``forward`` takes the batch (with ``labels`` and ``task_ids``) and
+returns the loss, as ``Trainer`` expects; or a ``task_loss`` function ``(model, inputs, task_name)
+-> loss`` for models that do not. :class:`MultiTaskModelForTrainer` is auxopt's own shared encoder
+with a head per task (:class:`auxopt.models.MultiTaskModel`) with that ``forward``;
+:meth:`MultiTaskTrainer.from_tasks` builds it, the tokenised datasets and the metric from
+:class:`~auxopt.tasks.Task` objects::
+
+    from transformers import TrainingArguments
+    from auxopt import make_synthetic_suite
+    from auxopt.integrations.transformers import AttittudArgs, MultiTaskTrainer
+
+    suite = make_synthetic_suite()
+    args = TrainingArguments("out", max_steps=300, per_device_train_batch_size=32, eval_strategy="steps",
+                             eval_steps=100, learning_rate=1e-3, report_to="none", save_strategy="no")
+    trainer = MultiTaskTrainer.from_tasks(suite.tasks, args, model="tiny",
+                                          ratios={"primary": 1, "helpful_0": 2, "neutral_0": 0.5},
+                                          attittud=AttittudArgs(k=8, every=10, eta=(1, 1, -1)))
+    trainer.train()
+    best = trainer.hyperparameter_search(
+        hp_space=lambda t: {"ratio_helpful_0": t.suggest_float("ratio_helpful_0", 0, 4)},
+        n_trials=10, sampler=MixingRatioSampler(seed=0))
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+from transformers import Trainer, TrainerCallback
+
+from auxopt.errors import AuxoptError
+from auxopt.grad.attittud import Attittud, GiB
+from auxopt.grad.decomposer import per_example_loss as _per_example_loss
+from auxopt.grad.decomposer import select_parameters
+from auxopt.models import MultiTaskModel, encode_split, load_encoder
+from auxopt.tasks.task import Task
+from auxopt.train.schedules import check_ratio, make_schedule
+from auxopt.train.step import Batches
+
+__all__ = [
+    "AttittudArgs",
+    "MixingBatchSampler",
+    "MultiTaskCollator",
+    "MultiTaskModelForTrainer",
+    "MultiTaskTrainer",
+    "TaggedDataset",
+    "TaskDataset",
+    "load_multitask_model",
+    "task_metrics",
+]
+
+
+# -- the model ------------------------------------------------------------------------------
+class MultiTaskModelForTrainer(MultiTaskModel):
+    """auxopt's shared encoder + mean pooling + a head per task (:class:`~auxopt.models.MultiTaskModel`,
+    the same module and parameter names as auxopt's own trainer) with the ``forward`` that
+    ``transformers.Trainer`` calls: the batch in, ``{"loss", "logits"}`` out.
+
+    ``forward(input_ids, attention_mask, token_type_ids=None, labels=None, task_ids=None, task=None,
+    reduction="mean")``: the task is ``task`` (a name) or ``task_ids`` (indices into
+    :attr:`task_names`, one per example); a batch of one task returns its logits, a batch mixing
+    tasks the size-weighted mean of their losses and no logits. ``reduction="none"`` returns one
+    loss per example (ATTITTUD's per-example primary loss).
+    """
+
+    def __init__(self, encoder: nn.Module, hidden_size: int, tasks: Sequence[Task], dropout: float = 0.1):
+        tasks = list(tasks)
+        super().__init__(encoder, hidden_size, tasks, dropout=dropout)
+        self.task_names = [t.name for t in tasks]
+        self.tasks = {t.name: t for t in tasks}
+
+    def _task_loss(self, task: Task, logits: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
+        losses = _per_example_loss(task, logits, labels)  # fp32 cross-entropy / squared error
+        return losses if reduction == "none" else losses.mean()
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
+        task: str | None = None,
+        reduction: str = "mean",
+    ) -> dict[str, torch.Tensor]:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if task is None:
+            if task_ids is None:
+                if len(self.task_names) != 1:
+                    raise AuxoptError(
+                        f"MultiTaskModelForTrainer: a batch needs task_ids (or task=name) to pick one of "
+                        f"the heads {self.task_names}"
+                    )
+                task = self.task_names[0]
+            else:
+                ids = torch.as_tensor(task_ids).view(-1)
+                first = int(ids[0])
+                if bool((ids == first).all()):
+                    task = self.task_names[first]
+        if task is not None:
+            if task not in self.tasks:
+                raise AuxoptError(f"MultiTaskModelForTrainer: unknown task {task!r}; the tasks are {self.task_names}")
+            spec = self.tasks[task]
+            logits = super().forward(spec.head_name, input_ids, attention_mask, token_type_ids)
+            out = {"logits": logits}
+            if labels is not None:
+                out = {"loss": self._task_loss(spec, logits, labels, reduction), "logits": logits}
+            return out
+        # a batch mixing tasks: one encoder pass, each task's examples through its own head
+        pooled = self.dropout(self.pool(input_ids, attention_mask, token_type_ids))
+        if labels is None:
+            raise AuxoptError("MultiTaskModelForTrainer: a batch mixing tasks returns only a loss; give labels")
+        losses = torch.zeros(ids.shape[0], dtype=torch.float32, device=pooled.device)
+        for value in ids.unique().tolist():
+            spec = self.tasks[self.task_names[value]]
+            rows = ids == value
+            losses[rows] = self._task_loss(spec, self.heads[spec.head_name](pooled[rows]), labels[rows], "none")
+        return {"loss": losses if reduction == "none" else losses.mean()}
+
+
+def load_multitask_model(
+    tasks: Sequence[Task], model: str = "tiny", *, seed: int = 0, dropout: float = 0.1, tiny=None
+) -> tuple[MultiTaskModelForTrainer, Any]:
+    """``(MultiTaskModelForTrainer, tokenizer)`` for ``tasks`` on encoder ``model`` (``"tiny"``,
+    ``"minilm"``, a folder or a hub name, as :func:`auxopt.models.load_encoder` loads it; the tiny
+    model's tokenizer is trained on the first task's train text, as auxopt's trainer does)."""
+    tasks = list(tasks)
+    loaded = load_encoder(model, corpus=tasks[0].train.texts, seed=seed, tiny=tiny)
+    return MultiTaskModelForTrainer(loaded.model, loaded.hidden_size, tasks, dropout=dropout), loaded.tokenizer
+
+
+# -- data -------------------------------------------------------------------------------------
+class TaskDataset(Dataset):
+    """One split of a :class:`~auxopt.tasks.Task`, tokenised (cached, :func:`auxopt.models.encode_split`),
+    as examples ``{"input_ids", "attention_mask", "token_type_ids", "labels", "task_ids"}`` (unpadded)."""
+
+    def __init__(self, task: Task, split: str, tokenizer, max_length: int = 128, task_id: int = 0):
+        self.task, self.task_id = task, int(task_id)
+        self.encoded = encode_split(tokenizer, task, split, max_length)
+        labels = task.split(split).labels
+        dtype = torch.long if task.kind == "classification" else torch.float32
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=dtype)
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = int(self.encoded.lengths[i])
+        return {
+            "input_ids": self.encoded.input_ids[i, :n],
+            "attention_mask": self.encoded.attention_mask[i, :n],
+            "token_type_ids": self.encoded.token_type_ids[i, :n],
+            "labels": self.labels[i],
+            "task_ids": self.task_id,
+        }
+
+
+class TaggedDataset(Dataset):
+    """``dataset``'s examples (dicts) with ``"task_ids": task_id`` added."""
+
+    def __init__(self, dataset, task_id: int):
+        self.dataset, self.task_id = dataset, int(task_id)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**self.dataset[i], "task_ids": self.task_id}
+
+
+def _tag(dataset, task_id: int):
+    if isinstance(dataset, TaskDataset) and dataset.task_id == task_id:
+        return dataset
+    return TaggedDataset(dataset, task_id)
+
+
+class MultiTaskCollator:
+    """Pads a list of examples (dicts) into a batch: sequences (lists or 1-D tensors) to the longest
+    of the batch, ``input_ids`` with ``pad_token_id``, sequence ``labels`` with -100, other sequences
+    (attention mask, token types) with 0; scalars (class labels, ``task_ids``) stacked."""
+
+    def __init__(self, pad_token_id: int = 0):
+        self.pad_token_id = int(pad_token_id)
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        batch: dict[str, torch.Tensor] = {}
+        for key in examples[0]:
+            values = [e[key] for e in examples]
+            first = values[0]
+            if isinstance(first, list | tuple) or (isinstance(first, torch.Tensor) and first.dim() > 0):
+                tensors = [torch.as_tensor(v) for v in values]
+                pad = self.pad_token_id if key == "input_ids" else (-100 if key == "labels" else 0)
+                batch[key] = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True, padding_value=pad)
+            elif isinstance(first, torch.Tensor):
+                batch[key] = torch.stack(values)
+            else:
+                batch[key] = torch.tensor(values)
+        return batch
+
+
+class MixingBatchSampler(Sampler[list[int]]):
+    """Batches of indices into the concatenation of the tasks' datasets (in ``sizes`` order), each
+    batch from one task drawn by :func:`~auxopt.train.schedules.make_schedule` over ``ratios``
+    (``kind``: ``"auto"``, ``"round_robin"`` or ``"proportional"``). With ``paired=True`` (ATTITTUD)
+    every batch is one primary minibatch followed by one auxiliary minibatch, the auxiliary drawn
+    from the same schedule (its primary draws skipped, as auxopt's trainer does). Each task's
+    examples are visited in a seeded reshuffled order. ``counts`` counts the minibatches drawn per
+    task (a dataloader may draw one ahead of training; ``MultiTaskTrainer.task_batches`` counts those trained);
+    one pass (``len``) is ``num_batches`` batches (default: as many as the active tasks' examples
+    fill)."""
+
+    def __init__(
+        self,
+        sizes: Mapping[str, int],
+        ratios: Mapping[str, float],
+        batch_size: int,
+        *,
+        primary: str,
+        kind: str = "auto",
+        seed: int = 0,
+        paired: bool = False,
+        num_batches: int | None = None,
+    ):
+        if kind not in ("auto", "round_robin", "proportional"):
+            raise AuxoptError(f"the mixing schedule must be 'auto', 'round_robin' or 'proportional', not {kind!r}")
+        unknown = set(ratios) - set(sizes)
+        if unknown:
+            raise AuxoptError(f"ratios name task(s) {sorted(unknown)} without a training dataset; the tasks are {list(sizes)}")
+        self.primary, self.paired, self.batch_size = primary, paired, int(batch_size)
+        self.offsets, start = {}, 0
+        for name, n in sizes.items():
+            self.offsets[name], start = start, start + int(n)
+        self.schedule = make_schedule(ratios, kind, seed=seed)
+        self.active = [n for n, r in ratios.items() if float(r) > 0]
+        self.auxiliaries = [n for n in self.active if n != primary]
+        if paired and not self.auxiliaries:
+            raise AuxoptError("ATTITTUD needs an auxiliary task with a positive mixing ratio; every auxiliary ratio is 0")
+        self.streams = {n: Batches(int(sizes[n]), self.batch_size, seed * 7919 + 101 + i) for i, n in enumerate(sizes)}
+        per_batch = self.batch_size * (2 if paired else 1)
+        self.num_batches = num_batches or max(1, math.ceil(sum(int(sizes[n]) for n in self.active) / per_batch))
+        self.counts: Counter[str] = Counter()
+        self._next_aux = 0
+
+    def _auxiliary(self) -> str:
+        for _ in range(4 * len(self.active)):
+            name = self.schedule.next_task()
+            if name != self.primary:
+                return name
+        name = self.auxiliaries[self._next_aux % len(self.auxiliaries)]
+        self._next_aux += 1
+        return name
+
+    def next_batch(self) -> list[int]:
+        names = [self.primary, self._auxiliary()] if self.paired else [self.schedule.next_task()]
+        out: list[int] = []
+        for name in names:
+            self.counts[name] += 1
+            out.extend((self.streams[name].next() + self.offsets[name]).tolist())
+        return out
+
+    def __iter__(self):
+        for _ in range(self.num_batches):
+            yield self.next_batch()
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+
+def task_metrics(task: Task) -> Callable[[Any], dict[str, float]]:
+    """A ``compute_metrics`` for ``Trainer``: ``{task.metric: score}`` from the logits (argmax for
+    classification, the single output for regression) and the labels."""
+
+    def compute(eval_pred) -> dict[str, float]:
+        logits, labels = eval_pred.predictions, eval_pred.label_ids
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        logits = np.asarray(logits)
+        preds = logits.argmax(-1) if task.kind == "classification" else logits.reshape(-1)
+        return {task.metric: float(task.score(np.asarray(labels), preds))}
+
+    return compute
+
+
+# -- ATTITTUD settings ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttittudArgs:
+    """ATTITTUD in :class:`MultiTaskTrainer` (the fields of :class:`auxopt.grad.Attittud`, plus where
+    the shared parameters are and how big the reference batch is).
+
+    Args:
+        params: the shared parameters, by name prefix or glob (``"encoder"``; ``"!*word_embeddings*"``
+            drops a match), as :class:`~auxopt.grad.GradientDecomposer` selects them; heads never.
+        k, every, eta, eta_prim, method, memory_budget, seed: as :class:`~auxopt.grad.Attittud`.
+        m: primary examples per reference batch (a refresh every ``every`` steps); at most the
+            primary's train size.
+        log_every: record the parts' norms (``trainer.grad_parts``) every this many steps.
+
+    ``hp_space`` may set ``attittud_k``, ``attittud_every``, ``attittud_m``, ``attittud_eta_prim`` and
+    ``attittud_eta_perp`` / ``attittud_eta_pos`` / ``attittud_eta_neg`` (each replaces one η).
+    """
+
+    params: str | tuple[str, ...] = "encoder"
+    k: int = 8
+    every: int = 10
+    eta: Any = (1.0, 1.0, -1.0)
+    eta_prim: float = 1.0
+    method: str = "auto"
+    m: int = 32
+    memory_budget: float = 4 * GiB
+    seed: int | None = None
+    log_every: int = 10
+
+
+_ETA_KEYS = ("eta_perp", "eta_pos", "eta_neg")
+
+
+def _attittud_args(value: Any) -> AttittudArgs | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return AttittudArgs()
+    if isinstance(value, AttittudArgs):
+        return value
+    if isinstance(value, Mapping):
+        known = {f.name for f in fields(AttittudArgs)}
+        unknown = set(value) - known
+        if unknown:
+            raise AuxoptError(f"attittud: unknown setting(s) {sorted(unknown)}; the settings are {sorted(known)}")
+        return AttittudArgs(**value)
+    raise AuxoptError(f"attittud must be AttittudArgs(...), a dict of its fields, True or None, not {type(value).__name__}")
+
+
+class _ReportPrimary(TrainerCallback):
+    """Records the primary's metric at each evaluation and, outside ``hyperparameter_search`` (which
+    reports itself), reports it to the Optuna trial given to ``trainer.train(trial=...)``."""
+
+    def __init__(self, trainer: MultiTaskTrainer):
+        self.trainer = trainer
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        trainer = self.trainer
+        value = (metrics or {}).get(trainer.primary_metric)
+        if value is None:
+            return
+        value = float(value)
+        trainer.primary_history.append((int(state.global_step), value))
+        trial = getattr(trainer, "_trial", None)
+        if trainer.hp_search_backend is not None or trial is None or not hasattr(trial, "report"):
+            return
+        import optuna
+
+        if isinstance(trial, optuna.trial.Trial):
+            trial.report(value, int(state.global_step))
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {state.global_step} ({trainer.primary_metric}={value:.4f})")
+
+
+# -- the trainer ------------------------------------------------------------------------------
+class MultiTaskTrainer(Trainer):
+    """A ``transformers.Trainer`` over several datasets mixed by ratios (see the module docstring).
+
+    Args (besides ``Trainer``'s own, all keyword):
+        train_datasets: ``{task name: dataset of example dicts}``, the primary's among them.
+        primary: the primary task's name (default: ``primary_task.name``, else the first dataset).
+        ratios: ``{task name: mixing ratio}``; missing tasks get 1 (the primary always > 0).
+        schedule: ``"auto"`` (round-robin for whole-number ratios, else proportional), ``"round_robin"``
+            or ``"proportional"``.
+        attittud: :class:`AttittudArgs`, a dict of its fields, ``True`` (defaults) or None (plain sum).
+        per_example_loss: ATTITTUD's primary loss per example, ``(model, params, batch) -> (b,)``,
+            a pure function of ``params`` (``torch.func.functional_call``); default: the model's
+            ``forward(**batch, task=primary, reduction="none")["loss"]``, as
+            :class:`MultiTaskModelForTrainer` has it.
+        task_loss: ``(model, inputs, task_name) -> loss`` (or ``(loss, outputs)``) for models whose
+            ``forward`` does not take ``task_ids`` and return the loss; default: ``model(**inputs)``.
+        primary_task: the primary :class:`~auxopt.tasks.Task`: gives the default ``compute_metrics``
+            and the metric (``eval_<task.metric>``).
+        metric: the metric key that is the objective (default ``eval_<primary_task.metric>``, else
+            ``eval_loss``); ``greater_is_better`` (default: True unless the key is a loss).
+        eval_dataset: the primary's dev set (its examples get the primary's ``task_ids``), or
+            ``{task name: dataset}``.
+
+    Attributes: ``task_names``, ``ratios``, ``task_batches`` (Counter of minibatches per task over
+    the last ``train()``), ``attittud`` (the :class:`~auxopt.grad.Attittud` of the last run),
+    ``grad_parts`` (the parts' norms every ``log_every`` steps), ``primary_history`` ([(step, metric)]).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        args=None,
+        *,
+        train_datasets: Mapping[str, Dataset],
+        primary: str | None = None,
+        ratios: Mapping[str, float] | None = None,
+        schedule: str = "auto",
+        attittud: AttittudArgs | Mapping[str, Any] | bool | None = None,
+        per_example_loss: Callable[[nn.Module, dict, Any], torch.Tensor] | None = None,
+        task_loss: Callable[[nn.Module, dict, str], Any] | None = None,
+        primary_task: Task | None = None,
+        metric: str | None = None,
+        greater_is_better: bool | None = None,
+        eval_dataset=None,
+        data_collator=None,
+        compute_metrics=None,
+        callbacks=None,
+        **kwargs,
+    ):
+        if not isinstance(train_datasets, Mapping) or not train_datasets:
+            raise AuxoptError("MultiTaskTrainer needs train_datasets: a dict {task name: dataset}, the primary's among them")
+        self.primary = primary or (primary_task.name if primary_task is not None else next(iter(train_datasets)))
+        if self.primary not in train_datasets:
+            raise AuxoptError(f"the primary task {self.primary!r} has no training dataset; the datasets are {list(train_datasets)}")
+        self.train_datasets = dict(train_datasets)
+        self.schedule_kind = schedule
+        self.attittud_args = _attittud_args(attittud)
+        self.per_example_loss, self.task_loss = per_example_loss, task_loss
+        self.primary_task = primary_task
+        if compute_metrics is None and primary_task is not None:
+            compute_metrics = task_metrics(primary_task)
+        if data_collator is None:
+            processing = kwargs.get("processing_class")
+            data_collator = MultiTaskCollator(getattr(processing, "pad_token_id", None) or 0)
+        super().__init__(
+            model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics,
+            eval_dataset=eval_dataset,  # tagged with the task ids below, once the model is there
+            callbacks=callbacks, **kwargs,
+        )
+        names = list(getattr(self.model, "task_names", None) or self.train_datasets)
+        missing = [n for n in self.train_datasets if n not in names]
+        if missing:
+            raise AuxoptError(f"train_datasets name task(s) {missing} that the model has no head for; its tasks are {names}")
+        self.task_names = names
+        self.base_ratios = self._check_ratios(ratios)
+        self.ratios = dict(self.base_ratios)
+        self.train_dataset = ConcatDataset([_tag(d, names.index(n)) for n, d in self.train_datasets.items()])
+        if eval_dataset is not None:
+            if isinstance(eval_dataset, Mapping):
+                self.eval_dataset = {n: _tag(d, names.index(n)) for n, d in eval_dataset.items()}
+            else:
+                self.eval_dataset = _tag(eval_dataset, names.index(self.primary))
+        if metric is None:
+            metric = f"eval_{primary_task.metric}" if primary_task is not None else "eval_loss"
+            if isinstance(eval_dataset, Mapping) and self.primary in eval_dataset:
+                metric = metric.replace("eval_", f"eval_{self.primary}_", 1)
+        self.primary_metric = metric if metric.startswith("eval_") else f"eval_{metric}"
+        self.greater_is_better = ("loss" not in self.primary_metric) if greater_is_better is None else bool(greater_is_better)
+        self.task_batches: Counter[str] = Counter()
+        self.grad_parts: dict[str, list] = {"steps": [], "prim": [], "pos": [], "neg": [], "perp": []}
+        self.primary_history: list[tuple[int, float]] = []
+        self.attittud: Attittud | None = None
+        self._attittud_model: nn.Module | None = None
+        self._base_attittud = self.attittud_args
+        self.batch_sampler: MixingBatchSampler | None = None
+        self.add_callback(_ReportPrimary(self))
+
+    @classmethod
+    def from_tasks(
+        cls,
+        tasks: Sequence[Task] | Any,
+        args=None,
+        *,
+        model: str = "tiny",
+        primary: str | None = None,
+        max_length: int = 128,
+        dropout: float = 0.1,
+        tiny=None,
+        model_seed: int = 0,
+        **kwargs,
+    ) -> MultiTaskTrainer:
+        """A trainer for :class:`~auxopt.tasks.Task` objects (or a :class:`~auxopt.tasks.SyntheticSuite`):
+        a fresh :class:`MultiTaskModelForTrainer` on encoder ``model`` from ``model_init`` (so
+        ``hyperparameter_search`` works), every task's train split, the primary's dev split as
+        ``eval_dataset`` and its metric. ``primary``: default the first task (a suite's primary).
+        Other keywords go to :class:`MultiTaskTrainer` (``ratios``, ``attittud``, ``callbacks``, …)."""
+        tasks = list(tasks.tasks) if hasattr(tasks, "primary") and hasattr(tasks, "tasks") else list(tasks)
+        if not tasks:
+            raise AuxoptError("MultiTaskTrainer.from_tasks needs at least the primary task")
+        primary = primary or tasks[0].name
+        by_name = {t.name: t for t in tasks}
+        if primary not in by_name:
+            raise AuxoptError(f"primary {primary!r} is not among the tasks {list(by_name)}")
+        ordered = [by_name[primary], *(t for t in tasks if t.name != primary)]
+        # the tokenizer (cached); model_init builds each trial's model afresh
+        _, tokenizer = load_multitask_model(ordered, model, seed=model_seed, dropout=dropout, tiny=tiny)
+
+        def model_init(trial=None):
+            return load_multitask_model(ordered, model, seed=model_seed, dropout=dropout, tiny=tiny)[0]
+
+        train = {t.name: TaskDataset(t, "train", tokenizer, max_length, i) for i, t in enumerate(ordered)}
+        kwargs.setdefault("eval_dataset", TaskDataset(ordered[0], "dev", tokenizer, max_length, 0))
+        kwargs.setdefault("processing_class", tokenizer)
+        trainer = cls(
+            model_init=model_init, args=args, train_datasets=train, primary=primary, primary_task=ordered[0],
+            data_collator=kwargs.pop("data_collator", MultiTaskCollator(tokenizer.pad_token_id or 0)), **kwargs,
+        )
+        return trainer
+
+    # -- mixing ------------------------------------------------------------------------------
+    def _check_ratios(self, ratios: Mapping[str, float] | None) -> dict[str, float]:
+        ratios = dict(ratios or {})
+        unknown = set(ratios) - set(self.train_datasets)
+        if unknown:
+            raise AuxoptError(f"ratios name task(s) {sorted(unknown)} without a training dataset; the tasks are {list(self.train_datasets)}")
+        out = {}
+        for name in self.train_datasets:
+            out[name] = check_ratio(name, ratios.get(name, 1.0), primary=name == self.primary)
+        return out
+
+    def make_batch_sampler(self) -> MixingBatchSampler:
+        """The sampler of the next ``train()``: the current ratios, the trainer's batch size and seed."""
+        sizes = {n: len(d) for n, d in self.train_datasets.items()}
+        return MixingBatchSampler(
+            sizes, self.ratios, self._train_batch_size, primary=self.primary, kind=self.schedule_kind,
+            seed=self.args.seed, paired=self.attittud_args is not None,
+        )
+
+    def get_train_dataloader(self) -> DataLoader:
+        """Batches from one task each (or a primary + an auxiliary one, with ATTITTUD), by the ratios."""
+        self.batch_sampler = self.make_batch_sampler()
+        loader = DataLoader(
+            self.train_dataset, batch_sampler=self.batch_sampler, collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
+
+    def train(self, *args, **kwargs):
+        self.task_batches = Counter()
+        self.grad_parts = {"steps": [], "prim": [], "pos": [], "neg": [], "perp": []}
+        self.primary_history = []
+        self.attittud = None
+        return super().train(*args, **kwargs)
+
+    # -- the objective ------------------------------------------------------------------------
+    def primary_objective(self, metrics: Mapping[str, float]) -> float:
+        """The primary's metric in an ``evaluate()`` result (the default ``compute_objective``)."""
+        if self.primary_metric not in metrics:
+            raise AuxoptError(
+                f"the evaluation gave no {self.primary_metric!r} (it gave {sorted(metrics)}); pass "
+                "primary_task=, metric= or a compute_metrics that returns it"
+            )
+        return float(metrics[self.primary_metric])
+
+    def hyperparameter_search(
+        self, hp_space=None, compute_objective=None, n_trials: int = 20, direction=None, backend="optuna",
+        hp_name=None, **kwargs,
+    ):
+        """``Trainer.hyperparameter_search`` with the primary's metric as the objective (``direction``
+        from ``greater_is_better``) and mixing ratios in the space: ``hp_space(trial)`` may return
+        ``ratio_<task>`` (or ``ratios``: a dict) and ``attittud_<field>`` entries beside
+        ``TrainingArguments`` fields. ``kwargs`` go to ``optuna.create_study`` (``sampler=``,
+        ``storage=``, ``study_name=``, ``pruner=``…), so auxopt's samplers plug in as they are."""
+        space = hp_space or (lambda trial: {})
+
+        def wrapped(trial):
+            params = dict(space(trial))
+            ratios = dict(self.base_ratios)
+            ratios.update(params.pop("ratios", None) or {})
+            for key in list(params):
+                if key.startswith("ratio_") and key[len("ratio_"):] in self.train_datasets:
+                    ratios[key[len("ratio_"):]] = params.pop(key)
+            self.ratios = self._check_ratios(ratios)
+            changes = {k[len("attittud_"):]: params.pop(k) for k in list(params) if k.startswith("attittud_")}
+            if changes:
+                if self._base_attittud is None:
+                    raise AuxoptError(f"hp_space sets {sorted('attittud_' + k for k in changes)} but the trainer has no attittud=")
+                self.attittud_args = _with_changes(self._base_attittud, changes)
+            return params
+
+        self._base_attittud = self.attittud_args
+        try:
+            return super().hyperparameter_search(
+                hp_space=wrapped, compute_objective=compute_objective or self.primary_objective, n_trials=n_trials,
+                direction=direction or ("maximize" if self.greater_is_better else "minimize"), backend=backend,
+                hp_name=hp_name, **kwargs,
+            )
+        finally:
+            self.ratios, self.attittud_args = dict(self.base_ratios), self._base_attittud
+
+    # -- one step ----------------------------------------------------------------------------
+    def _groups(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor | None]:
+        """Task name → the rows of ``inputs`` from that task (None: all rows), in batch order."""
+        ids = inputs.get("task_ids")
+        if ids is None:
+            return {self.primary: None}
+        ids = torch.as_tensor(ids).view(-1)
+        first = int(ids[0])
+        if bool((ids == first).all()):
+            return {self.task_names[first]: None}
+        order = list(dict.fromkeys(ids.tolist()))
+        return {self.task_names[i]: (ids == i).nonzero().view(-1) for i in order}
+
+    @staticmethod
+    def _rows(inputs: Mapping[str, Any], rows: torch.Tensor | None) -> dict[str, Any]:
+        if rows is None:
+            return dict(inputs)
+        out = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                value = value[rows.to(value.device)]
+            out[key] = value
+        if "attention_mask" in out and isinstance(out["attention_mask"], torch.Tensor) and out["attention_mask"].dim() == 2:
+            width = int(out["attention_mask"].sum(1).max())  # trim the other task's padding
+            for key in ("input_ids", "attention_mask", "token_type_ids"):
+                if isinstance(out.get(key), torch.Tensor) and out[key].dim() == 2:
+                    out[key] = out[key][:, :width]
+        return out
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.task_loss is None:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        groups = self._groups(inputs)
+        total, outputs, n = 0.0, None, None
+        for name, rows in groups.items():
+            result = self.task_loss(model, self._rows(inputs, rows), name)
+            loss, outputs = result if isinstance(result, tuple) else (result, None)
+            if rows is None:
+                total = loss
+            else:
+                n = n or sum(len(r) for r in groups.values())
+                total = total + loss * (len(rows) / n)
+        return (total, outputs) if return_outputs else total
+
+    def _attittud_for(self, model: nn.Module) -> Attittud:
+        spec = self.attittud_args
+        if self.attittud is not None and self._attittud_model is model:
+            return self.attittud
+        args = self.args
+        problems = []
+        if args.gradient_accumulation_steps != 1:
+            problems.append(f"gradient_accumulation_steps={args.gradient_accumulation_steps} (use 1: ATTITTUD replaces .grad each step)")
+        if args.fp16:
+            problems.append("fp16=True (its loss scaling; use bf16=True or fp32)")
+        if args.world_size > 1 or args.n_gpu > 1:
+            problems.append("more than one device (ATTITTUD here is single-device)")
+        if problems:
+            raise AuxoptError("MultiTaskTrainer with attittud= cannot run with " + "; ".join(problems))
+        shared = select_parameters(model, spec.params)
+        n_primary = len(self.train_datasets[self.primary])
+        m = min(spec.m, n_primary)
+        seed = args.seed if spec.seed is None else spec.seed
+        self.attittud = Attittud(
+            shared, k=spec.k, every=spec.every, eta=spec.eta, eta_prim=spec.eta_prim,
+            method=spec.method, m=m, memory_budget=spec.memory_budget, seed=seed * 7919 + 18,
+        )
+        self._attittud_model = model
+        self._reference = Batches(n_primary, m, seed * 7919 + 17)
+        return self.attittud
+
+    def _reference_batch(self) -> dict[str, Any]:
+        data = self.train_datasets[self.primary]
+        batch = self.data_collator([data[int(i)] for i in self._reference.next()])
+        batch = self._prepare_inputs(batch)
+        batch.pop("task_ids", None)
+        return dict(batch)
+
+    def _reference_loss(self, model: nn.Module):
+        from torch.func import functional_call
+
+        if self.per_example_loss is not None:
+            user = self.per_example_loss
+            return lambda params, batch: user(model, params, batch)
+        primary = self.primary
+
+        def losses(params, batch):
+            out = functional_call(model, params, args=(), kwargs={**batch, "task": primary, "reduction": "none"})
+            return out["loss"] if isinstance(out, Mapping) else out[0]
+
+        return losses
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None) -> torch.Tensor:
+        """``Trainer.training_step`` (one task's batch); with ``attittud=`` the batch holds a primary
+        and an auxiliary minibatch, and the decomposed update lands in ``.grad``:
+        ``η_prim·g_prim + η⊥g⊥ + η+g+ + η−g−`` on the shared parameters, the plain sum elsewhere."""
+        groups = self._groups(inputs)
+        self.task_batches.update(groups.keys())
+        if self.attittud_args is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        if self.primary not in groups or len(groups) < 2:
+            raise AuxoptError(
+                f"ATTITTUD needs a primary and an auxiliary minibatch in each batch; this one holds {list(groups)} "
+                "(MultiTaskTrainer's own train dataloader pairs them)"
+            )
+        model.train()
+        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
+            self.optimizer.train()
+        inputs = self._prepare_inputs(inputs)
+        unwrapped = self.accelerator.unwrap_model(model)
+        attittud = self._attittud_for(unwrapped)
+        step = self.state.global_step + 1
+        if attittud.due():
+            attittud.refresh(self._reference_loss(unwrapped), self._reference_batch(), module=unwrapped)
+        values: dict[str, torch.Tensor] = {}
+
+        def loss_of(name: str):
+            def loss() -> torch.Tensor:  # built right before its own backward pass
+                with self.compute_loss_context_manager():
+                    value = self.compute_loss(model, self._rows(inputs, groups[name]))
+                values[name] = value.detach()
+                return value
+
+            return loss
+
+        aux = [n for n in groups if n != self.primary]
+        log = step == 1 or step % self.attittud_args.log_every == 0
+        norms = attittud.backward(loss_of(self.primary), [loss_of(n) for n in aux], norms=log)
+        if norms is not None:
+            self.grad_parts["steps"].append(step)
+            self.grad_parts["prim"].append(round(norms["prim"], 6))
+            for key in ("pos", "neg", "perp"):
+                self.grad_parts[key].append([round(v, 6) for v in norms[key]])
+        return sum(values.values()).detach()
+
+
+def _with_changes(spec: AttittudArgs, changes: Mapping[str, Any]) -> AttittudArgs:
+    eta = spec.eta
+    updates = {}
+    for key, value in changes.items():
+        if key in _ETA_KEYS:
+            if isinstance(eta, str):
+                from auxopt.grad.decompose import resolve_eta
+
+                eta = resolve_eta(eta)[0]
+            eta = list(eta)
+            eta[_ETA_KEYS.index(key)] = float(value)
+            eta = tuple(eta)
+        elif key in {f.name for f in fields(AttittudArgs)}:
+            updates[key] = value
+        else:
+            raise AuxoptError(f"hp_space sets attittud_{key}, which is no ATTITTUD setting")
+    return replace(spec, eta=eta, **updates)
