@@ -76,7 +76,6 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +93,7 @@ from auxopt.grad.attittud import (  # noqa: F401 (re-exported)
     vmap_safe_masks,
 )
 from auxopt.grad.decompose import DEFAULT_ETA, resolve_eta
+from auxopt.models.heads import select_parameters  # noqa: F401 (re-exported; the one rule for shared parameters)
 
 #: the default selection: every encoder parameter but the (sparse-gradient) word-embedding matrix
 DEFAULT_PARAMS: tuple[str, ...] = ("encoder", "!*word_embeddings*")
@@ -262,28 +262,6 @@ class GradientDecomposer:
         else:
             eta_prim_value = eta_prim
         return cls(k=k_value, m=m_value, every=every_value, eta=eta_value, eta_prim=eta_prim_value, **fixed)
-
-
-def select_parameters(model: torch.nn.Module, patterns) -> list[tuple[str, torch.nn.Parameter]]:
-    """The trainable non-head parameters whose names match any pattern (exact name, a dotted
-    prefix such as ``"encoder"`` or ``"encoder.encoder.layer.5"``, or an ``fnmatch`` glob) and no
-    ``"!"`` pattern (the same rules: ``"!*word_embeddings*"`` drops the word-embedding matrix)."""
-    patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
-    include = [p for p in patterns if not p.startswith("!")]
-    exclude = [p[1:] for p in patterns if p.startswith("!")]
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("heads.")]
-
-    def matches(name: str, pats) -> bool:
-        return any(name == pat or name.startswith(pat.rstrip(".") + ".") or fnmatch.fnmatchcase(name, pat) for pat in pats)
-
-    chosen = [(n, p) for n, p in named if matches(n, include) and not matches(n, exclude)]
-    if not chosen:
-        examples = ", ".join(n for n, _ in named[:3])
-        raise AuxoptError(
-            f"GradientDecomposer: params {patterns!r} match no shared parameter; give a name prefix or "
-            f"glob such as 'encoder' or 'encoder.encoder.layer.*' (names look like: {examples}, …)"
-        )
-    return chosen
 
 
 def per_example_loss(task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

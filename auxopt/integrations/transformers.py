@@ -59,8 +59,8 @@ from transformers import Trainer, TrainerCallback
 from auxopt.errors import AuxoptError
 from auxopt.grad.attittud import Attittud, GiB
 from auxopt.grad.decomposer import per_example_loss as _per_example_loss
-from auxopt.grad.decomposer import select_parameters
 from auxopt.models import MultiTaskModel, encode_split, load_encoder
+from auxopt.models.heads import select_parameters
 from auxopt.tasks.task import Task
 from auxopt.train.schedules import check_ratio, make_schedule
 from auxopt.train.step import Batches

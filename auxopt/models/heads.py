@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 import torch
 from torch import nn
 
@@ -42,3 +44,30 @@ class MultiTaskModel(nn.Module):
     def forward(self, head: str, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         pooled = self.pool(input_ids, attention_mask, token_type_ids)
         return self.heads[head](self.dropout(pooled))
+
+
+def select_parameters(model: torch.nn.Module, patterns=("encoder",), *,
+                      owner: str = "GradientDecomposer") -> list[tuple[str, torch.nn.Parameter]]:
+    """The shared parameters: the trainable non-head parameters whose names match any pattern
+    (exact name, a dotted prefix such as ``"encoder"`` or ``"encoder.encoder.layer.5"``, or an
+    ``fnmatch`` glob) and no ``"!"`` pattern (the same rules: ``"!*word_embeddings*"`` drops the
+    word-embedding matrix). The one rule ATTITTUD, AANG's alignment and the Jacobian-descent
+    baselines use; ``owner`` names the caller in the error."""
+    patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("heads.")]
+
+    def matches(name: str, pats) -> bool:
+        return any(name == pat or name.startswith(pat.rstrip(".") + ".") or fnmatch.fnmatchcase(name, pat) for pat in pats)
+
+    chosen = [(n, p) for n, p in named if matches(n, include) and not matches(n, exclude)]
+    if not chosen:
+        examples = ", ".join(n for n, _ in named[:3])
+        from auxopt.errors import AuxoptError
+
+        raise AuxoptError(
+            f"{owner}: params {patterns!r} match no shared parameter; give a name prefix or "
+            f"glob such as 'encoder' or 'encoder.encoder.layer.*' (names look like: {examples}, …)"
+        )
+    return chosen

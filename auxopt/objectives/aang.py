@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from auxopt.errors import AuxoptError
+from auxopt.models.heads import select_parameters
 from auxopt.objectives.losses import ObjectiveLosses
 from auxopt.objectives.taxonomy import STAGES, Objective, ObjectiveSpace, why_illegal
 from auxopt.objectives.weighting import OnlineWeights, _flat
@@ -245,8 +246,8 @@ class AANGStep:
                                       out_of_domain=space.out_of_domain, seed=seed + 1)
         self.generator = torch.Generator().manual_seed(seed + 2)
         self.params = [p for p in ctx.model.parameters() if p.requires_grad]
-        self.shared = [p for n, p in ctx.model.encoder.named_parameters()
-                       if p.requires_grad and (spec.align_embeddings or "embeddings" not in n)]
+        patterns = ("encoder",) if spec.align_embeddings else ("encoder", "!*embeddings*")
+        self.shared = [p for _, p in select_parameters(ctx.model, patterns, owner="AANG")]
         shared_ids = {id(p) for p in self.shared}
         self.is_shared = [id(p) in shared_ids for p in self.params]
         self.online = None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from auxopt.errors import AuxoptError
+from auxopt.models.heads import select_parameters
 from auxopt.train.step import StatelessStep, TrainContext, autocast, check_finite, task_loss
 
 AGGREGATORS = {"upgrad": "UPGrad", "pcgrad": "PCGrad", "mgda": "MGDA", "mean": "Mean", "cagrad": "CAGrad"}
@@ -58,7 +59,7 @@ class JacobianDescentStep(StatelessStep):
             raise AuxoptError("JacobianDescent needs at least one auxiliary task with a positive ratio")
         name = AGGREGATORS[spec.aggregator]
         self.aggregator = getattr(aggregation, name)() if name != "CAGrad" else aggregation.CAGrad(c=0.5)
-        self.shared = [p for p in ctx.model.encoder.parameters() if p.requires_grad]
+        self.shared = [p for _, p in select_parameters(ctx.model, "encoder", owner="JacobianDescent")]
 
     def _next_auxiliary(self) -> str:
         for _ in range(1000):
