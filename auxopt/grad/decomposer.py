@@ -78,7 +78,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +129,8 @@ class GradientDecomposer:
         log_every: record the parts' norms every this many steps (and at step 1).
         seed: seeds the reference batches and sketches (None: the run's seed).
     """
+
+    config_key: ClassVar[str] = "decomposer"  # where TrainConfig.describe() records it
 
     k: int = 10
     m: int = 64

@@ -41,7 +41,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +92,8 @@ class AANG:
             the last tenth of the run. A ``patience`` early stop during the search ends the run
             before the fine-tune phase.
     """
+
+    config_key: ClassVar[str] = "objectives"  # where TrainConfig.describe() records it
 
     space: ObjectiveSpace | None = None
     k: int = 3

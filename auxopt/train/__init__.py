@@ -1,8 +1,15 @@
 """Multi-task training: configs, task schedules, the loop. No Optuna in here."""
 
 from auxopt.train.checkpoint import Checkpoint, CheckpointStore, FolderCheckpointStore
-from auxopt.train.config import TrainConfig, TrainResult
-from auxopt.train.loop import Reporter, evaluate, resolve_device, train
+from auxopt.train.config import StepPlugin, TrainConfig, TrainResult
+from auxopt.train.loop import (
+    Reporter,
+    ReporterCallback,
+    TrainCallback,
+    evaluate,
+    resolve_device,
+    train,
+)
 from auxopt.train.schedules import (
     OnlineThompson,
     ProportionalSchedule,
@@ -19,9 +26,12 @@ __all__ = [
     "OnlineThompson",
     "ProportionalSchedule",
     "Reporter",
+    "ReporterCallback",
     "RoundRobinSchedule",
+    "StepPlugin",
     "TaskSchedule",
     "ThompsonSchedule",
+    "TrainCallback",
     "TrainConfig",
     "TrainResult",
     "evaluate",

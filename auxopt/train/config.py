@@ -5,11 +5,32 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from auxopt.errors import AuxoptError
 from auxopt.tasks.task import Task
 from auxopt.train.schedules import check_ratio
+
+if TYPE_CHECKING:
+    from auxopt.train.step import StepStrategy, TrainContext
+
+PLUGIN_ALIASES = ("objectives", "decomposer")  # the older names of TrainConfig.plugin
+
+
+@runtime_checkable
+class StepPlugin(Protocol):
+    """What ``TrainConfig.plugin`` holds: a maker of the run's step strategy.
+
+    ``make_step(ctx)`` returns the :class:`~auxopt.train.step.StepStrategy` (it may attach extra
+    modules to ``ctx.model``); ``describe()`` gives its settings for :meth:`TrainConfig.describe`.
+    Optionally ``check(config)``, which :meth:`TrainConfig.validate` calls, and a class attribute
+    ``config_key`` (``"objectives"`` for AANG, ``"decomposer"`` for ATTITTUD and Jacobian descent):
+    the key under which ``describe()`` records it (``"plugin"`` when absent)."""
+
+    def make_step(self, ctx: TrainContext) -> StepStrategy: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
 
 
 @dataclass
@@ -34,17 +55,22 @@ class TrainConfig:
         patience: stop after this many evaluations without a dev improvement (None: never).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, …
         bf16: autocast to bfloat16 (``"auto"``: on CUDA devices that support it).
-        objectives: AANG's online objective weighting (``auxopt.objectives``), or None.
-        decomposer: ATTITTUD's gradient decomposition (``auxopt.grad``), or None.
+        plugin: the run's step plugin (:class:`StepPlugin`), or None for the plain schedule step.
+        objectives: an alias of ``plugin`` for AANG's online objective weighting (``auxopt.objectives``).
+        decomposer: an alias of ``plugin`` for ATTITTUD's gradient decomposition (``auxopt.grad``) or
+            Jacobian descent.
         checkpoint: where and how often to checkpoint for mid-trial resume, or None.
         on_overlap: what :func:`~auxopt.train.train` does when the train split of a task it trains on
             shares examples with the primary's dev or test split (:func:`auxopt.tasks.check_overlap`):
             ``"warn"`` (a :class:`~auxopt.tasks.ContaminationWarning`), ``"error"`` or ``"ignore"``.
             The overlap is recorded in ``TrainResult.extra["contamination"]`` whatever this says.
 
-    ``objectives`` and ``decomposer`` are plugins: objects with ``make_step(ctx)`` returning a
+    A run has at most one step plugin: an object with ``make_step(ctx)`` returning a
     :class:`~auxopt.train.step.StepStrategy` (the trainer imports neither package), and optionally
-    ``check(config)``, which :meth:`validate` calls.
+    ``check(config)``, which :meth:`validate` calls. ``objectives=`` and ``decomposer=`` set
+    ``plugin`` (and ``plugin=`` sets the alias its ``config_key`` names, so code that reads
+    ``config.objectives`` keeps working); setting two of the three to different plugins is an error.
+    The loop reads only ``plugin``.
 
     Construction checks the fields one by one (a ratio of 0 or below for the primary, a negative one
     for an auxiliary, a ``max_length`` with no room beyond the special tokens are errors);
@@ -75,6 +101,7 @@ class TrainConfig:
     bf16: bool | str = "auto"
     objectives: Any = None
     decomposer: Any = None
+    plugin: StepPlugin | None = None
     checkpoint: Any = None
     on_overlap: str = "warn"
 
@@ -110,12 +137,7 @@ class TrainConfig:
             raise AuxoptError(f"lr_schedule must be 'linear' or 'constant', not {self.lr_schedule!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise AuxoptError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio!r}")
-        if self.objectives is not None and self.decomposer is not None:
-            raise AuxoptError("objectives (AANG) and decomposer (ATTITTUD) cannot be combined in one run yet")
-        for key in ("objectives", "decomposer"):
-            plugin = getattr(self, key)
-            if plugin is not None and not callable(getattr(plugin, "make_step", None)):
-                raise AuxoptError(f"{key} must be an auxopt plugin with make_step(ctx), not {type(plugin).__name__}")
+        self._resolve_plugin()
         if self.checkpoint is not None:
             from auxopt.train.checkpoint import Checkpoint
 
@@ -141,11 +163,32 @@ class TrainConfig:
 
         resolve_device(self.device)
         make_schedule(self.active_ratios(), self.schedule, seed=self.seed)
-        for plugin in (self.objectives, self.decomposer):
-            check = getattr(plugin, "check", None)
-            if callable(check):
-                check(self)
+        check = getattr(self.plugin, "check", None)
+        if callable(check):
+            check(self)
         return self
+
+    def _resolve_plugin(self) -> None:
+        """Fold the ``objectives`` / ``decomposer`` aliases into ``plugin`` (one plugin per run)."""
+        given = {k: getattr(self, k) for k in ("plugin", *PLUGIN_ALIASES) if getattr(self, k) is not None}
+        distinct = {id(v) for v in given.values()}
+        if len(distinct) > 1:
+            if set(given) == set(PLUGIN_ALIASES):
+                raise AuxoptError("objectives (AANG) and decomposer (ATTITTUD) cannot be combined in one run yet")
+            raise AuxoptError(
+                f"a run takes one step plugin, but {' and '.join(sorted(given))} are both set; "
+                "set only one of them"
+            )
+        for key, plugin in given.items():
+            if not callable(getattr(plugin, "make_step", None)):
+                raise AuxoptError(f"{key} must be an auxopt plugin with make_step(ctx), not {type(plugin).__name__}")
+        plugin = next(iter(given.values()), None)
+        aliases = [k for k in PLUGIN_ALIASES if k in given]
+        key = aliases[0] if aliases else getattr(plugin, "config_key", "plugin")
+        self.plugin = plugin
+        if key in PLUGIN_ALIASES:  # readers of config.objectives / config.decomposer, and replace()
+            setattr(self, key, plugin)
+        self._plugin_key = key  # where describe() records it: as before the single slot existed
 
     @property
     def tasks(self) -> list[Task]:
@@ -173,12 +216,11 @@ class TrainConfig:
 
     def describe(self) -> dict[str, Any]:
         """The run's settings in JSON-friendly form (tasks by name)."""
-        skip = ("primary", "auxiliaries", "tiny", "schedule", "objectives", "decomposer", "checkpoint")
+        skip = ("primary", "auxiliaries", "tiny", "schedule", "objectives", "decomposer", "plugin", "checkpoint")
         out = {k: v for k, v in asdict(self).items() if k not in skip}
-        for key in ("objectives", "decomposer"):
-            plugin = getattr(self, key)
-            if plugin is not None:
-                out[key] = plugin.describe() if hasattr(plugin, "describe") else repr(plugin)
+        plugin = self.plugin
+        if plugin is not None:
+            out[self._plugin_key] = plugin.describe() if hasattr(plugin, "describe") else repr(plugin)
         out["schedule"] = self.schedule if isinstance(self.schedule, str) else {
             "kind": type(self.schedule).__name__, **asdict(self.schedule)
         }

@@ -15,7 +15,7 @@ Needs ``pip install auxopt[baselines]`` (``torchjd``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from auxopt.errors import AuxoptError
 from auxopt.models.heads import select_parameters
@@ -31,6 +31,8 @@ class JacobianDescent:
     Args:
         aggregator: one of ``upgrad``, ``pcgrad``, ``mgda``, ``mean``, ``cagrad`` (torchjd's).
     """
+
+    config_key: ClassVar[str] = "decomposer"  # where TrainConfig.describe() records it
 
     aggregator: str = "upgrad"
 

@@ -1,12 +1,12 @@
 """The multi-task training loop. It knows nothing about Optuna: it takes a :class:`TrainConfig` and an
-optional reporter, and returns a :class:`TrainResult`."""
+optional reporter and callbacks, and returns a :class:`TrainResult`."""
 
 from __future__ import annotations
 
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -35,6 +35,59 @@ class Reporter(Protocol):
 
 
 ReporterLike = Reporter | Callable[[int, float], bool | None] | None
+
+
+class TrainCallback:
+    """Hooks :func:`train` calls; subclass it and override what you need (each is a no-op here).
+
+    ``on_step_end(step)`` after every optimiser step; ``on_evaluate(step, value)`` with the primary
+    dev metric at every evaluation (and, on a resumed run, once for each point of the restored
+    curve); ``should_stop()`` right after each evaluation's ``on_evaluate`` calls: any True ends
+    training with ``stopped="reporter"``."""
+
+    def on_step_end(self, step: int) -> None:
+        pass
+
+    def on_evaluate(self, step: int, value: float) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+class ReporterCallback(TrainCallback):
+    """A reporter as a callback: a :class:`Reporter` (``report``/``should_stop``, and ``on_step``
+    when it has one) or a function ``(step, value) -> stop?``."""
+
+    def __init__(self, reporter: Reporter | Callable[[int, float], bool | None]):
+        self.reporter = reporter
+        self._stop = False
+        on_step = getattr(reporter, "on_step", None)  # an optional per-step hook (progress bars)
+        if on_step is not None:
+            self.on_step_end = on_step  # type: ignore[method-assign]
+
+    def on_evaluate(self, step: int, value: float) -> None:
+        if isinstance(self.reporter, Reporter):
+            self.reporter.report(step, value)
+        else:
+            self._stop = bool(self.reporter(step, value))
+
+    def should_stop(self) -> bool:
+        if isinstance(self.reporter, Reporter):
+            return bool(self.reporter.should_stop())
+        return self._stop
+
+
+def as_callbacks(reporter: ReporterLike, callbacks: Sequence[TrainCallback] = ()) -> list[TrainCallback]:
+    """The callbacks a run calls: the reporter's adapter first (when given), then ``callbacks``."""
+    out: list[TrainCallback] = [] if reporter is None else [ReporterCallback(reporter)]
+    for callback in callbacks:
+        if not all(callable(getattr(callback, m, None)) for m in ("on_step_end", "on_evaluate", "should_stop")):
+            raise AuxoptError(
+                f"callbacks must be auxopt.train.TrainCallback objects, not {type(callback).__name__}"
+            )
+        out.append(callback)
+    return out
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -108,21 +161,16 @@ def lr_factor(config: TrainConfig, step: int) -> float:
     return max(0.0, (config.max_steps - step) / max(1, config.max_steps - warmup))
 
 
-def _call_reporter(reporter: ReporterLike, step: int, value: float) -> bool:
-    if reporter is None:
-        return False
-    if isinstance(reporter, Reporter):
-        reporter.report(step, value)
-        return bool(reporter.should_stop())
-    return bool(reporter(step, value))
+class ScheduleFeedback(TrainCallback):
+    """Rewards an online schedule (``wants_feedback``: :class:`~auxopt.train.ThompsonSchedule`) at the
+    end of each of its pulls with ``reward()``, a bounded dev evaluation."""
 
+    def __init__(self, schedule, reward: Callable[[], tuple[float, float]]):
+        self.schedule, self.reward = schedule, reward
 
-def _report_only(reporter: ReporterLike, step: int, value: float) -> None:
-    """Hand a restored (step, dev metric) to the reporter without asking it whether to stop."""
-    if isinstance(reporter, Reporter):
-        reporter.report(step, value)
-    elif reporter is not None:
-        reporter(step, value)
+    def on_step_end(self, step: int) -> None:
+        if self.schedule.pull_finished():
+            self.schedule.observe(step, self.reward())
 
 
 def build_model(config: TrainConfig, tasks: list[Task]):
@@ -132,10 +180,13 @@ def build_model(config: TrainConfig, tasks: list[Task]):
     return model, loaded.tokenizer
 
 
-def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
+def train(
+    config: TrainConfig, reporter: ReporterLike = None, callbacks: Sequence[TrainCallback] = ()
+) -> TrainResult:
     """Train the primary task jointly with the auxiliaries that have a positive ratio.
 
-    Every ``eval_every`` steps the primary dev metric is computed and passed to ``reporter``; the
+    Every ``eval_every`` steps the primary dev metric is computed and passed to ``reporter`` and to
+    each of ``callbacks`` (:class:`TrainCallback`; the reporter is adapted into one); the
     model state at the best dev step is kept (on the CPU) and scored on the primary test split at the
     end. On the CPU, equal configs give identical results.
 
@@ -144,6 +195,7 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
     ignored as ``config.on_overlap`` says, and is recorded in ``extra["contamination"]``.
     """
     start_time = time.perf_counter()
+    hooks = as_callbacks(reporter, callbacks)
     config.validate()  # the checks that StudySpec.preflight makes before anything is stored
     ratios = config.active_ratios()
     tasks = config.active_tasks()
@@ -205,13 +257,15 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
             examples, best_state = dict(loop["examples"]), loop["best_state"]
             best_dev, best_step = float(loop["best_dev"]), int(loop["best_step"])
             evals_since_best = int(loop["evals_since_best"])
-            for s, v in curve:  # the retried trial shows the whole curve
-                _report_only(reporter, s, v)
-    if feedback and resumed_from is None:
-        schedule.observe(0, quick_dev())
+            for s, v in curve:  # the retried trial shows the whole curve (no stop asked)
+                for hook in hooks:
+                    hook.on_evaluate(s, v)
+    if feedback:  # the schedule's first reward, then one after each pull (after the other hooks)
+        if resumed_from is None:
+            schedule.observe(0, quick_dev())
+        hooks.append(ScheduleFeedback(schedule, quick_dev))
 
     first_step = step + 1
-    on_step = getattr(reporter, "on_step", None)  # an optional per-step hook (progress bars)
     finetune_start = getattr(strategy, "finetune_start", None)  # a final primary-only phase (AANG)
     for step in range(first_step, config.max_steps + 1):
         if step == finetune_start:  # it starts from the best dev state, with fresh optimiser moments
@@ -226,10 +280,8 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        if on_step is not None:
-            on_step(step)
-        if feedback and schedule.pull_finished():
-            schedule.observe(step, quick_dev())
+        for hook in hooks:
+            hook.on_step_end(step)
 
         if step % config.eval_every == 0 or step == config.max_steps:
             dev = evaluate(
@@ -242,7 +294,9 @@ def train(config: TrainConfig, reporter: ReporterLike = None) -> TrainResult:
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             else:
                 evals_since_best += 1
-            if _call_reporter(reporter, step, dev):
+            for hook in hooks:
+                hook.on_evaluate(step, dev)
+            if any([hook.should_stop() for hook in hooks]):  # every callback is asked
                 stopped = "reporter"
                 break
             if config.patience is not None and evals_since_best >= config.patience:

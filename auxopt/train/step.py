@@ -4,7 +4,7 @@ The loop owns the optimiser, the learning-rate schedule, clipping, evaluation an
 :class:`StepStrategy` owns how the gradient of one step is formed and leaves it in ``param.grad``.
 The default, :class:`ScheduleStep`, draws one task from the task schedule and back-propagates its
 loss. AANG's online weighting (``auxopt.objectives``) and ATTITTUD's decomposition (``auxopt.grad``)
-are other strategies, chosen by :class:`~auxopt.train.TrainConfig` fields.
+are other strategies, made by the :class:`StepPlugin` in ``TrainConfig.plugin``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from auxopt.errors import AuxoptError
 from auxopt.models import MultiTaskModel
 from auxopt.models.tokenize import Encoded
 from auxopt.tasks.task import Task
+from auxopt.train.config import (
+    StepPlugin as StepPlugin,  # re-exported: the plugin that makes a strategy
+)
 from auxopt.train.config import TrainConfig
 
 
@@ -158,7 +161,5 @@ def make_step(ctx: TrainContext) -> StepStrategy:
 
     A strategy that trains extra modules (an LM head, …) attaches them to ``ctx.model`` when it is
     made: the optimiser is built afterwards, from ``ctx.model.named_parameters()``."""
-    for plugin in (ctx.config.objectives, ctx.config.decomposer):
-        if plugin is not None:
-            return plugin.make_step(ctx)
-    return ScheduleStep(ctx)
+    plugin = ctx.config.plugin
+    return ScheduleStep(ctx) if plugin is None else plugin.make_step(ctx)
