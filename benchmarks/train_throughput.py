@@ -18,8 +18,8 @@ printed (the "seq len" column), so the table shows the length that was really tr
 
 The timing. ``train()`` runs ``W + N + 1`` steps (W warm-up, N timed) with ``eval_every`` larger than
 that, so it evaluates only once, after the last step, and on one dev batch. A forward pre-hook on the
-model that ``train()`` builds (installed by wrapping ``auxopt.train.loop.build_model`` for the duration
-of the run; it only reads the clock) records when each training forward starts. The time from the
+model that ``train()`` builds (installed by a ``TrainCallback``'s ``on_train_begin``; it only reads
+the clock) records when each training forward starts. The time from the
 start of step W+1 to the start of step W+N+1 covers exactly N whole loop iterations — batch selection,
 host-to-device copy, forward, loss, backward, clipping, optimizer and scheduler step — and nothing of
 the set-up (model load, tokenizer training, tokenisation) or the evaluations. On CUDA the hook
@@ -30,7 +30,6 @@ on its model, same W + N + 1 steps), so the ratio compares like with like.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import os
 import sys
@@ -189,30 +188,17 @@ def long_text_task(source: str, max_length: int, batch_size: int):
 # ---------------------------------------------------------------------------- auxopt
 
 
-@contextlib.contextmanager
-def instrumented_build_model(clock: StepClock, captured: dict):
-    """Wrap ``auxopt.train.loop.build_model`` so that the model ``train()`` builds carries ``clock``."""
-    import auxopt.train.loop as loop
+def clock_callback(clock: StepClock, captured: dict):
+    """A :class:`~auxopt.train.TrainCallback` that hooks ``clock`` on the model ``train()`` builds."""
+    from auxopt.train import TrainCallback
 
-    original = getattr(loop, "build_model", None)
-    if original is None:
-        raise SystemExit(
-            "auxopt.train.loop.build_model is gone: this benchmark hooks the model train() builds "
-            "through it; update benchmarks/train_throughput.py"
-        )
+    class Clocked(TrainCallback):
+        def on_train_begin(self, model, tokenizer):
+            model.register_forward_pre_hook(clock, with_kwargs=True)
+            captured["params"] = sum(p.numel() for p in model.parameters())
+            captured["tokenizer"] = tokenizer
 
-    def build_model(config, tasks):
-        model, tokenizer = original(config, tasks)
-        model.register_forward_pre_hook(clock, with_kwargs=True)
-        captured["params"] = sum(p.numel() for p in model.parameters())
-        captured["tokenizer"] = tokenizer
-        return model, tokenizer
-
-    loop.build_model = build_model
-    try:
-        yield
-    finally:
-        loop.build_model = original
+    return Clocked()
 
 
 def run_auxopt(model_name: str, task, args, device: torch.device, warmup: int, steps: int) -> Timing:
@@ -234,8 +220,7 @@ def run_auxopt(model_name: str, task, args, device: torch.device, warmup: int, s
     clock = StepClock(device, marks=(warmup, warmup + steps))
     captured: dict = {}
     reset_peak(device)
-    with instrumented_build_model(clock, captured):
-        result = train(config)
+    result = train(config, callbacks=[clock_callback(clock, captured)])
     timing = read_clock(clock, warmup, steps, captured.get("params", 0), result.wall_time)
     timing.extra.update(lr=config.learning_rate, stopped=result.stopped, device=result.device)
     return timing

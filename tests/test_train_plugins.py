@@ -126,3 +126,20 @@ def test_base_callback_is_a_no_op_and_needs_no_reporter(suite):
 def test_a_callback_must_have_the_hooks(suite):
     with pytest.raises(AuxoptError, match="callbacks must be auxopt.train.TrainCallback objects, not function"):
         train(TrainConfig(suite.primary, **FAST), callbacks=[lambda step: None])
+
+
+def test_a_callback_sees_the_built_model_before_the_first_step(suite):
+    seen = {}
+
+    class Hook(TrainCallback):
+        def on_train_begin(self, model, tokenizer):
+            seen["training"] = model.training
+            seen["forwards"] = 0
+            model.register_forward_pre_hook(lambda *a: seen.__setitem__("forwards", seen["forwards"] + 1))
+            seen["tokenizer"] = tokenizer is not None
+
+        def on_step_end(self, step):
+            seen.setdefault("first_step_forwards", seen["forwards"])
+
+    train(TrainConfig(suite.primary, **FAST), callbacks=[Hook()])
+    assert seen["training"] and seen["tokenizer"] and seen["first_step_forwards"] >= 1

@@ -7,7 +7,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -40,10 +40,14 @@ ReporterLike = Reporter | Callable[[int, float], bool | None] | None
 class TrainCallback:
     """Hooks :func:`train` calls; subclass it and override what you need (each is a no-op here).
 
-    ``on_step_end(step)`` after every optimiser step; ``on_evaluate(step, value)`` with the primary
+    ``on_train_begin(model, tokenizer)`` once the model is built, before the first step (e.g. to
+    hook or measure it); ``on_step_end(step)`` after every optimiser step; ``on_evaluate(step, value)`` with the primary
     dev metric at every evaluation (and, on a resumed run, once for each point of the restored
     curve); ``should_stop()`` right after each evaluation's ``on_evaluate`` calls: any True ends
     training with ``stopped="reporter"``."""
+
+    def on_train_begin(self, model: torch.nn.Module, tokenizer: Any) -> None:
+        pass
 
     def on_step_end(self, step: int) -> None:
         pass
@@ -82,7 +86,8 @@ def as_callbacks(reporter: ReporterLike, callbacks: Sequence[TrainCallback] = ()
     """The callbacks a run calls: the reporter's adapter first (when given), then ``callbacks``."""
     out: list[TrainCallback] = [] if reporter is None else [ReporterCallback(reporter)]
     for callback in callbacks:
-        if not all(callable(getattr(callback, m, None)) for m in ("on_step_end", "on_evaluate", "should_stop")):
+        if not all(callable(getattr(callback, m, None))
+                   for m in ("on_train_begin", "on_step_end", "on_evaluate", "should_stop")):
             raise AuxoptError(
                 f"callbacks must be auxopt.train.TrainCallback objects, not {type(callback).__name__}"
             )
@@ -207,6 +212,8 @@ def train(
     bf16 = use_bf16(config.bf16, device)
     model, tokenizer = build_model(config, list(tasks.values()))
     model.to(device).train()
+    for hook in hooks:
+        hook.on_train_begin(model, tokenizer)
 
     train_data = {n: encode_split(tokenizer, t, "train", config.max_length) for n, t in tasks.items()}
     train_labels = {
