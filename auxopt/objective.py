@@ -19,13 +19,13 @@ outcome is the one a second run would give; a trial with another seed is another
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from auxopt.propose import settings_key
 from auxopt.train import TrainConfig, TrainResult, train
 from auxopt.train.checkpoint import DEFAULT_EVERY, Checkpoint
 
@@ -77,16 +77,12 @@ def record_result(trial: optuna.Trial, result: TrainResult) -> None:
 _NOT_REUSED = ("config", "steps", "examples", "wall_time_s", "retry_of", "resumed_from_step", "reused_from")
 
 
-def _settings_key(config: dict[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True, default=str)
-
-
 def finished_twin(trial: optuna.Trial, config: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
     """The first COMPLETE trial of ``trial``'s study that ran exactly these settings, if any."""
-    key = _settings_key(config)
+    key = settings_key(config)
     for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if other.number != trial.number and "config" in other.user_attrs \
-                and _settings_key(other.user_attrs["config"]) == key:
+                and settings_key(other.user_attrs["config"]) == key:
             return other
     return None
 

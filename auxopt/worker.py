@@ -70,14 +70,14 @@ def _next_trial(study: optuna.Study, url: str, until: int | None,
         with warnings.catch_warnings():  # this loop runs the heartbeat itself
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
             trial = study.ask()
-        if storage_attr(study, trial, WORKER_ATTR) != me:  # a retry names the dead worker until now
+        if _system_attr(study, trial, WORKER_ATTR) != me:  # a retry names the dead worker until now
             study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, me)
         if has_heartbeat(study._storage):  # beat at once: a trial that never beat looks dead
             study._storage.record_heartbeat(trial._trial_id)
         return trial
 
 
-def storage_attr(study: optuna.Study, trial: optuna.Trial, key: str):
+def _system_attr(study: optuna.Study, trial: optuna.Trial, key: str):
     return study._storage.get_trial_system_attrs(trial._trial_id).get(key)
 
 
