@@ -1,9 +1,9 @@
 """Progress for long runs: bars in a terminal, plain lines elsewhere (logs, ``nohup``).
 
 :class:`Progress` is handed to :meth:`auxopt.StudySpec.optimize` (``auxopt run`` does it). It
-wraps the objective's training function so that the trial's reporter also moves a step bar, and
-adds an Optuna callback that moves the trial bar. The training loop calls its reporter at every
-dev evaluation, so the step bar moves every ``eval_every`` steps.
+wraps the objective's training function so that the run gets one more training callback, which
+moves a step bar after every optimiser step and shows the dev metric at every evaluation, and
+adds an Optuna callback that moves the trial bar.
 
 - In a terminal: a trial bar and a step bar (tqdm). While they show (inside ``with Progress(...)``),
   log lines that would go to the terminal (auxopt's, Optuna's, the root logger's console handlers)
@@ -19,6 +19,7 @@ dev evaluation, so the step bar moves every ``eval_every`` steps.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import sys
@@ -46,6 +47,14 @@ def fmt_params(params: Mapping[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {fmt_param(v)}" for k, v in params.items()) + "}"
 
 
+def _accepts(fn: Callable[..., Any], keyword: str) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == keyword or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
 class TqdmLoggingHandler(logging.Handler):
     """Writes log records with ``tqdm.write``, which lifts the bars, prints the line, and redraws
     them, so that log lines do not break the bars."""
@@ -63,36 +72,24 @@ class TqdmLoggingHandler(logging.Handler):
             self.handleError(record)
 
 
-class _StepReporter:
-    """Forwards everything to the trial's reporter and moves the step bar."""
+class _StepBar:
+    """A :class:`auxopt.train.TrainCallback` that moves :class:`Progress`'s step bar (or prints
+    its plain lines): after every optimiser step and at every dev evaluation."""
 
-    def __init__(self, inner: Any, progress: Progress):
-        self.inner, self.progress = inner, progress
+    def __init__(self, progress: Progress):
+        self.progress = progress
 
-    def report(self, step: int, value: float) -> None:
-        self.progress.step(step, value)
-        if self.inner is None:
-            return
-        if hasattr(self.inner, "report"):
-            self.inner.report(step, value)
-        else:
-            self._stop = bool(self.inner(step, value))
+    def on_train_begin(self, model: Any, tokenizer: Any) -> None:
+        pass
 
-    def on_step(self, step: int) -> None:  # the trainer calls it after every optimizer step
+    def on_step_end(self, step: int) -> None:
         self.progress.advance(step)
-        inner = getattr(self.inner, "on_step", None)
-        if inner is not None:
-            inner(step)
+
+    def on_evaluate(self, step: int, value: float) -> None:
+        self.progress.step(step, value)
 
     def should_stop(self) -> bool:
-        if self.inner is None:
-            return False
-        if hasattr(self.inner, "should_stop"):
-            return bool(self.inner.should_stop())
-        return getattr(self, "_stop", False)
-
-    def __getattr__(self, name: str) -> Any:  # e.g. a checkpointing reporter's extra hooks
-        return getattr(self.inner, name)
+        return False
 
 
 class Progress:
@@ -127,13 +124,19 @@ class Progress:
 
     # -- the objective side -----------------------------------------------------------------------
     def wrap_train(self, train_fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``train_fn`` whose reporter also drives the step bar (length ``config.max_steps``)."""
+        """``train_fn`` with one more training callback, which drives the step bar (length
+        ``config.max_steps``). A ``train_fn`` without a ``callbacks`` keyword (a user's own
+        ``(config, reporter)`` function) runs as it is: the trial bar still moves, the step bar
+        does not."""
+        takes_callbacks = _accepts(train_fn, "callbacks")
 
         def train_with_progress(config: Any, reporter: Any = None, *args: Any, **kwargs: Any) -> Any:
             number = getattr(getattr(reporter, "trial", None), "number", None)
             self.start_trial(int(getattr(config, "max_steps", 0)) or None, number=number)
+            if takes_callbacks:
+                kwargs["callbacks"] = [*kwargs.get("callbacks", ()), _StepBar(self)]
             try:
-                return train_fn(config, _StepReporter(reporter, self), *args, **kwargs)
+                return train_fn(config, reporter, *args, **kwargs)
             finally:
                 self.end_trial()
 

@@ -126,8 +126,11 @@ def test_study_spec_publishes_and_shows_progress(tmp_path, suite):
 def test_progress_prints_plain_lines_when_not_a_terminal():
     from auxopt.progress import Progress
 
-    def train(config, reporter):
+    def train(config, reporter, callbacks=()):  # the loop's side of auxopt.train.train
         for step, dev in ((10, 0.3486238532110092), (20, 0.5)):
+            for callback in callbacks:
+                callback.on_step_end(step)
+                callback.on_evaluate(step, dev)
             reporter.report(step, dev)
         return reporter.should_stop()
 
@@ -165,6 +168,15 @@ def test_progress_prints_plain_lines_when_not_a_terminal():
     assert progress.wrap_train(train)(Config(), Reporter()) is True
     progress.callback(study, study.trials[0])
     assert quiet.getvalue() == ""
+
+    def own_train(config, reporter):  # a user's function without callbacks: it runs as it is
+        reporter.report(20, 0.5)
+        return "ran"
+
+    stream = io.StringIO()
+    progress = Progress(2, stream=stream)
+    assert progress.wrap_train(own_train)(Config(), Reporter()) == "ran"
+    assert stream.getvalue() == ""  # no step lines, but no error either
 
 
 def test_server_serves_the_plots_with_the_artifact_store(tmp_path):

@@ -96,23 +96,25 @@ def test_reporter_can_stop_training(suite):
     assert result.stopped == "reporter" and result.steps == 20 and seen == result.curve
 
 
-def test_reporter_on_step_is_called_after_every_step(suite):
-    class Reporter:
+def test_callbacks_see_every_step_and_every_evaluation(suite):
+    from auxopt.train import TrainCallback
+
+    class Recorder(TrainCallback):
         def __init__(self):
             self.steps, self.reports = [], []
 
-        def on_step(self, step):
+        def on_step_end(self, step):
             self.steps.append(step)
 
-        def report(self, step, value):
+        def on_evaluate(self, step, value):
             self.reports.append(step)
 
         def should_stop(self):
             return len(self.reports) >= 2
 
-    reporter = Reporter()
-    result = train(TrainConfig(suite.primary, **{**FAST, "max_steps": 60}), reporter)
-    assert reporter.steps == list(range(1, 41)) and reporter.reports == [20, 40]
+    recorder = Recorder()
+    result = train(TrainConfig(suite.primary, **{**FAST, "max_steps": 60}), callbacks=[recorder])
+    assert recorder.steps == list(range(1, 41)) and recorder.reports == [20, 40]
     assert result.stopped == "reporter"
 
 

@@ -234,3 +234,22 @@ def test_minilm_trains_with_attittud(tasks, tmp_path):
     trainer.train()
     assert trainer.attittud.refreshes == 1 and trainer.task_batches["primary"] == 4
     assert 0.0 <= trainer.primary_history[-1][1] <= 1.0
+
+
+def test_resuming_from_a_checkpoint_continues_the_same_mixing_stream(tasks, tmp_path):
+    """The batch sampler is rebuilt from the seed and Trainer skips the batches already trained, so a
+    run resumed from its step-4 checkpoint ends where the uninterrupted run ends."""
+    ratios = {"primary": 1, "helpful_0": 2, "neutral_0": 1}
+
+    def run(folder, resume=None):
+        args = _args(folder, steps=8, eval_strategy="no", save_strategy="steps", save_steps=4)
+        trainer = MultiTaskTrainer.from_tasks(tasks, args, max_length=32, ratios=ratios)
+        _no_dropout(trainer.model)
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    whole = run(tmp_path / "whole")
+    resumed = run(tmp_path / "resumed", resume=str(tmp_path / "whole" / "checkpoint-4"))
+    assert sum(resumed.task_batches.values()) == 4  # only the last four steps trained again
+    for (name, p), q in zip(whole.model.named_parameters(), resumed.model.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), name

@@ -26,8 +26,8 @@ from auxopt.train.step import Batches, TrainContext, autocast, make_step
 @runtime_checkable
 class Reporter(Protocol):
     """Receives the primary dev metric at every evaluation; ``should_stop()`` ends training early
-    (an Optuna objective reports to its trial and stops when the pruner says so). A reporter may
-    also have ``on_step(step)``, called after every optimizer step (progress bars use it)."""
+    (an Optuna objective reports to its trial and stops when the pruner says so). Per-step hooks
+    are :class:`TrainCallback` s."""
 
     def report(self, step: int, value: float) -> None: ...
 
@@ -60,15 +60,12 @@ class TrainCallback:
 
 
 class ReporterCallback(TrainCallback):
-    """A reporter as a callback: a :class:`Reporter` (``report``/``should_stop``, and ``on_step``
-    when it has one) or a function ``(step, value) -> stop?``."""
+    """A reporter as a callback: a :class:`Reporter` (``report``/``should_stop``) or a function
+    ``(step, value) -> stop?``."""
 
     def __init__(self, reporter: Reporter | Callable[[int, float], bool | None]):
         self.reporter = reporter
         self._stop = False
-        on_step = getattr(reporter, "on_step", None)  # an optional per-step hook (progress bars)
-        if on_step is not None:
-            self.on_step_end = on_step  # type: ignore[method-assign]
 
     def on_evaluate(self, step: int, value: float) -> None:
         if isinstance(self.reporter, Reporter):
