@@ -28,7 +28,7 @@ RESUMED_FROM_STEP = "resumed_from_step"  # the checkpoint step a retry resumed f
 
 # -- plugins' records (a TrainResult's extra, stored as they are) ---------------------------------
 GRAD_PARTS = "grad_parts"  # ATTITTUD: {"steps", "prim", "pos", "neg", "perp"}: norms per logged step
-AANG_WEIGHTS = "aang_weights"  # AANG: {"steps", "names", "weights", "primary"}: weights per logged step
+AANG_WEIGHTS = "aang_weights"  # AANG: {"steps", "objectives", "weights", "primary_weight"} per logged step
 AANG_TOP = "aang_top"  # AANG: [[objective, final weight], ...], largest first
 AANG_OBJECTIVES = "aang_objectives"  # AANG: the generated objectives of the trial's space
 
