@@ -96,10 +96,11 @@ def drop_cached_system_attrs(storage: optuna.storages.BaseStorage, trial_id: int
     cached_trial = getattr(storage, "_get_cached_trial", None)
     if getattr(storage, "_backend", None) is None or cached_trial is None:
         return
+    drop = set(keys)
     with storage._lock:
         frozen = cached_trial(trial_id)  # only finished trials are cached
         if frozen is not None:
-            frozen._system_attrs = {k: v for k, v in frozen._system_attrs.items() if k not in set(keys)}
+            frozen._system_attrs = {k: v for k, v in frozen._system_attrs.items() if k not in drop}
 
 
 def artifacts_attr_prefix() -> str:
@@ -115,3 +116,11 @@ def dashboard_artifacts_attr_prefix() -> str:
 
     return ARTIFACTS_ATTR_PREFIX
 
+
+
+def dashboard_plotly_graph_objects(system_attrs: dict[str, Any]) -> dict[str, str]:
+    """``{graph id: plotly JSON}`` of the figures optuna-dashboard's ``save_plotly_graph_object``
+    stored in a study's system attrs (optuna-dashboard has no public reader)."""
+    from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
+
+    return get_plotly_graph_objects(system_attrs)

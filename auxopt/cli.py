@@ -167,7 +167,7 @@ def _run(args: argparse.Namespace, study_file: Path, default_storage: str | None
     import optuna
 
     from auxopt.storage import mask_url
-    from auxopt.study import load_study_file
+    from auxopt.study_file import load_study_file
 
     if args.quiet:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -302,11 +302,12 @@ def summary(study, url: str) -> str:
 
 def _best_table(best) -> str:
     """The best trial as a two-column table."""
+    from auxopt import records
     from auxopt.progress import fmt_value
 
-    metric = best.user_attrs.get("metric", "value")
-    test = best.user_attrs.get("test_metric")
-    config = best.user_attrs.get("config", {})
+    metric = best.user_attrs.get(records.METRIC, "value")
+    test = best.user_attrs.get(records.TEST_METRIC)
+    config = best.user_attrs.get(records.CONFIG, {})
     ratios = config.get("ratios") or {}
     rows = [("best trial", f"#{best.number}")]
     if config.get("primary"):
@@ -360,7 +361,7 @@ def _studies(args: argparse.Namespace) -> int:
     header = ("study", "complete", "pruned", "failed", "resumed", "running", "best", "state")
     rows = []
     for s in summaries:
-        trials = storage.get_all_trials(s._study_id, deepcopy=False)
+        trials = storage.get_all_trials(storage.get_study_id_from_name(s.study_name), deepcopy=False)
         count = {st: sum(t.state == st for t in trials) for st in S}
         retried = {n for t in trials for n in retried_trials(t)}  # failed when interrupted, run again
         resumed = sum(t.state == S.FAIL and t.number in retried for t in trials)
@@ -383,7 +384,7 @@ def _show(args: argparse.Namespace) -> int:
 
     name, url = args.study, args.storage
     if name.endswith(".py") and Path(name).is_file():
-        from auxopt.study import load_study_file
+        from auxopt.study_file import load_study_file
 
         spec = load_study_file(name)
         url = spec.storage_url(url)

@@ -174,19 +174,21 @@ def _stored_only(trial, store):
     import copy
 
     from optuna.artifacts.exceptions import ArtifactNotFound
-    from optuna_dashboard.artifact._backend import ARTIFACTS_ATTR_PREFIX
 
+    from auxopt._optuna import dashboard_artifacts_attr_prefix
+
+    prefix = dashboard_artifacts_attr_prefix()
     gone = set()
     for key in trial.system_attrs:
-        if key.startswith(ARTIFACTS_ATTR_PREFIX):
+        if key.startswith(prefix):
             try:
-                store.open_reader(key[len(ARTIFACTS_ATTR_PREFIX):]).close()
+                store.open_reader(key[len(prefix):]).close()
             except ArtifactNotFound:
                 gone.add(key)
     if not gone:
         return trial
     trial = copy.copy(trial)  # the storage's own copy stays as it is
-    trial._system_attrs = {k: v for k, v in trial.system_attrs.items() if k not in gone}
+    trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if k not in gone}
     return trial
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import optuna
 
+from auxopt import records
 from auxopt.propose import settings_key
 from auxopt.train import TrainConfig, TrainResult, train
 from auxopt.train.checkpoint import DEFAULT_EVERY, Checkpoint
@@ -46,56 +47,57 @@ class TrialReporter:
 def record_result(trial: optuna.Trial, result: TrainResult) -> None:
     """Store a training outcome on the trial (user_attrs: what users and the dashboard see)."""
     attrs: dict[str, Any] = {
-        "metric": result.metric,
-        "dev_metric": result.best_dev,
-        "test_metric": result.test_at_best,
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "curve": [[int(s), float(v)] for s, v in result.curve],
-        "examples": result.examples,
-        "wall_time_s": round(result.wall_time, 3),
-        "stopped": result.stopped,
-        "device": result.device,
+        records.METRIC: result.metric,
+        records.DEV_METRIC: result.best_dev,
+        records.TEST_METRIC: result.test_at_best,
+        records.BEST_STEP: result.best_step,
+        records.STEPS: result.steps,
+        records.CURVE: [[int(s), float(v)] for s, v in result.curve],
+        records.EXAMPLES: result.examples,
+        records.WALL_TIME_S: round(result.wall_time, 3),
+        records.STOPPED: result.stopped,
+        records.DEVICE: result.device,
     }
-    thompson = result.extra.get("thompson")
+    thompson = result.extra.get(records.THOMPSON)
     if thompson is not None:  # AutoSeM stage 1 run online: its posterior and how it evolved
-        attrs["thompson_posterior"] = thompson["posterior"]
-        attrs["thompson_means"] = thompson["means"]
-        attrs["thompson_pulls"] = thompson["pulls"]
+        attrs[records.THOMPSON_POSTERIOR] = thompson["posterior"]
+        attrs[records.THOMPSON_MEANS] = thompson["means"]
+        attrs[records.THOMPSON_PULLS] = thompson["pulls"]
         if "evidence" in thompson:
-            attrs["thompson_evidence"] = thompson["evidence"]
-        attrs["thompson_history"] = [
+            attrs[records.THOMPSON_EVIDENCE] = thompson["evidence"]
+        attrs[records.THOMPSON_HISTORY] = [
             [h["step"], h["task"], h["reward"], round(h["dev"], 6)] for h in thompson["history"]
         ]
     for key, value in result.extra.items():  # plugins' records (AANG weights, gradient-part norms)
-        if key != "thompson":
+        if key != records.THOMPSON:
             attrs[key] = value
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
 
 
-_NOT_REUSED = ("config", "steps", "examples", "wall_time_s", "retry_of", "resumed_from_step", "reused_from")
+_NOT_REUSED = (records.CONFIG, records.STEPS, records.EXAMPLES, records.WALL_TIME_S, records.RETRY_OF,
+               records.RESUMED_FROM_STEP, records.REUSED_FROM)
 
 
 def finished_twin(trial: optuna.Trial, config: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
     """The first COMPLETE trial of ``trial``'s study that ran exactly these settings, if any."""
     key = settings_key(config)
     for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if other.number != trial.number and "config" in other.user_attrs \
-                and settings_key(other.user_attrs["config"]) == key:
+        if other.number != trial.number and records.CONFIG in other.user_attrs \
+                and settings_key(other.user_attrs[records.CONFIG]) == key:
             return other
     return None
 
 
 def reuse_result(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> float:
     """Give ``trial`` the outcome of ``twin`` (same settings): its metrics, curve and records, no steps."""
-    origin = twin.user_attrs.get("reused_from", twin.number)
+    origin = twin.user_attrs.get(records.REUSED_FROM, twin.number)
     for key, value in twin.user_attrs.items():
         if key not in _NOT_REUSED:
             trial.set_user_attr(key, value)
-    for key in ("steps", "examples", "wall_time_s"):
+    for key in (records.STEPS, records.EXAMPLES, records.WALL_TIME_S):
         trial.set_user_attr(key, 0)
-    trial.set_user_attr("reused_from", origin)
+    trial.set_user_attr(records.REUSED_FROM, origin)
     for step, value in twin.intermediate_values.items():
         trial.report(value, step)
     return float(twin.value)
@@ -132,13 +134,13 @@ class Objective:
 
         config = self.build_config(trial)
         settings = config.describe()
-        trial.set_user_attr("config", settings)
+        trial.set_user_attr(records.CONFIG, settings)
         twin = finished_twin(trial, settings) if self.reuse else None
         if twin is not None:
             return reuse_result(trial, twin)
         retried = retried_trials(trial)
         if retried:
-            trial.set_user_attr("retry_of", retried[0])
+            trial.set_user_attr(records.RETRY_OF, retried[0])
         checkpoints = None
         if self.artifacts is not None and config.checkpoint is None:
             checkpoints = TrialCheckpointStore(trial, artifact_store(self.artifacts))
@@ -149,8 +151,8 @@ class Objective:
             if checkpoints is not None:  # a run that fails by itself would fail again: no resume
                 checkpoints.delete_all()
             raise
-        if retried and "resumed_from_step" not in result.extra:
-            result.extra["resumed_from_step"] = 0
+        if retried and records.RESUMED_FROM_STEP not in result.extra:
+            result.extra[records.RESUMED_FROM_STEP] = 0
         record_result(trial, result)
         if checkpoints is not None:
             checkpoints.delete_all()

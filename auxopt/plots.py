@@ -23,6 +23,7 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from auxopt import records
 from auxopt.errors import AuxoptError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,16 +119,16 @@ def thompson_data(study: optuna.Study, sampler: Any = None) -> dict[str, Any] | 
     trials = study.get_trials(deepcopy=False)
     online = [
         t for t in trials
-        if t.state == optuna.trial.TrialState.COMPLETE and "thompson_posterior" in t.user_attrs
+        if t.state == optuna.trial.TrialState.COMPLETE and records.THOMPSON_POSTERIOR in t.user_attrs
     ]
     if online:
         attrs = online[-1].user_attrs
-        stored = attrs.get("thompson_evidence", attrs["thompson_posterior"])
+        stored = attrs.get(records.THOMPSON_EVIDENCE, attrs[records.THOMPSON_POSTERIOR])
         posterior = {k: (float(a), float(b)) for k, (a, b) in stored.items()}
         tasks = list(posterior)
         counts = dict.fromkeys(tasks, 0)
         time, pulls = [0], {k: [0] for k in tasks}
-        for step, task, *_ in attrs.get("thompson_history", []):
+        for step, task, *_ in attrs.get(records.THOMPSON_HISTORY, []):
             if task not in counts:
                 continue
             counts[task] += 1
@@ -136,7 +137,7 @@ def thompson_data(study: optuna.Study, sampler: Any = None) -> dict[str, Any] | 
                 pulls[k].append(counts[k])
         return _posterior_record("online schedule", posterior, "training step", time, pulls)
 
-    marked = [t for t in trials if "thompson_posterior_mean" in t.user_attrs]
+    marked = [t for t in trials if records.THOMPSON_POSTERIOR_MEAN in t.user_attrs]
     if not marked:
         return None
     from auxopt.samplers import ThompsonTaskSampler
@@ -149,7 +150,7 @@ def thompson_data(study: optuna.Study, sampler: Any = None) -> dict[str, Any] | 
     tasks = [str(k) for k in posterior]
     time, pulls = [], {k: [] for k in tasks}
     for t in sorted(marked, key=lambda t: t.number):
-        counts = t.user_attrs.get("thompson_pulls", {})
+        counts = t.user_attrs.get(records.THOMPSON_PULLS, {})
         time.append(t.number)
         for k in tasks:
             pulls[k].append(int(counts.get(k, 0)))
@@ -262,17 +263,17 @@ def mixing_landscape_data(
 
     The GP is the one :class:`~auxopt.samplers.MixingRatioSampler` fits (``SingleTaskGP``,
     Matérn-5/2 ARD with dimension-scaled priors, standardised outcomes, on the sampler's
-    :class:`~auxopt.samplers.UnitCube` coordinates and its data rule: COMPLETE trials with their
-    value, PRUNED ones with their last report). Along ratio ``d`` the other coordinates stay at the
+    :class:`~auxopt.samplers.UnitCube` coordinates and its data rule,
+    :func:`~auxopt.samplers.mixing_observations`: COMPLETE trials with their value, PRUNED ones with
+    their last report). Along ratio ``d`` the other coordinates stay at the
     best observed point; the curve is the posterior mean ``μ(u)`` and ``μ ± 2σ`` (no noise).
 
     ``params`` defaults to the numerical parameters whose names contain ``ratio`` (else all
     numerical ones). Returns ``None`` with fewer than two usable trials or no numerical parameter.
     """
     import numpy as np
-    import optuna
 
-    from auxopt.samplers._mixing import UnitCube, _observations
+    from auxopt.samplers import mixing_observations
 
     trials = _trials(study)
     try:
@@ -284,12 +285,11 @@ def mixing_landscape_data(
     if not space:
         return None
     used = [t for t in trials if all(p in t.params for p in space)]
-    cube = UnitCube(space)
-    minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
-    X, y = _observations(used, cube, minimize)
+    data = mixing_observations(study, space, trials=used)
+    cube, X, y = data.cube, data.X, data.y
     if len(y) < 2:
         return None
-    sign = -1.0 if minimize else 1.0
+    sign = -1.0 if data.minimize else 1.0
     best = int(np.argmax(y))
     grid_u = np.linspace(0.0, 1.0, points)
     curves: dict[str, dict[str, list[float]]] = {}
@@ -298,42 +298,24 @@ def mixing_landscape_data(
     else:  # nothing to model: a flat line at the common value
         mean = np.full((cube.dim, points), y[0])
         std = np.zeros((cube.dim, points))
-    for d, dim in enumerate(cube._dims):
-        x = [dim.g_inv(dim.g_low + u * (dim.g_high - dim.g_low)) for u in grid_u]
-        curves[dim.name] = {
+    for d, name in enumerate(cube.names):
+        x = [cube.value_at(name, u) for u in grid_u]
+        curves[name] = {
             "x": x,
             "mean": (sign * mean[d]).tolist(),
             "low": (sign * (mean[d] - 2 * std[d])).tolist(),
             "high": (sign * (mean[d] + 2 * std[d])).tolist(),
-            "observed_x": [float(t.params[dim.name]) for t in _observed(used, cube)],
+            "observed_x": [float(t.params[name]) for t in data.trials],
             "observed_y": (sign * y).tolist(),
-            "log": dim.log,
+            "log": bool(cube.distribution(name).log),
         }
     return {
         "params": list(cube.names),
         "best": {n: float(v) for n, v in zip(cube.names, cube.decode(X[best]).values(), strict=True)},
         "curves": curves,
-        "metric": study.user_attrs.get("metric", "objective"),
+        "metric": study.user_attrs.get(records.METRIC, "objective"),
         "n": len(y),
     }
-
-
-def _observed(trials, cube):
-    """The trials :func:`auxopt.samplers._mixing._observations` keeps, in the same order."""
-    import optuna
-
-    out = []
-    for t in trials:
-        if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None:
-            value = t.values[0]
-        elif t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values:
-            value = t.intermediate_values[max(t.intermediate_values)]
-        else:
-            continue
-        if value is None or not math.isfinite(value) or cube.encode(t.params) is None:
-            continue
-        out.append(t)
-    return out
 
 
 def _gp_slices(cube, X, y, anchor, grid_u):
@@ -342,7 +324,7 @@ def _gp_slices(cube, X, y, anchor, grid_u):
     import numpy as np
     import torch
 
-    from auxopt.samplers._mixing import fit_gp
+    from auxopt.samplers._gp import fit_gp
 
     tkw = {"dtype": torch.float64}
     with torch.random.fork_rng():
@@ -426,10 +408,10 @@ def aang_weights_data(
     them, else the latest), from user_attr ``aang_weights`` = ``{"steps", "objectives", "weights"
     (one row per step, one column per objective), "primary_weight"}``. ``top`` objectives are kept,
     ranked by their mean weight over the run; the rest are summed into ``"other"``."""
-    t = _trial_with(study, "aang_weights", trial)
+    t = _trial_with(study, records.AANG_WEIGHTS, trial)
     if t is None:
         return None
-    record = t.user_attrs["aang_weights"]
+    record = t.user_attrs[records.AANG_WEIGHTS]
     steps = [int(s) for s in record["steps"]]
     names = [str(n) for n in record["objectives"]]
     rows = [[float(w) for w in row] for row in record["weights"]]
@@ -495,10 +477,10 @@ def grad_parts_data(study: optuna.Study, trial: int | None = None) -> dict[str, 
     from user_attr ``grad_parts`` = ``{"steps", "pos", "neg", "perp", "prim"}``: the norms of the
     auxiliary gradient's parts in the primary subspace that agree (+) and disagree (−) with the
     primary gradient, of the part orthogonal to the subspace (⊥), and of the primary gradient."""
-    t = _trial_with(study, "grad_parts", trial)
+    t = _trial_with(study, records.GRAD_PARTS, trial)
     if t is None:
         return None
-    record = t.user_attrs["grad_parts"]
+    record = t.user_attrs[records.GRAD_PARTS]
     steps = [int(s) for s in record["steps"]]
     parts = {k: [float(v) for v in record[k]] for k, _ in GRAD_PARTS if k in record}
     bad = [k for k, v in parts.items() if len(v) != len(steps)]
@@ -532,7 +514,7 @@ def plot_grad_parts(study: optuna.Study, trial: int | None = None) -> go.Figure:
 def dev_curves_data(study: optuna.Study, max_trials: int = 40) -> dict[str, Any] | None:
     """The primary dev curve (user_attr ``curve`` = ``[[step, dev], ...]``) of each finished trial;
     with more than ``max_trials``, the best ``max_trials`` by value (and the best always)."""
-    trials = [t for t in _trials(study) if t.user_attrs.get("curve")]
+    trials = [t for t in _trials(study) if t.user_attrs.get(records.CURVE)]
     if not trials:
         return None
     best = _best_trial(study)
@@ -543,11 +525,11 @@ def dev_curves_data(study: optuna.Study, max_trials: int = 40) -> dict[str, Any]
         trials = sorted(trials, key=lambda t: -sign * (t.value if t.value is not None else -math.inf))
         trials = sorted(trials[:max_trials], key=lambda t: t.number)
     return {
-        "metric": study.user_attrs.get("metric", "metric"),
+        "metric": study.user_attrs.get(records.METRIC, "metric"),
         "best": best.number if best is not None else None,
         "curves": {
-            t.number: {"steps": [int(s) for s, _ in t.user_attrs["curve"]],
-                       "dev": [float(v) for _, v in t.user_attrs["curve"]],
+            t.number: {"steps": [int(s) for s, _ in t.user_attrs[records.CURVE]],
+                       "dev": [float(v) for _, v in t.user_attrs[records.CURVE]],
                        "state": t.state.name}
             for t in trials
         },
@@ -593,9 +575,9 @@ def best_summary(study: optuna.Study) -> str:
     if best is None:
         lines.append("No trial has completed yet.")
         return "\n".join(lines)
-    metric = best.user_attrs.get("metric", study.user_attrs.get("metric", "value"))
-    config = best.user_attrs.get("config", {})
-    primary = config.get("primary", study.user_attrs.get("primary", "the primary task"))
+    metric = best.user_attrs.get(records.METRIC, study.user_attrs.get(records.METRIC, "value"))
+    config = best.user_attrs.get(records.CONFIG, {})
+    primary = config.get("primary", study.user_attrs.get(records.PRIMARY, "the primary task"))
     ratios = config.get("ratios") or {}
     aux = {k: v for k, v in ratios.items() if k != primary}
     if aux:
@@ -605,7 +587,7 @@ def best_summary(study: optuna.Study) -> str:
         tasks = f"trains **{primary}** alone (no auxiliary task helped more)"
     else:
         tasks = f"trains **{primary}**"
-    test = best.user_attrs.get("test_metric")
+    test = best.user_attrs.get(records.TEST_METRIC)
     score = f"dev {metric} **{best.value:.4f}**" + (f", test {metric} {test:.4f}" if test is not None else "")
     lines.append(f"The best configuration so far (trial {best.number}) {tasks}: {score}.")
     if "lr" in config:
@@ -616,7 +598,7 @@ def best_summary(study: optuna.Study) -> str:
         lines += ["", "Thompson utilities (undecayed win rates with the prior): "
                   + ", ".join(f"{k} {m:.2f}" for k, m in ranked)
                   + " (AutoSeM keeps the tasks above the primary-only arm's)."]
-    selected = study.user_attrs.get("selected_tasks")
+    selected = study.user_attrs.get(records.SELECTED_TASKS)
     if selected is not None:
         lines += ["", f"AutoSeM stage 1 kept: {', '.join(selected) or 'no auxiliary task'}."]
     if best.params:

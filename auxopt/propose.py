@@ -36,6 +36,8 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from auxopt import _optuna, records
+
 logger = logging.getLogger("auxopt")
 
 #: draws from the default sampler (a given one: 1), then seeded random draws, before a repeat is allowed
@@ -79,16 +81,16 @@ class Distinct:
         self._keys: dict[tuple[int, int], str | None] = {}  # (study id, trial number) → settings key
 
     def _key_of(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | None:
-        cache = (study._study_id, trial.number)
+        cache = (_optuna.study_id(study), trial.number)
         if cache not in self._keys:
-            if "config" in trial.user_attrs:
-                key = settings_key(trial.user_attrs["config"])
+            if records.CONFIG in trial.user_attrs:
+                key = settings_key(trial.user_attrs[records.CONFIG])
             else:  # asked but not started yet, or run before settings were recorded
                 try:
                     key = settings_key(self.settings_of(optuna.trial.FixedTrial(trial.params, trial.number)))
                 except Exception:
                     key = None
-            if trial.state != TrialState.RUNNING or "config" in trial.user_attrs:
+            if trial.state != TrialState.RUNNING or records.CONFIG in trial.user_attrs:
                 self._keys[cache] = key  # params and settings of a started trial never change
             return key
         return self._keys[cache]

@@ -25,9 +25,11 @@ CONTAMINATION = "contamination"  # overlap between auxiliary text and the primar
 REUSED_FROM = "reused_from"  # number of the finished trial with the same settings
 RETRY_OF = "retry_of"  # number of the trial this one retries (its worker died)
 RESUMED_FROM_STEP = "resumed_from_step"  # the checkpoint step a retry resumed from (0: none)
+CHECKPOINT_STEP = "checkpoint_step"  # the step of the trial's newest checkpoint (auxopt.storage)
 
 # -- plugins' records (a TrainResult's extra, stored as they are) ---------------------------------
 GRAD_PARTS = "grad_parts"  # ATTITTUD: {"steps", "prim", "pos", "neg", "perp"}: norms per logged step
+GRAD_BASIS = "grad_basis"  # ATTITTUD: the basis kind, method, dimension, k, m and refresh costs of the run
 AANG_WEIGHTS = "aang_weights"  # AANG: {"steps", "objectives", "weights", "primary_weight"} per logged step
 AANG_TOP = "aang_top"  # AANG: [[objective, final weight], ...], largest first
 AANG_OBJECTIVES = "aang_objectives"  # AANG: the generated objectives of the trial's space

@@ -4,7 +4,7 @@ It is Optuna's ``study.optimize`` loop with three additions that resuming and sc
 
 - Before each trial it fails trials whose worker died and queues their retries, which
   ``study.ask()`` hands out first, with the same parameters: at once when that worker was a process
-  of this machine (each trial records its worker: :data:`auxopt.storage.WORKER_ATTR`), after the
+  of this machine (each trial records its worker: :data:`auxopt.records.WORKER`), after the
   heartbeat grace for other machines' workers (announced while it waits).
 - With ``propose`` (what :class:`~auxopt.StudySpec` gives, :class:`auxopt.propose.Distinct`), a new
   trial's parameters are drawn under the lock and must name settings that no trial of the study
@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 import optuna
 from optuna.trial import TrialState
 
+from auxopt import _optuna, records
 from auxopt.progress import fmt_params, fmt_value
 from auxopt.storage import (
-    RETRY_ATTR,
-    WORKER_ATTR,
+    CHECKPOINT_STEP,
     RetryDeadTrials,
     ask_lock,
     fail_dead_trials,
@@ -45,24 +45,25 @@ logger = logging.getLogger("auxopt")
 
 def requested(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
     """How many trials the study holds, counting a trial and its retries once."""
-    return sum(RETRY_ATTR not in t.system_attrs for t in trials)
+    return sum(records.RETRY_HISTORY not in t.system_attrs for t in trials)
 
 
 def _next_trial(study: optuna.Study, url: str, until: int | None,
                 propose: Callable[[optuna.Study], dict | None] | None = None) -> optuna.Trial | None | bool:
     """A trial to run; None when the study is done; False when it must wait for others."""
-    with ask_lock(study._storage, url):
+    storage = _optuna.storage_of(study)
+    with ask_lock(storage, url):
         fail_dead_trials(study)
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if until is not None and not waiting and requested(trials) >= until:
             running = any(t.state == TrialState.RUNNING for t in trials)
-            return False if running and has_heartbeat(study._storage) else None
+            return False if running and has_heartbeat(storage) else None
         me = worker_identity()
         if not waiting:  # retries (WAITING) keep their parameters
             # queue the new trial with its worker named, then take it: a worker killed at any
             # instant leaves no RUNNING trial that names no worker (it would look alive forever)
-            system: dict = {WORKER_ATTR: me}
+            system: dict = {records.WORKER: me}
             params = propose(study) if propose is not None else None
             if params is not None:
                 system["fixed_params"] = params
@@ -70,15 +71,15 @@ def _next_trial(study: optuna.Study, url: str, until: int | None,
         with warnings.catch_warnings():  # this loop runs the heartbeat itself
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
             trial = study.ask()
-        if _system_attr(study, trial, WORKER_ATTR) != me:  # a retry names the dead worker until now
-            study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, me)
-        if has_heartbeat(study._storage):  # beat at once: a trial that never beat looks dead
-            study._storage.record_heartbeat(trial._trial_id)
+        if _system_attr(study, trial, records.WORKER) != me:  # a retry names the dead worker until now
+            storage.set_trial_system_attr(_optuna.trial_id(trial), records.WORKER, me)
+        if has_heartbeat(storage):  # beat at once: a trial that never beat looks dead
+            storage.record_heartbeat(_optuna.trial_id(trial))
         return trial
 
 
 def _system_attr(study: optuna.Study, trial: optuna.Trial, key: str):
-    return study._storage.get_trial_system_attrs(trial._trial_id).get(key)
+    return _optuna.storage_of(study).get_trial_system_attrs(_optuna.trial_id(trial)).get(key)
 
 
 def _announce_wait(study: optuna.Study, told: set[int]) -> None:
@@ -88,7 +89,7 @@ def _announce_wait(study: optuna.Study, told: set[int]) -> None:
     if not running:
         return
     told.update(t.number for t in running)
-    where = ", ".join(f"{t.number} ({_where(t.system_attrs.get(WORKER_ATTR))})" for t in running)
+    where = ", ".join(f"{t.number} ({_where(t.system_attrs.get(records.WORKER))})" for t in running)
     logger.info("auxopt: waiting for trial(s) %s to finish: if a worker died, its trial is retried "
                 "%d s after its last heartbeat", where, heartbeat_settings()[1])
 
@@ -116,11 +117,9 @@ def run_trials(
     trial and ends the worker (like ``study.optimize(catch=())``); a pruned trial ends PRUNED.
     ``propose(study)`` draws the parameters of each new trial (None: the study's sampler does, as
     in ``study.optimize``). Returns the number of trials this worker finished."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
     if n_trials is None and until is None:
         raise ValueError("give n_trials or until")
-    storage = study._storage
+    storage = _optuna.storage_of(study)
     if poll_s is None:  # how often an idle worker looks again (the study may be done any moment)
         poll_s = 1.0
     done, told = 0, set()
@@ -133,7 +132,7 @@ def run_trials(
             time.sleep(poll_s)
             continue
         state, value = TrialState.COMPLETE, None
-        with get_heartbeat_thread(trial._trial_id, storage):
+        with _optuna.heartbeat_thread(_optuna.trial_id(trial), storage):
             try:
                 value = objective(trial)
             except optuna.TrialPruned as e:
@@ -141,9 +140,9 @@ def run_trials(
                 logger.info("trial %d pruned: %s", trial.number, e)
             except KeyboardInterrupt:
                 study.tell(trial, state=TrialState.FAIL)
-                frozen = storage.get_trial(trial._trial_id)
+                frozen = storage.get_trial(_optuna.trial_id(trial))
                 RetryDeadTrials(quiet=True)(study, frozen)
-                step = frozen.user_attrs.get("checkpoint_step")
+                step = frozen.user_attrs.get(CHECKPOINT_STEP)
                 logger.warning("auxopt: trial %d interrupted%s; running the same command again resumes it%s",
                                trial.number, "" if step is None else f" after step {step}",
                                "" if step is None else f" from step {step}")

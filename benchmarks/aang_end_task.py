@@ -58,7 +58,7 @@ def search(task, scale, seed) -> dict:
     import optuna
 
     from auxopt.objective import TrialReporter, record_result
-    from auxopt.objectives import ObjectiveSpace
+    from auxopt.objectives import AANG, ObjectiveSpace
     from auxopt.train import TrainConfig, train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -71,7 +71,7 @@ def search(task, scale, seed) -> dict:
         config = TrainConfig(task, model=scale["model"], max_length=scale["max_length"],
                              batch_size=scale["batch_size"], eval_every=scale["eval_every"],
                              max_steps=scale["steps"], seed=seed, lr=scale["lr"], eval_batch_size=128,
-                             objectives=space.suggest(trial, k=2))
+                             objectives=AANG.suggest_fixed(trial, space, k=2))
         result = train(config, TrialReporter(trial, prune=False))
         record_result(trial, result)
         runs.append(dict(dev=result.best_dev, test=result.test_at_best,

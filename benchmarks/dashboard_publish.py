@@ -89,8 +89,8 @@ def main(argv=None) -> int:
     sizes, repeats = SCALES[args.scale]
 
     import optuna
-    from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
 
+    from auxopt._optuna import dashboard_plotly_graph_objects, storage_of, study_id
     from auxopt.dashboard import publish
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -105,8 +105,8 @@ def main(argv=None) -> int:
                 start = time.perf_counter()
                 ids = publish(study, sampler)
                 times.append(time.perf_counter() - start)
-            attrs = study._storage.get_study_system_attrs(study._study_id)
-            stored = sum(len(v) for v in get_plotly_graph_objects(attrs).values())
+            attrs = storage_of(study).get_study_system_attrs(study_id(study))
+            stored = sum(len(v) for v in dashboard_plotly_graph_objects(attrs).values())
             median = float(np.median(times[1:]))
             rows.append((n, len(ids), times[0], median, stored, median / (EVERY * train_s)))
             print(f"{n:>5} trials: {len(ids)} plots, first {times[0]:.2f} s, median {median:.2f} s, "

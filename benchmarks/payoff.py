@@ -362,11 +362,12 @@ def _reap(study, url: str, scale: dict, everyone: bool = False) -> None:
     import optuna
     from optuna.trial import TrialState
 
+    from auxopt._optuna import storage_of, trial_id
     from auxopt.storage import local_worker_gone, reset_running
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if everyone or local_worker_gone(t.user_attrs.get("worker")):
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage_of(study).set_trial_state_values(trial_id(t), TrialState.FAIL)
             row, seed = t.params["row"], t.params["seed"]
             if row.startswith("autosem-"):
                 for stage in ("stage1", "stage2"):
@@ -383,9 +384,10 @@ def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], scale:
     """The next job nobody has done or is doing, as a new RUNNING trial (under the study's lock)."""
     from optuna.trial import TrialState
 
+    from auxopt._optuna import storage_of
     from auxopt.storage import ask_lock, worker_identity
 
-    with ask_lock(study._storage, url):
+    with ask_lock(storage_of(study), url):
         _reap(study, url, scale, everyone=reset)
         taken = {(t.params.get("row"), t.params.get("seed")) for t in study.get_trials(deepcopy=False)
                  if t.state in (TrialState.COMPLETE, TrialState.RUNNING) and is_current(study, t, scale)}

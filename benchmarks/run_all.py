@@ -73,12 +73,6 @@ def plan(scale: str, full: bool, only: list[str] | None) -> list[tuple[str, list
     return [(name, SUITE[name][scale]) for name in names]
 
 
-def write_args(name: str, results: Path) -> list[str]:
-    # train_throughput takes the file to update; the others write benchmarks/RESULTS.md, or the file
-    # named by AUXOPT_RESULTS (see _common.RESULTS)
-    return ["--write", str(results)] if name == "train_throughput" else ["--write"]
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=("ci", "cpu", "gpu"), default="ci")
@@ -95,7 +89,7 @@ def main(argv=None) -> int:
     runs = []
     failed = []
     for name, extra in plan(args.scale, args.full, args.only.split(",") if args.only else None):
-        command = [sys.executable, str(HERE / f"{name}.py"), *extra, *write_args(name, results)]
+        command = [sys.executable, str(HERE / f"{name}.py"), *extra, "--write"]
         print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
         rc = subprocess.call(command, env=env)

@@ -6,7 +6,7 @@ warm-up steps. On CUDA it also reports the peak GPU memory and, when asked (``--
 default only on CUDA), runs a plain ``transformers.Trainer`` on the same model, batch size and sequence
 length and reports the ratio auxopt / Trainer.
 
-    AUXOPT_DATA=../shared/data .venv/bin/python benchmarks/train_throughput.py --write benchmarks/RESULTS.md
+    AUXOPT_DATA=../shared/data .venv/bin/python benchmarks/train_throughput.py --write
 
 The data. auxopt pads each batch to its longest example, and SST-2 sentences are ~20 words, so SST-2
 as it is would be measured at ~40 tokens, not 128. The script therefore builds an in-memory task with
@@ -30,7 +30,6 @@ on its model, same W + N + 1 steps), so the ratio compares like with like.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 import tempfile
@@ -47,7 +46,6 @@ import _common  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TITLE = "Training throughput (benchmarks/train_throughput.py)"
-SECTION = f"## {TITLE}"
 DEFAULT_STEPS = {"tiny": 100, "minilm": 30}
 DEFAULT_WARMUP = {"tiny": 10, "minilm": 3}
 SEED = 0
@@ -404,14 +402,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def section_text(rows, notes, machine: str, load_start: str, base, task, args, when: str) -> str:
+def section_text(rows, notes, machine: str, load_start: str, base, task, args) -> str:
     parts = [
-        SECTION,
-        "",
-        f"- Date: {when}",
-        f"- Machine: {machine}",
-        f"- Load average (1, 5, 15 min) at the start / end of the run: {load_start} / {_common.load_average()}",
-        f"- Command: `{_common.command_line()}`",
+        *_common.header(TITLE),
+        f"- Software: {machine}",
+        f"- Load average (1, 5, 15 min) at the start: {load_start}",
         f"- Data: `{task.name}`, an in-memory task built with `auxopt.tasks.build_task` from "
         f"`{base.name}` ({base.source}): consecutive texts joined, split by split, until each has "
         f">= {args.max_length} words, so every example is truncated to exactly {args.max_length} "
@@ -450,7 +445,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--task", default="sst2", help="a task name under AUXOPT_DATA or a folder")
-    parser.add_argument("--write", type=Path, default=None, help="update this markdown file's section")
+    parser.add_argument("--write", action="store_true", help=f"write the section into {_common.RESULTS}")
     parser.add_argument(
         "--hf-trainer", choices=("auto", "on", "off"), default="auto",
         help="compare with transformers.Trainer (auto: only on CUDA)",
@@ -486,7 +481,6 @@ def main(argv=None) -> int:
     if bf16:
         notes.append("bf16 autocast in both runs (auxopt's `bf16='auto'` on this GPU).")
 
-    when = dt.datetime.now(dt.timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
     base, task = long_text_task(args.task, args.max_length, args.batch_size)
     machine, load_start = machine_line(device), _common.load_average()
     print(f"[train_throughput] {machine}; load average {load_start}")
@@ -532,12 +526,8 @@ def main(argv=None) -> int:
                     )
         rows.append(row)
 
-    section = section_text(rows, notes, machine, load_start, base, task, args, when)
     print()
-    print(section)
-    if args.write is not None:
-        _common.write_section(args.write, TITLE, section)
-        print(f"[train_throughput] wrote the section to {args.write}")
+    _common.publish(TITLE, section_text(rows, notes, machine, load_start, base, task, args).splitlines(), args.write)
     return 1 if failed else 0
 
 

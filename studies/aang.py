@@ -16,14 +16,14 @@ For AANG's online weighting instead, return ``{"objectives": AANG.suggest(trial,
 import optuna
 
 from auxopt import StudySpec, load_task
-from auxopt.objectives import ObjectiveSpace
+from auxopt.objectives import AANG, ObjectiveSpace
 
 primary = load_task("citation_intent")
 space = ObjectiveSpace.for_task(primary)
 
 
 def search(trial: optuna.Trial) -> dict:
-    return {"objectives": space.suggest(trial, k=2)}
+    return {"objectives": AANG.suggest_fixed(trial, space, k=2)}
 
 
 study = StudySpec(

@@ -11,15 +11,15 @@ import torch
 from test_objectives import make_ctx  # the TrainContext the training loop builds
 
 from auxopt.errors import AuxoptError
-from auxopt.objectives import AANG, Objective, ObjectiveLosses
+from auxopt.objectives import AANG, AuxObjective, ObjectiveLosses
 from auxopt.objectives.losses import head_key
 from auxopt.tasks import make_synthetic_suite
 from auxopt.train import TrainConfig, train
 
-TAPT = Objective.parse("tapt")
-GPT = Objective.parse("gpt")
-LABELS_MASK = Objective("task", "mask", "bidirectional", "labels")
-LABELS_REPLACE = Objective("task", "replace", "bidirectional", "labels")
+TAPT = AuxObjective.parse("tapt")
+GPT = AuxObjective.parse("gpt")
+LABELS_MASK = AuxObjective("task", "mask", "bidirectional", "labels")
+LABELS_REPLACE = AuxObjective("task", "replace", "bidirectional", "labels")
 
 
 @pytest.fixture(scope="module")

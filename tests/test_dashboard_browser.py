@@ -48,7 +48,7 @@ def quickstart_study(tmp_path_factory):
     from auxopt.objective import Objective
     from auxopt.objectives import AANG
     from auxopt.samplers import ThompsonTaskSampler
-    from auxopt.study import load_study_file
+    from auxopt.study_file import load_study_file
     from auxopt.train import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

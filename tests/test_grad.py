@@ -12,9 +12,9 @@ import torch
 
 from auxopt.errors import AuxoptError
 from auxopt.grad import (
+    ATTITTUD_PRESETS,
     DEFAULT_ETA,
     DEFAULT_PARAMS,
-    PRESETS,
     GradientDecomposer,
     combine,
     decompose,
@@ -23,7 +23,7 @@ from auxopt.grad import (
     principal_angles,
     randomized_basis,
 )
-from auxopt.grad.decomposer import vmap_safe_masks
+from auxopt.grad.modes import vmap_safe_masks
 from auxopt.grad.subspace import flatten, is_orthonormal, per_example_basis, per_example_jacobian
 
 
@@ -57,7 +57,7 @@ def test_parts_sum_to_g_aux_and_perp_is_orthogonal(seed):
 
 @pytest.mark.parametrize("eta", [(1.0, 1.0, 0.0), (0.0, 1.0, 0.0), (0.3, 0.7, -0.2), (1.0, 1.0, 1.0), (1.0, 1.0, -1.0)])
 def test_recombine_equals_combine_of_decompose(eta):
-    from auxopt.grad.decompose import part_norms, recombine, recombine_
+    from auxopt.grad.project import part_norms, recombine, recombine_
 
     g = torch.Generator().manual_seed(7)
     basis = random_basis(5, 80, 3)
@@ -108,10 +108,10 @@ def test_defaults_are_the_official_run_settings():
     assert spec.eta == DEFAULT_ETA == (1.0, 1.0, -1.0)
     assert spec.params == DEFAULT_PARAMS == ("encoder", "!*word_embeddings*")
     assert (spec.eta_prim, spec.method) == (1.0, "auto")
-    assert PRESETS["flip_conflicts"] == ((1.0, 1.0, -1.0), "subspace")
-    assert PRESETS["drop_conflicts"] == ((1.0, 1.0, 0.0), "subspace")  # the earlier presets are kept
-    assert PRESETS["multitask"][0] == (1.0, 1.0, 1.0) and PRESETS["helpful_only"][0] == (0.0, 1.0, 0.0)
-    assert PRESETS["pcgrad"] == ((1.0, 1.0, 0.0), "primary_grad")
+    assert ATTITTUD_PRESETS["flip_conflicts"] == ((1.0, 1.0, -1.0), "subspace")
+    assert ATTITTUD_PRESETS["drop_conflicts"] == ((1.0, 1.0, 0.0), "subspace")  # the earlier presets are kept
+    assert ATTITTUD_PRESETS["multitask"][0] == (1.0, 1.0, 1.0) and ATTITTUD_PRESETS["helpful_only"][0] == (0.0, 1.0, 0.0)
+    assert ATTITTUD_PRESETS["pcgrad"] == ((1.0, 1.0, 0.0), "primary_grad")
     flip = GradientDecomposer(eta="flip_conflicts")
     assert flip.describe()["eta"] == [1.0, 1.0, -1.0] and flip.describe()["preset"] == "flip_conflicts"
     # Optuna's suggest() with nothing searched gives the same decomposer
@@ -130,7 +130,7 @@ def test_flip_conflicts_never_turns_the_update_against_g_prim_in_the_span(seed):
     thirds of the draws built to conflict with g_prim. With (1, 1, −1), ⟨d, g_prim⟩ = Σ_j |c_j p_j| ≥ 0 and so
     ⟨g_prim + d, g_prim⟩ ≥ ‖g_prim‖²: the update never points against the primary gradient. The
     multitask sum (1, 1, 1) does on some of these draws."""
-    from auxopt.grad.decompose import recombine, recombine_
+    from auxopt.grad.project import recombine, recombine_
 
     g = torch.Generator().manual_seed(1000 + seed)
     k = int(torch.randint(1, 7, (1,), generator=g))

@@ -22,8 +22,8 @@ from optuna.testing.pytest_samplers import (
 from optuna.trial import TrialState, create_trial
 
 from auxopt.errors import AuxoptError
-from auxopt.samplers import MixingRatioSampler
-from auxopt.samplers._mixing import UnitCube, _observations
+from auxopt.samplers import MixingRatioSampler, UnitCube
+from auxopt.samplers._observations import observations as _observations
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -317,7 +317,7 @@ def test_pruned_trials_count_with_their_last_intermediate_value():
 def test_gp_failure_falls_back_with_a_warning(monkeypatch, caplog):
     from linear_operator.utils.errors import NotPSDError
 
-    import auxopt.samplers._mixing as mixing
+    import auxopt.samplers._gp as mixing
 
     def broken_fit(mll, **kwargs):
         raise NotPSDError("Matrix not positive definite after repeatedly adding jitter")
@@ -328,6 +328,49 @@ def test_gp_failure_falls_back_with_a_warning(monkeypatch, caplog):
         trial = _ask(study)
     assert "GP step failed" in caplog.text and "NotPSDError" in caplog.text
     assert all(RATIOS[k]._contains(v) for k, v in trial.params.items())
+
+
+def test_custom_candidates_func_is_called_and_its_candidate_is_suggested():
+    calls = []
+
+    def candidates(train_X, train_Y, pending_X, *, cube, seed):
+        calls.append((train_X.shape, train_Y.shape, pending_X, cube.names, seed))
+        return torch.full((1, cube.dim), 0.5, dtype=torch.float64)
+
+    study = optuna.create_study(
+        direction="maximize", sampler=_fast(seed=0, n_startup_trials=3, candidates_func=candidates)
+    )
+    study.optimize(_ratio_objective, n_trials=5)
+    assert len(calls) == 2  # trials 3 and 4: after the 3 startup points
+    (x_shape, y_shape, pending, names, seed), second = calls
+    assert x_shape == (3, 3) and y_shape == (3, 1) and pending is None
+    assert sorted(names) == sorted(RATIOS) and isinstance(seed, int) and second[0] == (4, 3)
+    for t in study.trials[3:]:
+        assert t.params == {k: 2.5 for k in RATIOS}  # the middle of [0, 5]: the candidate, decoded
+    with pytest.raises(AuxoptError, match="candidates_func"):
+        MixingRatioSampler(candidates_func="qLogNEI")
+
+
+def test_default_candidates_func_is_the_qlognei_search():
+    from auxopt.samplers._gp import qlognei_candidates
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return qlognei_candidates(*args, **kwargs)
+
+    def run(candidates_func):
+        study = optuna.create_study(
+            direction="maximize",
+            sampler=_fast(seed=2, n_startup_trials=3, candidates_func=candidates_func),
+        )
+        study.optimize(_ratio_objective, n_trials=5)
+        return [t.params for t in study.trials]
+
+    explicit = {k: FAST[k] for k in ("num_restarts", "raw_samples", "mc_samples")}
+    assert run(None) == run(lambda *a, **kw: spy(*a, **kw, **explicit))
+    assert len(calls) == 2
 
 
 # -- warm start ---------------------------------------------------------------------------------

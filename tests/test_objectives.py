@@ -12,7 +12,7 @@ from auxopt.errors import AuxoptError
 from auxopt.objectives import (
     AANG,
     PRESETS,
-    Objective,
+    AuxObjective,
     ObjectiveSpace,
     OnlineWeights,
     why_illegal,
@@ -80,16 +80,16 @@ def test_for_task_adds_domain_text(small):
 
 
 def test_legality_rules():
-    assert why_illegal(Objective("domain", "mask", "bidirectional", "labels"))  # unlabelled
-    assert why_illegal(Objective("task", "mask", "left_to_right", "labels"))  # one-directional
-    assert why_illegal(Objective("task", "none", "bidirectional", "labels"))  # the primary loss
-    assert why_illegal(Objective("task", "mask", "bidirectional", "next_token"))
-    assert why_illegal(Objective("task", "none", "left_to_right", "denoise"))
-    assert why_illegal(Objective("task:x", "none", "bidirectional", "labels")) is None
+    assert why_illegal(AuxObjective("domain", "mask", "bidirectional", "labels"))  # unlabelled
+    assert why_illegal(AuxObjective("task", "mask", "left_to_right", "labels"))  # one-directional
+    assert why_illegal(AuxObjective("task", "none", "bidirectional", "labels"))  # the primary loss
+    assert why_illegal(AuxObjective("task", "mask", "bidirectional", "next_token"))
+    assert why_illegal(AuxObjective("task", "none", "left_to_right", "denoise"))
+    assert why_illegal(AuxObjective("task:x", "none", "bidirectional", "labels")) is None
     space = ObjectiveSpace(domain=DOMAIN, out_of_domain=DOMAIN)
     for name, obj in PRESETS.items():
         assert obj in space, name
-        assert Objective.parse(name) == obj == Objective.parse(str(obj))
+        assert AuxObjective.parse(name) == obj == AuxObjective.parse(str(obj))
 
 
 def test_nearest_maps_illegal_tuples_to_legal_ones():
@@ -115,7 +115,7 @@ def test_bad_input_errors(tmp_path, small):
     with pytest.raises(AuxoptError, match="k=28 is larger"):
         AANG(space=ObjectiveSpace(), k=28)
     with pytest.raises(AuxoptError, match="unknown transform"):
-        Objective.parse("task|blur|bidirectional|denoise")
+        AuxObjective.parse("task|blur|bidirectional|denoise")
     # problems only the run can see fail before the first step
     with pytest.raises(AuxoptError, match="not in this run"):
         train(TrainConfig(small.primary, max_steps=2, max_length=16, device="cpu",
@@ -191,7 +191,7 @@ def loss_setup(small):
     from auxopt.objectives.losses import ObjectiveLosses
 
     ctx = make_ctx(small.primary, small.auxiliaries)
-    objs = [Objective.parse(o) for o in _ALL]
+    objs = [AuxObjective.parse(o) for o in _ALL]
     losses = ObjectiveLosses(ctx, objs, select_prob=0.15, domain=DOMAIN, out_of_domain=None, seed=0)
     return ctx, losses
 
@@ -204,7 +204,7 @@ def test_space_for_the_loss_test_has_the_documented_size():
 def test_every_legal_objective_has_finite_loss_and_gradient(loss_setup, name):
     ctx, losses = loss_setup
     ctx.model.zero_grad(set_to_none=True)
-    obj = Objective.parse(name)
+    obj = AuxObjective.parse(name)
     loss, n = losses.loss(obj)
     assert n == 8 and loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
@@ -225,9 +225,9 @@ def test_every_legal_objective_has_finite_loss_and_gradient(loss_setup, name):
 
 # -- online weighting ---------------------------------------------------------------------------
 def test_online_weights_follow_the_cosine():
-    objs = [Objective("task", "mask", "bidirectional", "denoise"),
-            Objective("task", "none", "left_to_right", "next_token"),
-            Objective("task", "mask", "bidirectional", "labels")]
+    objs = [AuxObjective("task", "mask", "bidirectional", "denoise"),
+            AuxObjective("task", "none", "left_to_right", "next_token"),
+            AuxObjective("task", "mask", "bidirectional", "labels")]
     space_options = {"data": ["task"], "transform": ["mask", "none"],
                      "representation": ["bidirectional", "left_to_right"],
                      "output": ["denoise", "next_token", "labels"]}
@@ -327,7 +327,7 @@ def test_tpe_study_over_the_space_end_to_end(tmp_path, small):
     space = ObjectiveSpace()
 
     def search(trial):
-        return {"objectives": space.suggest(trial, k=2)}
+        return {"objectives": AANG.suggest_fixed(trial, space, k=2)}
 
     spec = StudySpec(
         name="aang_test", primary=small.primary, space=search,
@@ -343,7 +343,7 @@ def test_tpe_study_over_the_space_end_to_end(tmp_path, small):
         chosen = t.user_attrs["aang_objectives"]
         assert len(chosen) == 2
         for slot in chosen:
-            obj = Objective.parse(slot["objective"])
+            obj = AuxObjective.parse(slot["objective"])
             assert obj in space and why_illegal(obj) is None
             assert slot["mapped"] == (slot["suggested"] != slot["objective"])
             assert slot["suggested"] == "|".join(

@@ -174,7 +174,7 @@ def test_trainer_schedules_are_these_classes(suite, monkeypatch):
 
 
 def test_aang_trainer_step_runs_online_weights_backward(monkeypatch):
-    from auxopt.objectives import AANG, Objective
+    from auxopt.objectives import AANG, AuxObjective
     from auxopt.tasks import make_synthetic_suite
     from auxopt.train import TrainConfig, train
 
@@ -189,7 +189,7 @@ def test_aang_trainer_step_runs_online_weights_backward(monkeypatch):
         return out
 
     monkeypatch.setattr(OnlineWeights, "backward", spy)
-    spec = AANG(objectives=[Objective.parse("tapt"), Objective.parse("gpt")], k=1, finetune=0.0, log_every=1)
+    spec = AANG(objectives=[AuxObjective.parse("tapt"), AuxObjective.parse("gpt")], k=1, finetune=0.0, log_every=1)
     result = train(TrainConfig(small.primary, max_steps=3, eval_every=3, max_length=24, batch_size=8,
                                device="cpu", objectives=spec))
     assert len(returned) == 3

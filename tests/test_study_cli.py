@@ -9,7 +9,8 @@ import auxopt
 from auxopt.cli import main
 from auxopt.errors import AuxoptError
 from auxopt.storage import mask_url, validate_storage_url
-from auxopt.study import StudySpec, load_study_file
+from auxopt.study import StudySpec
+from auxopt.study_file import load_study_file
 
 STUDY = """
 import optuna

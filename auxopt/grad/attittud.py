@@ -37,14 +37,14 @@ function is ``loss_fn(params, batch) -> (b,)``: a pure function of ``params`` (a
 tensors, as ``torch.func.functional_call`` takes them) and of a batch (any pytree of tensors whose
 leading dimension is the examples); the per-example method calls it on single examples (b = 1)
 under ``vmap``. It runs under ``torch.no_grad()`` with autocast off, and, given ``module=``, under
-:func:`basis_mode` (dropout off, eager attention): the randomised SVD multiplies by the same
+:func:`~auxopt.grad.modes.basis_mode` (dropout off, eager attention): the randomised SVD multiplies by the same
 Jacobian several times, which only means something if the function is deterministic, and fused
 attention kernels have no forward-mode derivative.
 
 **Backward.** :meth:`Attittud.backward` back-propagates the primary loss and each auxiliary loss
 separately (tensors, or zero-argument callables evaluated just before their backward pass so that
 only one graph is alive at a time) and then, on the shared parameters, replaces the sum of the
-gradients by (Eq. 6 of the paper, :mod:`auxopt.grad.decompose`)::
+gradients by (Eq. 6 of the paper, :mod:`auxopt.grad.project`)::
 
     g = η_prim · g_prim + Σ_aux (η_⊥ g_⊥ + η_+ g_+ + η_- g_-)
 
@@ -59,7 +59,6 @@ one more; the shared ``.grad`` are left as views of that buffer (reused by the n
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import sys
 import time
@@ -70,99 +69,22 @@ from typing import Any
 import torch
 
 from auxopt.errors import AuxoptError
-from auxopt.grad.decompose import (
-    DEFAULT_ETA,
-    part_norms,
-    primary_grad_basis,
-    recombine_,
-    resolve_eta,
+from auxopt.grad.modes import basis_mode, vmap_safe_masks
+from auxopt.grad.project import DEFAULT_ETA, part_norms, primary_grad_basis, recombine_, resolve_eta
+from auxopt.grad.subspace import (
+    METHODS,
+    GiB,
+    basis_bytes,
+    format_bytes,
+    per_example_basis,
+    randomized_basis,
 )
-from auxopt.grad.subspace import basis_bytes, format_bytes, per_example_basis, randomized_basis
-
-GiB = 2**30
-METHODS = ("auto", "per_example", "randomized")
 
 #: a per-example primary loss: ``(params, batch) -> (b,)`` losses (see :meth:`Attittud.refresh`)
 LossFn = Callable[[dict[str, torch.Tensor], Any], torch.Tensor]
 #: a loss for :meth:`Attittud.backward`: a scalar tensor or a zero-argument callable returning one
 Loss = torch.Tensor | Callable[[], torch.Tensor]
 
-
-@contextlib.contextmanager
-def basis_mode(module: torch.nn.Module):
-    """Run ``module`` as the subspace computation needs it: every submodule in eval mode (dropout
-    off, batch norm on its running statistics) and transformers models on their eager (matmul +
-    softmax) attention, whose forward-mode derivative ``jvp`` needs (fused SDPA kernels have none).
-    On exit each submodule gets back its own training flag and each config its attention.
-
-        with basis_mode(model):
-            V, s = randomized_basis(lambda p: per_example_loss(p, batch), params, k)
-
-    :meth:`Attittud.refresh` enters it for you when given ``module=``.
-    """
-    modes = [(sub, sub.training) for sub in module.modules()]
-    configs: dict[int, tuple[Any, Any]] = {}
-    for sub in module.modules():
-        config = getattr(sub, "config", None)
-        old = getattr(config, "_attn_implementation", None)
-        if config is not None and old not in (None, "eager") and id(config) not in configs:
-            configs[id(config)] = (config, old)
-    module.eval()
-    for config, _ in configs.values():
-        config._attn_implementation = "eager"
-    try:
-        yield module
-    finally:
-        for config, old in configs.values():
-            config._attn_implementation = old
-        for sub, training in modes:
-            sub.training = training
-
-
-@contextlib.contextmanager
-def eager_attention(module: torch.nn.Module):
-    """Run a transformers model with eager attention inside (SDPA kernels have no forward-mode AD);
-    the attention half of :func:`basis_mode`, on ``module.config`` alone."""
-    config = getattr(module, "config", None)
-    old = getattr(config, "_attn_implementation", None)
-    if config is None or old in (None, "eager"):
-        yield
-        return
-    config._attn_implementation = "eager"
-    try:
-        yield
-    finally:
-        config._attn_implementation = old
-
-
-_MASK_CHECKS = ("_ignore_bidirectional_mask_sdpa", "_ignore_causal_mask_sdpa")
-
-
-def vmap_safe_masks() -> None:
-    """Let transformers build attention masks under ``torch.func.vmap`` (the per-example method).
-
-    transformers 5 drops a 2-D padding mask that masks nothing by testing ``padding_mask.all()`` (in
-    ``masking_utils``), a data-dependent branch that vmap cannot take. This wraps those tests, once per
-    process, so that where one raises the mask is built instead — the same attention, with an explicit
-    all-visible mask; everywhere else they answer as before. Versions without the tests are left alone.
-    """
-    try:
-        from transformers import masking_utils
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        return
-    for name in _MASK_CHECKS:
-        check = getattr(masking_utils, name, None)
-        if check is None or getattr(check, "_auxopt_vmap_safe", False):
-            continue
-
-        def safe(*args, _check=check, **kwargs) -> bool:
-            try:
-                return _check(*args, **kwargs)
-            except RuntimeError:  # undecidable under vmap: keep (materialise) the mask
-                return False
-
-        safe._auxopt_vmap_safe = True
-        setattr(masking_utils, name, functools.wraps(check)(safe))
 
 
 def _named(params: Any, label: str) -> dict[str, torch.Tensor]:
@@ -217,7 +139,7 @@ class Attittud:
         k: rank of the primary subspace (k <= m, the examples of each reference batch).
         every: :meth:`due` asks for a refresh every this many steps (n in the paper; also at the
             first step).
-        eta: ``(η_⊥, η_+, η_-)`` or a preset name (:data:`~auxopt.grad.PRESETS`; ``"pcgrad"`` uses the
+        eta: ``(η_⊥, η_+, η_-)`` or a preset name (:data:`~auxopt.grad.ATTITTUD_PRESETS`; ``"pcgrad"`` uses the
             1-D basis along the step's primary gradient and needs no refresh). Default (1, 1, −1):
             keep ⊥ and +, flip the conflicting part.
         eta_prim: weight of the primary gradient in the update.
@@ -515,4 +437,4 @@ class Attittud:
         )
 
 
-__all__ = ["Attittud", "basis_mode", "eager_attention", "vmap_safe_masks"]
+__all__ = ["Attittud"]

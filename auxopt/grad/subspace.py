@@ -41,6 +41,10 @@ import torch
 
 Params = dict[str, torch.Tensor]
 
+GiB = 2**30
+#: how :class:`~auxopt.grad.Attittud` may compute the basis
+METHODS = ("auto", "per_example", "randomized")
+
 
 def flatten(tree: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Concatenate the tensors of ``tree`` (in its order) into one flat vector."""

@@ -57,13 +57,15 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from transformers import Trainer, TrainerCallback
 
 from auxopt.errors import AuxoptError
-from auxopt.grad.attittud import Attittud, GiB
-from auxopt.grad.decomposer import per_example_loss as _per_example_loss
+from auxopt.grad.attittud import Attittud
+from auxopt.grad.project import DEFAULT_ETA, resolve_eta
+from auxopt.grad.subspace import GiB
 from auxopt.models import MultiTaskModel, encode_split, load_encoder
 from auxopt.models.heads import select_parameters
+from auxopt.models.losses import per_example_loss as _per_example_loss
+from auxopt.tasks.batches import Batches
 from auxopt.tasks.task import Task
 from auxopt.train.schedules import check_ratio, make_schedule
-from auxopt.train.step import Batches
 
 __all__ = [
     "AttittudArgs",
@@ -330,7 +332,7 @@ class AttittudArgs:
     params: str | tuple[str, ...] = "encoder"
     k: int = 8
     every: int = 10
-    eta: Any = (1.0, 1.0, -1.0)
+    eta: Any = DEFAULT_ETA
     eta_prim: float = 1.0
     method: str = "auto"
     m: int = 32
@@ -745,8 +747,6 @@ def _with_changes(spec: AttittudArgs, changes: Mapping[str, Any]) -> AttittudArg
     for key, value in changes.items():
         if key in _ETA_KEYS:
             if isinstance(eta, str):
-                from auxopt.grad.decompose import resolve_eta
-
                 eta = resolve_eta(eta)[0]
             eta = list(eta)
             eta[_ETA_KEYS.index(key)] = float(value)

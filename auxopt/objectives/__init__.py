@@ -1,6 +1,6 @@
 """AANG (Dery et al., ICLR 2023): the generated auxiliary-objective space and online weighting.
 
-* :class:`Objective`, :class:`ObjectiveSpace`, :func:`why_illegal`, :data:`PRESETS` — the taxonomy,
+* :class:`AuxObjective`, :class:`ObjectiveSpace`, :func:`why_illegal`, :data:`PRESETS` — the taxonomy,
   the legal space and its Optuna parameters (:mod:`auxopt.objectives.taxonomy`);
 * :class:`AANG` — the trainer plugin (``TrainConfig(objectives=AANG(...))``): fixed objectives, or
   AANG's online weighting (:mod:`auxopt.objectives.aang`, :mod:`auxopt.objectives.weighting`);
@@ -15,7 +15,7 @@ from auxopt.objectives.taxonomy import (
     REPRESENTATIONS,
     STAGES,
     TRANSFORMS,
-    Objective,
+    AuxObjective,
     ObjectiveSpace,
     why_illegal,
 )
@@ -29,7 +29,7 @@ __all__ = [
     "STAGES",
     "TRANSFORMS",
     "AANGStep",
-    "Objective",
+    "AuxObjective",
     "ObjectiveLosses",
     "ObjectiveSpace",
     "OnlineWeights",

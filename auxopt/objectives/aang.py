@@ -18,8 +18,7 @@ Two modes:
   dev gradient describes the encoder, not the training head. (The dev split drives the weights;
   report test scores.)
 * **fixed objectives** (``learn=False``) — ``objectives`` with fixed ``weights`` every step, loss
-  ``primary_weight · L_prim + Σ_t w_t L_t`` (what :meth:`ObjectiveSpace.suggest
-  <auxopt.objectives.ObjectiveSpace.suggest>` returns for an Optuna search, and TAPT-style MLM).
+  ``primary_weight · L_prim + Σ_t w_t L_t`` (what :meth:`AANG.suggest_fixed` returns for an Optuna search, and TAPT-style MLM).
 
 Every objective trains its own output head (:mod:`auxopt.objectives.losses`).
 
@@ -46,12 +45,15 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from auxopt import records
 from auxopt.errors import AuxoptError
 from auxopt.models.heads import select_parameters
+from auxopt.models.losses import check_finite
+from auxopt.models.precision import autocast
 from auxopt.objectives.losses import ObjectiveLosses
-from auxopt.objectives.taxonomy import STAGES, Objective, ObjectiveSpace, why_illegal
+from auxopt.objectives.taxonomy import STAGES, AuxObjective, ObjectiveSpace, why_illegal
 from auxopt.objectives.weighting import OnlineWeights, _flat
-from auxopt.train.step import Batches, autocast, check_finite
+from auxopt.tasks.batches import Batches
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class AANG:
         k: objectives sampled per step (online weighting).
         learn: learn the weights online (AANG) or keep ``weights`` fixed.
         objectives: objectives to use (names ``data|transform|representation|output``, presets or
-            :class:`Objective`); default: every objective of the space.
+            :class:`AuxObjective`); default: every objective of the space.
         weights: fixed weights of ``objectives`` (``learn=False``; default 1 each).
         primary_weight: the primary loss's weight with fixed objectives.
         weight_lr, joint_lr: learning rates of the factor and joint logits (joint default: weight_lr).
@@ -129,7 +131,7 @@ class AANG:
         if self.space is not None and not isinstance(self.space, ObjectiveSpace):
             raise AuxoptError(f"AANG: space must be an ObjectiveSpace, not {type(self.space).__name__}")
         if self.objectives is not None:
-            objs = tuple(Objective.parse(o) for o in self.objectives)
+            objs = tuple(AuxObjective.parse(o) for o in self.objectives)
             if not objs:
                 raise AuxoptError("AANG: objectives is empty; give at least one or leave it None (the whole space)")
             for o in objs:
@@ -165,7 +167,7 @@ class AANG:
                     "most that, or add a domain.txt (or pass domain=PATH to the ObjectiveSpace)")
         return f"AANG: k={self.k} is larger than the {n} objectives to sample from; lower k"
 
-    def resolve(self, primary) -> tuple[ObjectiveSpace, list[Objective]]:
+    def resolve(self, primary) -> tuple[ObjectiveSpace, list[AuxObjective]]:
         """The space (default ``ObjectiveSpace.for_task(primary)``) and the objectives a run on
         ``primary`` trains with; an :class:`AuxoptError` when ``k`` is larger than they are."""
         space = self.space or ObjectiveSpace.for_task(primary)
@@ -235,6 +237,33 @@ class AANG:
         return cls(space=space, k=pick("k", k, False), weight_lr=pick("weight_lr", weight_lr, True),
                    primary_lr=pick("primary_lr", primary_lr, True), **fixed)
 
+    @classmethod
+    def suggest_fixed(cls, trial, space: ObjectiveSpace, *, k: int = 2, weight: tuple[float, float] = (0.05, 1.0),
+                      prefix: str = "obj", **aang_kwargs: Any) -> AANG:
+        """A fixed-weight AANG config (``learn=False``) over objectives of ``space`` suggested through
+        an Optuna ``trial``.
+
+        Each of ``k`` slots is one categorical per stage (``{prefix}{i}_data``, ``_transform``,
+        ``_representation``, ``_output``) and a float weight (``{prefix}{i}_weight``), so any Optuna
+        sampler searches the space. An illegal tuple is **mapped to the nearest legal one**
+        (:meth:`ObjectiveSpace.nearest`) — never trained as is, never resampled, so the trial's
+        parameters stay what the sampler chose; slots that land on the same objective add their
+        weights. The chosen objectives are stored on the trial as user_attr ``aang_objectives``.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise AuxoptError(f"k must be an integer >= 1, not {k!r}")
+        chosen: dict[AuxObjective, float] = {}
+        record = []
+        for i in range(k):
+            stages = [trial.suggest_categorical(f"{prefix}{i}_{s}", list(space.options[s])) for s in STAGES]
+            w = trial.suggest_float(f"{prefix}{i}_weight", *weight)
+            obj = space.nearest(stages)
+            chosen[obj] = chosen.get(obj, 0.0) + w
+            record.append({"slot": i, "objective": str(obj), "weight": round(w, 6),
+                           "suggested": "|".join(stages), "mapped": obj.stages != tuple(stages)})
+        trial.set_user_attr(records.AANG_OBJECTIVES, record)
+        return cls(space=space, objectives=list(chosen), weights=list(chosen.values()), learn=False, **aang_kwargs)
+
 
 class AANGStep:
     """The step strategy of :class:`AANG` (see the module docstring)."""
@@ -292,7 +321,7 @@ class AANGStep:
         self.record["weights"].append([round(w, 6) for w in weights])
         self.record["primary_weight"].append(round(primary, 6))
 
-    def _terms(self) -> tuple[list[tuple[Objective | None, float]], torch.Tensor | None]:
+    def _terms(self) -> tuple[list[tuple[AuxObjective | None, float]], torch.Tensor | None]:
         """The step's (objective or None for the primary, loss weight) terms and the sampled indices."""
         if self.online is None:
             weights = self.spec.weights or [1.0] * len(self.objectives)
@@ -302,7 +331,7 @@ class AANGStep:
         terms = [(None, primary)] + [(self.objectives[int(i)], w) for i, w in zip(sampled, weights, strict=True)]
         return terms, sampled
 
-    def _loss(self, obj: Objective | None, step: int) -> tuple[torch.Tensor, int]:
+    def _loss(self, obj: AuxObjective | None, step: int) -> tuple[torch.Tensor, int]:
         if obj is None:
             return self.ctx.loss(self.ctx.primary.name, step)
         loss, n = self.losses.loss(obj)
@@ -379,7 +408,7 @@ class AANGStep:
             return used
         dev = self.dev_gradient()
 
-        def term(obj: Objective | None):  # evaluated by OnlineWeights.backward just before its own backward
+        def term(obj: AuxObjective | None):  # evaluated by OnlineWeights.backward just before its own backward
             def loss() -> torch.Tensor:
                 value, n = self._loss(obj, step)
                 key = self.ctx.primary.name if obj is None else str(obj)
@@ -399,7 +428,7 @@ class AANGStep:
     def summary(self) -> dict[str, Any]:
         weights, _ = self.current_weights()
         top = sorted(zip(self.record["objectives"], weights, strict=True), key=lambda t: -t[1])[:5]
-        out: dict[str, Any] = {"aang_weights": self.record, "aang_top": [[n, round(w, 6)] for n, w in top]}
+        out: dict[str, Any] = {records.AANG_WEIGHTS: self.record, records.AANG_TOP: [[n, round(w, 6)] for n, w in top]}
         if self.cosines:
             out["aang_cosines"] = self.cosines
         if self.finetune_start is not None:

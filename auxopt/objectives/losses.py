@@ -1,8 +1,8 @@
-"""Objective → loss: the data stage's minibatch, the transform, the representation mask and the output.
+"""An auxiliary objective → loss: the data stage's minibatch, the transform, the representation mask and the output.
 
 :class:`ObjectiveLosses` holds the data sources of a run (the primary's train text, labelled tasks,
 in-domain / out-of-domain passages tokenised once with the run's tokenizer) and computes the loss of
-any legal :class:`~auxopt.objectives.Objective` on one minibatch:
+any legal :class:`~auxopt.objectives.AuxObjective` on one minibatch:
 
 **Every objective has its own output head** (as in the official code, ``ModelWithAuxTasks.setup_heads``:
 one head per search-space tuple), in ``model.aang_heads`` (an ``nn.ModuleDict`` keyed by
@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from auxopt.errors import AuxoptError
+from auxopt.models.losses import task_loss
+from auxopt.models.precision import autocast
 from auxopt.models.tokenize import Encoded, tokenizer_key
 from auxopt.objectives.masks import (
     additive_mask,
@@ -42,8 +44,8 @@ from auxopt.objectives.masks import (
     representation_mask,
     select_tokens,
 )
-from auxopt.objectives.taxonomy import Objective, read_texts
-from auxopt.train.step import Batches, autocast, task_loss
+from auxopt.objectives.taxonomy import AuxObjective, read_texts
+from auxopt.tasks.batches import Batches
 
 _TEXT_CACHE: OrderedDict[tuple, Encoded] = OrderedDict()
 
@@ -68,7 +70,7 @@ class TiedLMHead(nn.Module):
         return F.linear(x, self.decoder_weight, self.bias)
 
 
-def head_key(obj: Objective) -> str:
+def head_key(obj: AuxObjective) -> str:
     """The name of ``obj``'s head in ``model.aang_heads`` (module names may not contain ".")."""
     return str(obj).replace(".", "_")
 
@@ -132,7 +134,7 @@ class ObjectiveLosses:
     raised by :meth:`check` before training starts.
     """
 
-    def __init__(self, ctx, objectives: list[Objective], *, select_prob: float, domain: Any,
+    def __init__(self, ctx, objectives: list[AuxObjective], *, select_prob: float, domain: Any,
                  out_of_domain: Any, seed: int):
         self.ctx = ctx
         self.select_prob = select_prob
@@ -174,7 +176,7 @@ class ObjectiveLosses:
             ctx.model.aang_heads = heads  # trained by the run's optimiser (built after make_step)
         hidden_size = encoder.config.hidden_size
         eps = getattr(encoder.config, "layer_norm_eps", 1e-12)
-        self.heads: dict[Objective, nn.Module] = {}
+        self.heads: dict[AuxObjective, nn.Module] = {}
         for obj in objectives:
             key = head_key(obj)
             if any(head_key(o) == key for o in self.heads):
@@ -206,7 +208,7 @@ class ObjectiveLosses:
             kwargs["token_type_ids"] = token_type_ids.to(ctx.device)
         return ctx.model.encoder(**kwargs).last_hidden_state
 
-    def loss(self, obj: Objective) -> tuple[torch.Tensor, int]:
+    def loss(self, obj: AuxObjective) -> tuple[torch.Tensor, int]:
         """The loss of ``obj`` on its next minibatch, and the minibatch size."""
         ctx, gen = self.ctx, self.generator
         enc, labels = self._batch(obj.data)

@@ -51,7 +51,7 @@ ORDERED = ("left_to_right", "right_to_left", "random_factorised")
 
 
 @dataclass(frozen=True, order=True)
-class Objective:
+class AuxObjective:
     """One auxiliary objective: a legal tuple of the four stages. ``str()`` gives ``a|b|c|d``."""
 
     data: str
@@ -60,9 +60,9 @@ class Objective:
     output: str
 
     @classmethod
-    def parse(cls, value: Any) -> Objective:
-        """An :class:`Objective` from itself, a 4-tuple, ``"data|transform|rep|output"`` or a preset name."""
-        if isinstance(value, Objective):
+    def parse(cls, value: Any) -> AuxObjective:
+        """An :class:`AuxObjective` from itself, a 4-tuple, ``"data|transform|rep|output"`` or a preset name."""
+        if isinstance(value, AuxObjective):
             return value
         if isinstance(value, str) and value in PRESETS:
             return PRESETS[value]
@@ -102,7 +102,7 @@ class Objective:
         return "|".join(self.stages)
 
 
-def why_illegal(obj: Objective) -> str | None:
+def why_illegal(obj: AuxObjective) -> str | None:
     """The legality rule ``obj`` breaks (see the module docstring), or None when it is legal."""
     if obj.output == "labels":
         if obj.labelled_task is None:
@@ -121,13 +121,13 @@ def why_illegal(obj: Objective) -> str | None:
 #: The classic objectives as tuples of the space (AANG, Fig. 1): BERT/TAPT/DAPT-style MLM differ by
 #: their data; GPT-style is a left-to-right language model; XLNet-style predicts tokens in a random
 #: factorisation order.
-PRESETS: dict[str, Objective] = {
-    "tapt": Objective("task", "bert_op", "bidirectional", "denoise"),
-    "dapt": Objective("domain", "bert_op", "bidirectional", "denoise"),
-    "bert": Objective("out_of_domain", "bert_op", "bidirectional", "denoise"),
-    "gpt": Objective("task", "none", "left_to_right", "next_token"),
-    "gpt_reverse": Objective("task", "none", "right_to_left", "next_token"),
-    "xlnet": Objective("task", "none", "random_factorised", "next_token"),
+PRESETS: dict[str, AuxObjective] = {
+    "tapt": AuxObjective("task", "bert_op", "bidirectional", "denoise"),
+    "dapt": AuxObjective("domain", "bert_op", "bidirectional", "denoise"),
+    "bert": AuxObjective("out_of_domain", "bert_op", "bidirectional", "denoise"),
+    "gpt": AuxObjective("task", "none", "left_to_right", "next_token"),
+    "gpt_reverse": AuxObjective("task", "none", "right_to_left", "next_token"),
+    "xlnet": AuxObjective("task", "none", "random_factorised", "next_token"),
 }
 
 
@@ -207,7 +207,7 @@ class ObjectiveSpace:
                 raise AuxoptError(f"the {stage} stage repeats an option: {list(values)}")
             self.options[stage] = values
         for d in self.options["data"]:
-            Objective(d, "none", "bidirectional", "denoise").check_options()
+            AuxObjective(d, "none", "bidirectional", "denoise").check_options()
             if d == "domain" and self.domain is None:
                 raise AuxoptError("the data stage 'domain' needs in-domain text: pass domain=PATH, a list, or True")
             if d == "out_of_domain" and self.out_of_domain is None:
@@ -219,8 +219,8 @@ class ObjectiveSpace:
         if not (isinstance(select_prob, int | float) and 0 < select_prob <= 1):
             raise AuxoptError(f"select_prob must be in (0, 1], not {select_prob!r}")
         self.select_prob = float(select_prob)
-        self.objectives: tuple[Objective, ...] = tuple(
-            o for o in itertools.starmap(Objective, itertools.product(*self.options.values()))
+        self.objectives: tuple[AuxObjective, ...] = tuple(
+            o for o in itertools.starmap(AuxObjective, itertools.product(*self.options.values()))
             if why_illegal(o) is None
         )
         if not self.objectives:
@@ -244,17 +244,17 @@ class ObjectiveSpace:
             space.missing_domain = getattr(task, "name", None)
         return space
 
-    def __iter__(self) -> Iterator[Objective]:
+    def __iter__(self) -> Iterator[AuxObjective]:
         return iter(self.objectives)
 
     def __len__(self) -> int:
         return len(self.objectives)
 
     def __contains__(self, obj: Any) -> bool:
-        return Objective.parse(obj) in self._index
+        return AuxObjective.parse(obj) in self._index
 
     def index(self, obj: Any) -> int:
-        return self._index[Objective.parse(obj)]
+        return self._index[AuxObjective.parse(obj)]
 
     @property
     def size_before_legality(self) -> int:
@@ -263,11 +263,11 @@ class ObjectiveSpace:
             n *= len(values)
         return n
 
-    def nearest(self, stages: Sequence[str]) -> Objective:
+    def nearest(self, stages: Sequence[str]) -> AuxObjective:
         """The legal objective closest to a (maybe illegal) tuple: the most stages in common, ties
         broken by keeping data, then output, then representation, then transform; then by order."""
         priority = (8, 1, 2, 4)  # data, transform, representation, output
-        def score(o: Objective) -> int:
+        def score(o: AuxObjective) -> int:
             return sum(p for p, a, b in zip(priority, o.stages, stages, strict=True) if a == b)
         return max(self.objectives, key=score)  # max keeps the first of equal scores
 
@@ -278,34 +278,6 @@ class ObjectiveSpace:
             "select_prob": self.select_prob,
             "domain": _describe_source(self.domain), "out_of_domain": _describe_source(self.out_of_domain),
         }
-
-    def suggest(self, trial, *, k: int = 2, weight: tuple[float, float] = (0.05, 1.0),
-                prefix: str = "obj", **aang_kwargs: Any):
-        """A fixed-weight :class:`~auxopt.objectives.AANG` config suggested through an Optuna ``trial``.
-
-        Each of ``k`` slots is one categorical per stage (``{prefix}{i}_data``, ``_transform``,
-        ``_representation``, ``_output``) and a float weight (``{prefix}{i}_weight``), so any Optuna
-        sampler searches the space. An illegal tuple is **mapped to the nearest legal one**
-        (:meth:`nearest`) — never trained as is, never resampled, so the trial's parameters stay
-        what the sampler chose; slots that land on the same objective add their weights. The chosen
-        objectives are stored on the trial as user_attr ``aang_objectives``.
-        """
-        from auxopt.objectives.aang import AANG
-
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise AuxoptError(f"k must be an integer >= 1, not {k!r}")
-        chosen: dict[Objective, float] = {}
-        record = []
-        for i in range(k):
-            stages = [trial.suggest_categorical(f"{prefix}{i}_{s}", list(self.options[s])) for s in STAGES]
-            w = trial.suggest_float(f"{prefix}{i}_weight", *weight)
-            obj = self.nearest(stages)
-            chosen[obj] = chosen.get(obj, 0.0) + w
-            record.append({"slot": i, "objective": str(obj), "weight": round(w, 6),
-                           "suggested": "|".join(stages), "mapped": obj.stages != tuple(stages)})
-        trial.set_user_attr("aang_objectives", record)
-        return AANG(space=self, objectives=list(chosen), weights=list(chosen.values()), learn=False,
-                    **aang_kwargs)
 
 
 def _describe_source(value: Any) -> Any:

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from auxopt.errors import AuxoptError
-from auxopt.objectives.taxonomy import STAGES, Objective
+from auxopt.objectives.taxonomy import STAGES, AuxObjective
 
 Loss = torch.Tensor | Callable[[], torch.Tensor]
 
@@ -66,9 +66,9 @@ def _flat(grads, params) -> torch.Tensor:
 
 
 def _stages(objective: Any) -> tuple:
-    """The factor options an objective is made of: an :class:`Objective`'s four stages, a tuple's
+    """The factor options an objective is made of: an :class:`AuxObjective`'s four stages, a tuple's
     items, nothing for any other name (joint logit only)."""
-    if isinstance(objective, Objective):
+    if isinstance(objective, AuxObjective):
         return tuple(objective.stages)
     if isinstance(objective, tuple):
         return objective
@@ -79,11 +79,11 @@ class OnlineWeights:
     """Factored + joint logits over ``objectives``, and the primary/auxiliary split (see module doc).
 
     Args:
-        objectives: AANG :class:`Objective` s, or your own objectives: names (each gets its joint
+        objectives: AANG :class:`AuxObjective` s, or your own objectives: names (each gets its joint
             logit only) or equal-length tuples of options (position ``s`` of every tuple shares the
             factor logit of its option, e.g. ``("mask", "token")`` and ``("mask", "span")`` share
             ``mask``).
-        options: the options of each factor (for :class:`Objective` s: ``{stage: [option, …]}``;
+        options: the options of each factor (for :class:`AuxObjective` s: ``{stage: [option, …]}``;
             for tuples: one sequence per position); None: the options the objectives use, sorted.
         lr, joint_lr, primary_lr: learning rates of the factor logits θ, the joint logits φ
             (None: ``lr``) and the primary/auxiliary split ψ.
@@ -114,7 +114,7 @@ class OnlineWeights:
         if any(len(t) != width for t in stages):
             raise AuxoptError("OnlineWeights: mix of objectives with different numbers of factors; give "
                               "all names, all Objectives, or tuples of one length")
-        keys = list(STAGES) if isinstance(self.objectives[0], Objective) else list(range(width))
+        keys = list(STAGES) if isinstance(self.objectives[0], AuxObjective) else list(range(width))
         if options is None:
             options = {key: sorted({t[i] for t in stages}, key=str) for i, key in enumerate(keys)}
         elif not isinstance(options, Mapping):

@@ -3,17 +3,16 @@
 Stage 1 (:class:`~auxopt.samplers.ThompsonTaskSampler`) picks the auxiliary tasks; stage 2 searches
 the ratios in which the primary and the chosen auxiliary tasks are mixed, a handful of numbers
 (``trial.suggest_float("ratio_sst2", 0, 5)``, or integer ratios ``trial.suggest_int(...)`` as in
-AutoSeM), by Gaussian-process Bayesian optimisation on BoTorch/GPyTorch:
+AutoSeM), by Gaussian-process Bayesian optimisation on BoTorch/GPyTorch.
 
-* inputs: every float and int parameter mapped onto ``[0, 1]`` by its distribution's bounds (on the
-  log scale for ``log=True``), see :class:`UnitCube`; outcomes standardised;
-* model: ``SingleTaskGP`` with a Matérn-5/2 ARD kernel (BoTorch's dimension-scaled log-normal
-  lengthscale prior) and a learned homoscedastic noise, fitted in float64 by maximising the marginal
-  likelihood (``fit_gpytorch_mll``);
-* acquisition: ``qLogNoisyExpectedImprovement`` (noise-aware: the incumbent is the model's, not the
-  best noisy observation), with the RUNNING trials of other workers as pending points;
-* search: ``optimize_acqf`` for continuous spaces; integer and stepped parameters are searched on
-  their lattice (exhaustively when it is small), see :class:`MixingRatioSampler`.
+This module is the Optuna side only: the search space, which point a trial gets (warm start, Sobol
+startup, the GP step or its fallback) and the seeds. The pieces it puts together live apart:
+
+* :mod:`auxopt.samplers._cube`: parameters ↔ unit cube (:class:`~auxopt.samplers.UnitCube`);
+* :mod:`auxopt.samplers._observations`: which trials count as data (``mixing_observations``);
+* :mod:`auxopt.samplers._gp`: the GP fit and the default candidates function (qLogNEI maximised
+  on the cube, with the RUNNING trials of other workers as pending points), swappable with
+  ``candidates_func``.
 
 Nothing lives only in the sampler: each suggestion is rebuilt from the trials in storage and every
 random number it draws is keyed by ``(seed, trial number)``, so any worker, or a study resumed after a
@@ -22,231 +21,53 @@ crash, suggests the same point for the same trial.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
+import functools
 import logging
 import math
 import threading
-import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 import torch
-from botorch.acquisition.logei import qLogNoisyExpectedImprovement
-from botorch.exceptions.errors import BotorchError, ModelFittingError
-from botorch.exceptions.warnings import BotorchWarning
-from botorch.fit import fit_gpytorch_mll
-from botorch.models import SingleTaskGP
-from botorch.models.transforms.outcome import Standardize
-from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
-from botorch.optim import optimize_acqf, optimize_acqf_discrete
-from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
-from botorch.sampling import SobolQMCNormalSampler
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler
 from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from auxopt._optuna import trials_of
 from auxopt.errors import AuxoptError
+from auxopt.samplers._cube import MAX_LATTICE_VALUES, UnitCube
+from auxopt.samplers._gp import (
+    MAX_ENUMERATED_POINTS,
+    MAX_LOCAL_SEARCH_VALUES,
+    NUMERICAL_ERRORS,
+    qlognei_candidates,
+    seeded_torch,
+)
+from auxopt.samplers._observations import observations
 
 if TYPE_CHECKING:
     from optuna.study import Study
 
-__all__ = ["MixingRatioSampler", "UnitCube"]
+__all__ = [
+    "MAX_ENUMERATED_POINTS",
+    "MAX_LATTICE_VALUES",
+    "MAX_LOCAL_SEARCH_VALUES",
+    "CandidatesFunc",
+    "MixingRatioSampler",
+]
 
 _logger = logging.getLogger(__name__)
 
-#: What the GP step may raise on awkward data (a non-PSD matrix, a failed fit, NaNs); the trial then
-#: takes its Sobol point. (linear_operator's NotPSDError and NanError are RuntimeErrors.)
-_NUMERICAL_ERRORS = (BotorchError, ModelFittingError, RuntimeError, FloatingPointError)
-
-#: When every parameter is discrete and the lattice has at most this many points, the acquisition
-#: function is evaluated on all of them (an exact discrete search).
-MAX_ENUMERATED_POINTS = 2048
-#: In a mixed or larger space, a discrete parameter with at most this many values is searched by
-#: BoTorch's discrete neighbourhood steps; one with more is relaxed to a continuous one and rounded
-#: to the lattice (BoTorch's ``max_discrete_values``).
-MAX_LOCAL_SEARCH_VALUES = 100
-#: A discrete parameter with more values than this is searched as a continuous one and rounded.
-MAX_LATTICE_VALUES = 10_000
+#: ``candidates_func(train_X, train_Y, pending_X, *, cube, seed) -> candidate``, see
+#: :class:`MixingRatioSampler`.
+CandidatesFunc = Callable[..., Any]
 
 
-def fit_gp(train_X: torch.Tensor, train_Y: torch.Tensor) -> SingleTaskGP:
-    """The sampler's surrogate: ``SingleTaskGP`` (Matérn-5/2 ARD with BoTorch's dimension-scaled
-    prior, standardised outcomes) on unit-cube inputs ``(n, d)`` and outcomes ``(n, 1)``, fitted by
-    marginal likelihood. Also used by :mod:`auxopt.plots` to draw the landscape the sampler sees."""
-    model = SingleTaskGP(
-        train_X,
-        train_Y,
-        covar_module=get_covar_module_with_dim_scaled_prior(
-            ard_num_dims=train_X.shape[-1], use_rbf_kernel=False
-        ),
-        outcome_transform=Standardize(m=1),
-    )
-    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-    return model
-
-
-# -- the search space on the unit cube ------------------------------------------------------------
-@dataclass(frozen=True)
-class _Dim:
-    name: str
-    distribution: FloatDistribution | IntDistribution
-    g_low: float  # the bounds on the modelled scale (log for log=True)
-    g_high: float
-    grid: tuple[int | float, ...] | None  # the allowed values of a discrete parameter, ascending
-    grid_u: tuple[float, ...] | None  # the same on the unit interval
-
-    @property
-    def log(self) -> bool:
-        return bool(self.distribution.log)
-
-    @property
-    def is_int(self) -> bool:
-        return isinstance(self.distribution, IntDistribution)
-
-    @property
-    def step(self) -> float | None:
-        return self.distribution.step
-
-    def g(self, x: float) -> float:
-        return math.log(x) if self.log else float(x)
-
-    def g_inv(self, z: float) -> float:
-        return math.exp(z) if self.log else z
-
-    def to_unit(self, x: float) -> float:
-        return (self.g(x) - self.g_low) / (self.g_high - self.g_low)
-
-    def snap(self, x: float) -> int | float:
-        """``x`` as a value of the parameter: clipped to the bounds, rounded to the step."""
-        d = self.distribution
-        x = min(max(float(x), d.low), d.high)
-        if self.step is not None:
-            k = round((x - d.low) / self.step)
-            x = min(max(d.low + k * self.step, d.low), d.high)
-        return int(round(x)) if self.is_int else float(x)
-
-
-class UnitCube:
-    """The map between a numerical search space and the unit cube ``[0, 1]^d`` the GP works on.
-
-    Parameter ``i`` (in the search space's order) is coordinate ``i``:
-    ``u = (g(x) - g(low)) / (g(high) - g(low))`` with ``g = log`` for ``log=True`` distributions and
-    the identity otherwise, so the GP models ``log x`` for log-scale parameters. Integer and stepped
-    float parameters are *discrete*: their allowed values ``low, low + step, ..., high`` map to a
-    lattice of points in ``[0, 1]`` (uneven for ``log=True`` ints), listed in :attr:`discrete`.
-
-    Args:
-        search_space: float and int distributions with ``low < high``.
-    """
-
-    def __init__(self, search_space: Mapping[str, BaseDistribution]):
-        dims = []
-        for name, dist in search_space.items():
-            if not isinstance(dist, (FloatDistribution, IntDistribution)) or dist.single():
-                raise AuxoptError(
-                    f"UnitCube needs float or int distributions with low < high; {name!r} is {dist}"
-                )
-            g_low = math.log(dist.low) if dist.log else float(dist.low)
-            g_high = math.log(dist.high) if dist.log else float(dist.high)
-            step = dist.step  # always set for ints; None for continuous floats
-            grid: tuple[int | float, ...] | None = None
-            grid_u: tuple[float, ...] | None = None
-            if step is not None:
-                n = int(round((dist.high - dist.low) / step)) + 1
-                if n <= MAX_LATTICE_VALUES:
-                    if isinstance(dist, IntDistribution):
-                        grid = tuple(range(int(dist.low), int(dist.high) + 1, int(step)))
-                    else:
-                        grid = tuple(min(dist.low + k * step, dist.high) for k in range(n))
-                    z = [math.log(v) if dist.log else float(v) for v in grid]
-                    inner = [(v - g_low) / (g_high - g_low) for v in z[1:-1]]
-                    grid_u = (0.0, *inner, 1.0)  # exact ends, as BoTorch's checks want
-            dims.append(_Dim(name, dist, g_low, g_high, grid, grid_u))
-        self._dims = tuple(dims)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(d.name for d in self._dims)
-
-    def distribution(self, name: str) -> FloatDistribution | IntDistribution:
-        return next(d.distribution for d in self._dims if d.name == name)
-
-    @property
-    def dim(self) -> int:
-        return len(self._dims)
-
-    @property
-    def discrete(self) -> dict[int, list[float]]:
-        """``{coordinate: [allowed values on the unit interval]}`` for the discrete parameters with
-        at most :data:`MAX_LATTICE_VALUES` values (larger ones are searched continuously)."""
-        return {i: list(d.grid_u) for i, d in enumerate(self._dims) if d.grid_u is not None}
-
-    def lattice_size(self) -> int | None:
-        """The number of points of the full lattice, or ``None`` if a parameter is continuous."""
-        if any(d.grid_u is None for d in self._dims):
-            return None
-        return math.prod(len(d.grid_u) for d in self._dims)  # type: ignore[arg-type]
-
-    def lattice(self) -> np.ndarray:
-        """Every point of the lattice, ``(lattice_size(), d)``; only for fully discrete spaces."""
-        grids = [d.grid_u for d in self._dims]
-        if any(g is None for g in grids):
-            raise ValueError("lattice() needs every parameter to be discrete")
-        return np.array(list(itertools.product(*grids)), dtype=np.float64).reshape(-1, self.dim)
-
-    def encode(self, params: Mapping[str, Any]) -> np.ndarray | None:
-        """The point of ``params`` on the unit cube, or ``None`` if a parameter is missing, not a
-        number, or outside its current bounds (a trial from before the range changed)."""
-        u = np.empty(self.dim)
-        for i, d in enumerate(self._dims):
-            x = params.get(d.name)
-            if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-                return None
-            x = float(x)
-            if not (d.distribution.low <= x <= d.distribution.high):
-                return None
-            u[i] = d.to_unit(x)
-        return u
-
-    def decode(self, u: Sequence[float] | np.ndarray) -> dict[str, int | float]:
-        """The parameters at ``u``: discrete parameters take the lattice value nearest to ``u`` (on
-        the modelled scale); ints come back as ``int``, floats as ``float``, all within bounds."""
-        out: dict[str, int | float] = {}
-        for d, ui in zip(self._dims, np.asarray(u, dtype=np.float64), strict=True):
-            ui = min(max(float(ui), 0.0), 1.0)
-            if d.grid_u is not None:
-                k = int(np.argmin(np.abs(np.asarray(d.grid_u) - ui)))
-                out[d.name] = d.snap(d.grid[k])  # type: ignore[index]
-            else:
-                out[d.name] = d.snap(d.g_inv(d.g_low + ui * (d.g_high - d.g_low)))
-        return out
-
-    def sample(self, u: Sequence[float] | np.ndarray) -> dict[str, int | float]:
-        """The parameters for a uniform point ``u`` (a Sobol point): like :meth:`decode`, but a
-        discrete parameter's range is widened by half a step at each end before rounding, so that
-        its end values are as likely as the inner ones (uniform over ints, log-uniform for log ints)."""
-        out: dict[str, int | float] = {}
-        for d, ui in zip(self._dims, np.asarray(u, dtype=np.float64), strict=True):
-            ui = min(max(float(ui), 0.0), 1.0)
-            if d.step is None:
-                out[d.name] = d.snap(d.g_inv(d.g_low + ui * (d.g_high - d.g_low)))
-                continue
-            lo, hi = d.distribution.low - d.step / 2, d.distribution.high + d.step / 2
-            lo = max(lo, d.distribution.low / 2) if d.log else lo  # stays > 0 for logs
-            z_lo, z_hi = d.g(lo), d.g(hi)
-            out[d.name] = d.snap(d.g_inv(z_lo + ui * (z_hi - z_lo)))
-        return out
-
-
-# -- the sampler ----------------------------------------------------------------------------------
 class MixingRatioSampler(BaseSampler):
     """Search mixing ratios (any float / int parameters) by GP Bayesian optimisation (AutoSeM stage 2).
 
@@ -292,6 +113,23 @@ class MixingRatioSampler(BaseSampler):
     and rounded to its lattice; one with more than :data:`MAX_LATTICE_VALUES` is treated as
     continuous and rounded to its step.) A continuous space uses ``optimize_acqf``.
 
+    **Candidates function.** The GP step above is the default ``candidates_func``,
+    :func:`auxopt.samplers._gp.qlognei_candidates`; like optuna-integration's ``BoTorchSampler``,
+    another model or acquisition can take its place. The sampler calls::
+
+        candidates_func(train_X, train_Y, pending_X, cube=cube, seed=seed)
+
+    with ``train_X`` ``(n, d)`` the unit-cube points of the trials that count (float64 tensors on
+    ``device``), ``train_Y`` ``(n, 1)`` their values to *maximise* (negated for a minimised study),
+    ``pending_X`` ``(m, d)`` the running trials' points or ``None``, ``cube`` the
+    :class:`UnitCube` of the search space (its :attr:`~UnitCube.discrete` lattice) and ``seed`` an
+    integer keyed by ``(seed, trial number)`` for any quasi-MC sampler. It returns one point on the
+    unit cube, a tensor or array of shape ``(d,)`` or ``(1, d)``, which the sampler decodes
+    (discrete parameters to their nearest lattice value). It runs in the same setting as the
+    default: torch on one CPU thread, its global RNG seeded from ``(seed, trial number)`` and
+    restored afterwards. The startup, warm start and fallbacks stay the sampler's: a numerical error
+    it raises, or a point that is not finite, gives the trial its Sobol point.
+
     **Fallbacks.** When every value that counts is the same (nothing to model), or fitting or
     optimising raises a numerical error (a non-PSD matrix, a failed fit), the trial gets its Sobol
     point instead; the error is logged as a warning.
@@ -315,6 +153,9 @@ class MixingRatioSampler(BaseSampler):
         num_restarts, raw_samples: the acquisition optimiser's starts and the random points they
             are chosen from (modest, so that a suggestion stays fast).
         mc_samples: quasi-MC samples of the acquisition function.
+        candidates_func: the function that proposes the next point from the data, see above
+            (``None``: :func:`~auxopt.samplers._gp.qlognei_candidates` with ``num_restarts``,
+            ``raw_samples`` and ``mc_samples``, which a custom function does not receive).
     """
 
     def __init__(
@@ -328,6 +169,7 @@ class MixingRatioSampler(BaseSampler):
         num_restarts: int = 4,
         raw_samples: int = 128,
         mc_samples: int = 128,
+        candidates_func: CandidatesFunc | None = None,
     ):
         for name, value, minimum in (
             ("n_startup_trials", 1 if n_startup_trials is None else n_startup_trials, 1),
@@ -355,6 +197,17 @@ class MixingRatioSampler(BaseSampler):
         self._num_restarts = int(num_restarts)
         self._raw_samples = int(raw_samples)
         self._mc_samples = int(mc_samples)
+        if candidates_func is not None and not callable(candidates_func):
+            raise AuxoptError(
+                "candidates_func must be a function (train_X, train_Y, pending_X, *, cube, seed) "
+                f"-> point, not {candidates_func!r}"
+            )
+        self._candidates_func: CandidatesFunc = candidates_func or functools.partial(
+            qlognei_candidates,
+            num_restarts=self._num_restarts,
+            raw_samples=self._raw_samples,
+            mc_samples=self._mc_samples,
+        )
         self._seed_given = seed is not None
         self._seed = int(seed) if seed is not None else _fresh_seed()
         self._independent_sampler = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
@@ -376,7 +229,7 @@ class MixingRatioSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         _check_single_objective(study)
-        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+        trials = trials_of(study, states=(TrialState.COMPLETE,))
         return {
             name: dist
             for name, dist in intersection_search_space(trials).items()
@@ -422,7 +275,7 @@ class MixingRatioSampler(BaseSampler):
                     f"warm_start names {param_name!r}, but it is suggested as "
                     f"{type(param_distribution).__name__}; warm-start only float or int ratios"
                 )
-            trials = study._get_trials(deepcopy=False, use_cache=True)
+            trials = trials_of(study)
             if _is_first(trials, trial):
                 return self._warm_value(param_name, param_distribution)
         return self._independent_sampler.sample_independent(
@@ -446,7 +299,7 @@ class MixingRatioSampler(BaseSampler):
     def _propose(self, study: Study, trial: FrozenTrial, cube: UnitCube) -> dict[str, Any]:
         """The joint point for ``trial``: warm start, Sobol startup, or the GP step (or its
         Sobol fallback), in that order of precedence."""
-        trials = study._get_trials(deepcopy=False, use_cache=True)
+        trials = trials_of(study)
         sobol = self._sobol_point(cube.dim, trial.number)
         if self._warm_start is not None and _is_first(trials, trial):
             params = cube.sample(sobol)
@@ -455,7 +308,7 @@ class MixingRatioSampler(BaseSampler):
                     params[name] = self._warm_value(name, cube.distribution(name))
             return params
         minimize = study.direction == StudyDirection.MINIMIZE
-        X, y = _observations(trials, cube, minimize)
+        X, y = observations(trials, cube, minimize)
         startup = self._n_startup_trials
         if startup is None:
             startup = min(10, 2 * cube.dim + 1)
@@ -480,7 +333,7 @@ class MixingRatioSampler(BaseSampler):
             u = self._gp_candidate(
                 cube, X, y, np.array(pending).reshape(-1, cube.dim), trial.number
             )
-        except _NUMERICAL_ERRORS as e:
+        except NUMERICAL_ERRORS as e:
             _logger.warning(
                 "MixingRatioSampler: the GP step failed for trial %d (%s: %s); using its Sobol "
                 "point instead",
@@ -494,55 +347,19 @@ class MixingRatioSampler(BaseSampler):
     def _gp_candidate(
         self, cube: UnitCube, X: np.ndarray, y: np.ndarray, pending: np.ndarray, number: int
     ) -> np.ndarray:
-        """Fit the GP to ``(X, y)`` (unit cube, to maximise) and maximise qLogNEI: the next point."""
-        device = self._device
-        tkw: dict[str, Any] = {"dtype": torch.float64, "device": device}
-        rng_devices = [device] if device.type == "cuda" else []
-        with (
-            self._lock,
-            _single_thread(),
-            torch.random.fork_rng(devices=rng_devices),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore", BotorchWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            warnings.filterwarnings("ignore", module=r"(gpytorch|linear_operator)\b")
-            torch.manual_seed(self._trial_seed(number, "gp"))
+        """The next point on the unit cube from the candidates function, given the data ``(X, y)``
+        (to maximise) and the pending points, in a seeded single-threaded torch."""
+        tkw: dict[str, Any] = {"dtype": torch.float64, "device": self._device}
+        with self._lock, seeded_torch(self._trial_seed(number, "gp"), self._device):
             train_X = torch.as_tensor(X, **tkw)
             train_Y = torch.as_tensor(y, **tkw).unsqueeze(-1)
-            model = fit_gp(train_X, train_Y)
-            acqf = qLogNoisyExpectedImprovement(
-                model,
-                X_baseline=train_X,
-                sampler=SobolQMCNormalSampler(
-                    torch.Size([self._mc_samples]), seed=self._trial_seed(number, "qmc")
-                ),
-                X_pending=torch.as_tensor(pending, **tkw) if len(pending) else None,
+            pending_X = torch.as_tensor(pending, **tkw) if len(pending) else None
+            candidate = self._candidates_func(
+                train_X, train_Y, pending_X, cube=cube, seed=self._trial_seed(number, "qmc")
             )
-            bounds = torch.stack([torch.zeros(cube.dim, **tkw), torch.ones(cube.dim, **tkw)])
-            size = cube.lattice_size()
-            if size is not None and size <= MAX_ENUMERATED_POINTS:
-                choices = torch.as_tensor(cube.lattice(), **tkw)
-                candidate, _ = optimize_acqf_discrete(acqf, q=1, choices=choices)
-            elif cube.discrete:
-                candidate, _ = optimize_acqf_mixed_alternating(
-                    acqf,
-                    bounds=bounds,
-                    discrete_dims=cube.discrete,
-                    q=1,
-                    num_restarts=self._num_restarts,
-                    raw_samples=self._raw_samples,
-                    options={"max_discrete_values": MAX_LOCAL_SEARCH_VALUES},
-                )
-            else:
-                candidate, _ = optimize_acqf(
-                    acqf,
-                    bounds=bounds,
-                    q=1,
-                    num_restarts=self._num_restarts,
-                    raw_samples=self._raw_samples,
-                )
-        u = candidate.detach().to("cpu", torch.float64).numpy().reshape(-1)
+        if isinstance(candidate, torch.Tensor):
+            candidate = candidate.detach().to("cpu", torch.float64).numpy()
+        u = np.asarray(candidate, dtype=np.float64).reshape(-1)
         if u.shape != (cube.dim,) or not np.all(np.isfinite(u)):
             raise FloatingPointError(f"the acquisition optimiser returned {u}")
         return u
@@ -562,7 +379,7 @@ class MixingRatioSampler(BaseSampler):
         share = self._warm_start[name] / top if top > 0 else 0.0
         if dist.single():
             return int(dist.low) if isinstance(dist, IntDistribution) else dist.low
-        return UnitCube({name: dist})._dims[0].snap(dist.low + share * (dist.high - dist.low))
+        return UnitCube({name: dist}).snap(name, dist.low + share * (dist.high - dist.low))
 
     def _trial_seed(self, number: int, purpose: str) -> int:
         key = zlib.crc32(purpose.encode("utf-8"))
@@ -571,41 +388,6 @@ class MixingRatioSampler(BaseSampler):
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def _observations(
-    trials: Sequence[FrozenTrial], cube: UnitCube, minimize: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, y)``: the unit-cube points and values (negated when minimising) that count as data."""
-    xs, ys = [], []
-    for t in trials:
-        if t.state == TrialState.COMPLETE and t.values is not None:
-            value = t.values[0]
-        elif t.state == TrialState.PRUNED and t.intermediate_values:
-            value = t.intermediate_values[max(t.intermediate_values)]
-        else:
-            continue
-        if value is None or not math.isfinite(value):
-            continue
-        u = cube.encode(t.params)
-        if u is None:
-            continue
-        xs.append(u)
-        ys.append(-float(value) if minimize else float(value))
-    return np.array(xs, dtype=np.float64).reshape(-1, cube.dim), np.array(ys, dtype=np.float64)
-
-
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    """Run torch on one CPU thread: for matrices of a few hundred rows it is faster than several
-    (much faster when other processes share the cores), and the sums come out the same whatever
-    ``torch.get_num_threads()`` the process has, so a suggestion does not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _is_first(trials: Sequence[FrozenTrial], trial: FrozenTrial) -> bool:
     """No other trial has run or is running (all others FAIL or WAITING)."""
     return all(

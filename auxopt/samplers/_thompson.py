@@ -2,7 +2,7 @@
 
 Each trial trains the primary task with one auxiliary task (or none); the auxiliary task is a
 categorical parameter (``aux_task`` by default) that this sampler chooses by Thompson sampling from
-the decayed Beta-Bernoulli bandit of :mod:`auxopt.samplers._bandit`, one pull per finished trial.
+the decayed Beta-Bernoulli bandit of :mod:`auxopt.bandit`, one pull per finished trial.
 Every other parameter is sampled by an independent sampler (random by default).
 
 Nothing lives only in the sampler: the bandit is replayed from the study's trials in trial-number
@@ -27,13 +27,15 @@ from optuna.samplers import BaseSampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from auxopt.errors import AuxoptError
-from auxopt.samplers._bandit import (
+from auxopt import records
+from auxopt._optuna import storage_of, study_id, trial_id, trials_of
+from auxopt.bandit import (
     BetaBernoulliBandit,
     check_bandit_parameters,
     check_reward,
     select_tasks,
 )
+from auxopt.errors import AuxoptError
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -42,8 +44,6 @@ __all__ = ["ThompsonTaskSampler", "select_tasks"]
 
 RewardFn = Callable[["Study", FrozenTrial, list[FrozenTrial]], Any]
 
-POSTERIOR_MEAN_ATTR = "thompson_posterior_mean"
-PULLS_ATTR = "thompson_pulls"
 _MAX_CACHED_STUDIES = 16
 
 
@@ -111,7 +111,9 @@ class ThompsonTaskSampler(BaseSampler):
 
     Each trial that used a bandit parameter gets user attrs (shown by optuna-dashboard) with the
     posterior after it: ``thompson_posterior_mean`` (``{task: α/(α+β)}``) and ``thompson_pulls``
-    (``{task: n}``); with several bandit parameters the keys are suffixed ``:<param name>``.
+    (``{task: n}``), named by :data:`auxopt.records.THOMPSON_POSTERIOR_MEAN` and
+    :data:`auxopt.records.THOMPSON_PULLS`; with several bandit parameters the keys are suffixed
+    ``:<param name>``.
 
     Args:
         param_names: the categorical parameter(s) chosen by the bandit (one bandit each).
@@ -198,7 +200,7 @@ class ThompsonTaskSampler(BaseSampler):
                 study, trial, param_name, param_distribution
             )
         choices = self._check_distribution(param_name, param_distribution)
-        trials = study._get_trials(deepcopy=False, use_cache=True)
+        trials = trials_of(study)
         replay = self._replay(study, trials)
         pending: dict[Hashable, int] = {}
         for t in trials:
@@ -259,7 +261,7 @@ class ThompsonTaskSampler(BaseSampler):
             raise AuxoptError(
                 f"{name!r} is not a bandit parameter of this sampler; it has {list(self._param_names)}"
             )
-        return self._replay(study, study._get_trials(deepcopy=False, use_cache=False)).bandits[name]
+        return self._replay(study, trials_of(study, use_cache=False)).bandits[name]
 
     # -- internals --------------------------------------------------------------------------------
     def _check_distribution(
@@ -312,12 +314,13 @@ class ThompsonTaskSampler(BaseSampler):
                 "study pass a callable reward(study, trial, previous_trials) -> 0/1"
             )
         minimize = directions[0] == StudyDirection.MINIMIZE
-        key = (id(study._storage), study._study_id)
+        storage = storage_of(study)
+        key = (id(storage), study_id(study))
         with self._lock:
             cached = self._cache.pop(key, None)
-            if cached is None or not _still_valid(cached, study._storage, trials):
+            if cached is None or not _still_valid(cached, storage, trials):
                 cached = self._new_replay()
-                cached.storage = _weak(study._storage)
+                cached.storage = _weak(storage)
             while cached.n < len(trials) and trials[cached.n].state.is_finished():
                 self._step(cached, trials[cached.n], study, minimize)
             self._cache[key] = cached
@@ -342,7 +345,7 @@ class ThompsonTaskSampler(BaseSampler):
         """Replay one finished trial: its pull(s), then its value as a later trial's reference."""
         if advance:
             replay.n += 1
-            replay.last_trial_id = trial._trial_id
+            replay.last_trial_id = trial_id(trial)
         if trial.state == TrialState.FAIL:
             replay.finished.append(trial)
             return
@@ -398,16 +401,17 @@ class ThompsonTaskSampler(BaseSampler):
         finished.state = state
         finished.values = None if values is None else list(values)
         # fresh from storage (not the per-trial cache, which would then outlive this tell)
-        trials = study._get_trials(deepcopy=False, use_cache=False)
+        trials = trials_of(study, use_cache=False)
         replay = self._replay(study, trials, override=finished)
         single = len(self._param_names) == 1
+        storage, tid = storage_of(study), trial_id(trial)
         for p in used:
             bandit = replay.bandits[p]
             suffix = "" if single else f":{p}"
             means = {str(a): m for a, m in bandit.means().items()}
             pulls = {str(a): n for a, n in bandit.pulls().items()}
-            study._storage.set_trial_user_attr(trial._trial_id, POSTERIOR_MEAN_ATTR + suffix, means)
-            study._storage.set_trial_user_attr(trial._trial_id, PULLS_ATTR + suffix, pulls)
+            storage.set_trial_user_attr(tid, records.THOMPSON_POSTERIOR_MEAN + suffix, means)
+            storage.set_trial_user_attr(tid, records.THOMPSON_PULLS + suffix, pulls)
 
 
 def _still_valid(cached: _Replay, storage: Any, trials: Sequence[FrozenTrial]) -> bool:
@@ -417,7 +421,7 @@ def _still_valid(cached: _Replay, storage: Any, trials: Sequence[FrozenTrial]) -
     if cached.n == 0:
         return True
     last = trials[cached.n - 1]
-    return last._trial_id == cached.last_trial_id and last.state.is_finished()
+    return trial_id(last) == cached.last_trial_id and last.state.is_finished()
 
 
 def _weak(obj: Any) -> Callable[[], Any]:

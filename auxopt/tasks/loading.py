@@ -1,36 +1,27 @@
-"""``load_task``: one entry point for tasks from the HF hub, local folders, or memory.
+"""``load_task``: one entry point for tasks from the HF hub, local folders, or memory, and
+``build_task``: split → records → a validated :class:`~auxopt.tasks.Task`.
 
-A local folder holds split files named ``train``, ``dev`` (or ``validation``/``valid``/``val``) and
-``test`` with the extension ``.jsonl``, ``.json``, ``.csv`` or ``.tsv``; each record has ``text``,
-optional ``text_pair`` and ``label`` (the format of ``../shared/data``). A ``domain.txt`` beside them
-(one unlabelled passage a line) becomes :attr:`Task.domain_text`. A bare name (``"rte"``) is looked up
-in the folders listed in the ``AUXOPT_DATA`` environment variable (``os.pathsep``-separated). Anything
-else is treated as a dataset on the Hugging Face hub (``"hf:nyu-mll/glue"`` forces that) and loaded
-with :func:`datasets.load_dataset`.
-
-A missing dev or test split is carved from train with a fixed seed; :attr:`Task.carved` records how.
+Reading the sources (folders of ``.jsonl``/``.json``/``.csv``/``.tsv`` split files, bare names under
+``AUXOPT_DATA``, hub datasets) is :mod:`auxopt.tasks.readers`'s job; here the records become a task:
+text, pair and label columns, the kind and metric, label ids, and the splits. A missing dev or test
+split is carved from train with a fixed seed; :attr:`Task.carved` records how.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from auxopt.errors import AuxoptError
+from auxopt.tasks.readers import Records, data_dirs, read_source
 from auxopt.tasks.task import SPLITS, Split, Task
 
-SPLIT_ALIASES = {
-    "train": ("train",),
-    "dev": ("dev", "validation", "valid", "val"),
-    "test": ("test",),
-}
-EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv")
 TEXT_FIELDS = ("text", "sentence", "sentence1", "question1", "premise", "question", "content")
 PAIR_FIELDS = ("text_pair", "sentence2", "question2", "hypothesis")
 # Metrics that the literature reports for tasks found in ../shared/data (by folder name).
@@ -41,12 +32,30 @@ KNOWN_METRICS = {
     "hyperpartisan": "macro_f1",
 }
 
-Records = Sequence[Mapping[str, Any]]
+__all__ = ["KNOWN_METRICS", "TaskOptions", "build_task", "data_dirs", "load_task"]
 
 
-def data_dirs() -> list[Path]:
-    """Folders searched for bare task names: the ``AUXOPT_DATA`` environment variable."""
-    return [Path(p) for p in os.environ.get("AUXOPT_DATA", "").split(os.pathsep) if p]
+@dataclass(frozen=True)
+class TaskOptions:
+    """How records become a task: :func:`load_task`'s and :func:`build_task`'s keywords (see
+    :func:`load_task`), gathered to pass along as one."""
+
+    kind: str | None = None
+    metric: str | None = None
+    pair: bool | None = None
+    head: str | None = None
+    labels: Sequence[str] | None = None
+    text_field: str | None = None
+    pair_field: str | None = None
+    label_field: str = "label"
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    max_train: int | None = None
+
+    @property
+    def expected_labels(self) -> tuple[str, ...] | None:
+        return None if self.labels is None else tuple(str(x) for x in self.labels)
 
 
 def load_task(
@@ -85,47 +94,17 @@ def load_task(
         dev_fraction, test_fraction, seed: how a missing dev/test split is carved from train.
         max_train: keep at most this many train examples (a seeded random subset), for small budgets.
     """
-    files = None
-    if isinstance(source, Mapping):
-        records = {_canonical_split(k): list(v) for k, v in source.items()}
-        origin = "memory"
-        task_name = name
-        if not task_name:
-            raise AuxoptError("an in-memory task needs a name: load_task({...}, name='my_task')")
-        domain = None
-    else:
-        text = os.fspath(source)
-        path = _resolve_local(text)
-        files: dict[str, Path] = {}
-        if path is not None:
-            records, domain = _read_folder(path, files)
-            origin = str(path)
-            task_name = name or path.name
-        else:
-            hub_name = text[3:] if text.startswith("hf:") else text
-            records = _read_hub(hub_name, config, original=text)
-            domain = None
-            origin = f"hf:{hub_name}" + (f"/{config}" if config else "")
-            task_name = name or (config or hub_name.rsplit("/", 1)[-1])
-    return build_task(
-        task_name,
-        records,
-        kind=kind,
-        metric=metric,
-        pair=pair,
-        head=head,
-        labels=labels,
-        text_field=text_field,
-        pair_field=pair_field,
-        label_field=label_field,
-        dev_fraction=dev_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        source=origin,
-        domain_text=domain,
-        max_train=max_train,
-        files=files,
+    options = TaskOptions(
+        kind=kind, metric=metric, pair=pair, head=head, labels=labels, text_field=text_field,
+        pair_field=pair_field, label_field=label_field, dev_fraction=dev_fraction,
+        test_fraction=test_fraction, seed=seed, max_train=max_train,
     )
+    found = read_source(source, config)
+    task_name = name or found.default_name
+    if found.default_name is None and not task_name:
+        raise AuxoptError("an in-memory task needs a name: load_task({...}, name='my_task')")
+    return _build(task_name, found.records, options, source=found.origin, domain_text=found.domain_text,
+                  files=found.files)
 
 
 def build_task(
@@ -150,7 +129,58 @@ def build_task(
 ) -> Task:
     """Turn split → records into a validated :class:`Task` (see :func:`load_task`); ``files``
     (split → the file it was read from) lets errors name the file and its lines."""
-    expected = None if labels is None else tuple(str(x) for x in labels)
+    options = TaskOptions(
+        kind=kind, metric=metric, pair=pair, head=head, labels=labels, text_field=text_field,
+        pair_field=pair_field, label_field=label_field, dev_fraction=dev_fraction,
+        test_fraction=test_fraction, seed=seed, max_train=max_train,
+    )
+    return _build(name, records, options, source=source, domain_text=domain_text, files=files)
+
+
+# ---------------------------------------------------------------------------- records → task
+
+#: split → (texts, second texts or None, raw labels)
+Columns = dict[str, tuple[list[str], list[str] | None, list[Any]]]
+
+
+def _build(name: str, records: Mapping[str, Records], options: TaskOptions, *, source: str,
+           domain_text: Sequence[str] | None, files: Mapping[str, Path] | None) -> Task:
+    """:func:`build_task` with its options gathered: check the splits, read the columns, label them
+    by kind, carve the missing splits."""
+    _check_splits(name, records)
+    text_field, pair_field, has_pair = _fields(name, records["train"][0], options)
+    raw = _columns(name, records, text_field, pair_field, has_pair, options, files)
+    kind = options.kind or _infer_kind(raw["train"][2])
+    if kind not in ("classification", "regression"):
+        raise AuxoptError(f"task {name!r}: kind must be 'classification' or 'regression', not {kind!r}")
+    metric = options.metric
+    if metric is None:
+        metric = "pearson" if kind == "regression" else KNOWN_METRICS.get(name, "accuracy")
+        if kind == "classification" and metric == "pearson":
+            metric = "accuracy"
+    carved: dict[str, str] = {}
+    if kind == "classification":
+        label_names, splits = _classification_splits(name, raw, options.expected_labels, carved)
+    else:
+        label_names, splits = (), _regression_splits(name, raw)
+    train = _carve(name, splits, options, carved)
+    return Task(
+        name=name,
+        train=train,
+        dev=splits["dev"],
+        test=splits["test"],
+        kind=kind,
+        labels=tuple(label_names),
+        metric=metric,
+        head=options.head,
+        source=source,
+        carved=carved,
+        domain_text=None if domain_text is None else tuple(domain_text),
+    )
+
+
+def _check_splits(name: str, records: Mapping[str, Records]) -> None:
+    """Known, non-empty splits with a train split of dict records."""
     unknown = set(records) - set(SPLITS)
     if unknown:
         raise AuxoptError(f"task {name!r}: unknown split(s) {sorted(unknown)}; use train, dev, test")
@@ -164,19 +194,31 @@ def build_task(
         raise AuxoptError(
             f"task {name!r}: records must be dicts with 'text' and 'label', got {type(sample).__name__}"
         )
-    text_field = text_field or _detect(sample, TEXT_FIELDS, name, "text")
+
+
+def _fields(name: str, sample: Mapping[str, Any], options: TaskOptions) -> tuple[str, str | None, bool]:
+    """The text field, the pair field and whether the task has second texts (given or detected)."""
+    text_field = options.text_field or _detect(sample, TEXT_FIELDS, name, "text")
+    pair_field = options.pair_field
     if pair_field is None:
         pair_field = next((f for f in PAIR_FIELDS if f in sample and f != text_field), None)
     has_pair = pair_field is not None and pair_field in sample
-    if pair is True and not has_pair:
+    if options.pair is True and not has_pair:
         raise AuxoptError(
             f"task {name!r} is a text-pair task but its examples have single texts "
             f"(no '{pair_field or 'text_pair'}' field); add the second text or load it with pair=False"
         )
-    if pair is False:
+    if options.pair is False:
         has_pair = False
+    return text_field, pair_field, has_pair
 
-    raw: dict[str, tuple[list[str], list[str] | None, list[Any]]] = {}
+
+def _columns(name: str, records: Mapping[str, Records], text_field: str, pair_field: str | None, has_pair: bool,
+             options: TaskOptions, files: Mapping[str, Path] | None) -> Columns:
+    """Split → (texts, second texts, raw labels), with empty labels refused (unless they are to be
+    dropped by ``labels=[...]``)."""
+    label_field = options.label_field
+    raw: Columns = {}
     for split_name, recs in records.items():
         texts, pairs, labels = [], [] if has_pair else None, []
         for i, rec in enumerate(recs):
@@ -191,62 +233,67 @@ def build_task(
                     + (" (a text-pair task needs a second text in every example)" if e.args[0] == pair_field else "")
                 ) from None
         raw[split_name] = (texts, pairs, labels)
-        if expected is None or kind == "regression":  # with labels=[...] they are dropped instead
+        if options.labels is None or options.kind == "regression":  # with labels=[...] they are dropped instead
             _check_no_missing_labels(name, split_name, labels, label_field, (files or {}).get(split_name),
-                                     drop_hint=kind != "regression")
+                                     drop_hint=options.kind != "regression")
+    return raw
 
-    kind = kind or _infer_kind(raw["train"][2])
-    if kind not in ("classification", "regression"):
-        raise AuxoptError(f"task {name!r}: kind must be 'classification' or 'regression', not {kind!r}")
-    if metric is None:
-        metric = "pearson" if kind == "regression" else KNOWN_METRICS.get(name, "accuracy")
-        if kind == "classification" and metric == "pearson":
-            metric = "accuracy"
 
-    carved: dict[str, str] = {}
-    if kind == "classification":
-        label_names = expected if expected is not None else _label_names(raw["train"][2])
-        index = {lab: i for i, lab in enumerate(label_names)}
-        splits = {}
-        for split_name, (texts, pairs, labels_) in raw.items():
-            if expected is not None:
-                keep = [i for i, lab in enumerate(labels_) if str(lab) in index]
-                if len(keep) < len(labels_):
-                    carved[f"dropped_{split_name}"] = (
-                        f"{len(labels_) - len(keep)} examples whose label is not one of {list(label_names)}"
-                    )
-                    texts = [texts[i] for i in keep]
-                    pairs = None if pairs is None else [pairs[i] for i in keep]
-                    labels_ = [labels_[i] for i in keep]
-                if not keep:
-                    raise AuxoptError(f"task {name!r}: no {split_name} example has one of the labels {list(label_names)}")
-            unseen = sorted({str(lab) for lab in labels_} - set(index))
-            if unseen:
-                raise AuxoptError(
-                    f"task {name!r}: the {split_name} split has label(s) {unseen[:5]} that train never "
-                    f"has (train labels: {list(label_names[:10])}); fix the data, or pass "
-                    "labels=[...] to keep only the expected labels"
+def _classification_splits(name: str, raw: Columns, expected: tuple[str, ...] | None,
+                           carved: dict[str, str]) -> tuple[tuple[str, ...], dict[str, Split]]:
+    """The label names (class-id order) and the splits with label ids; with ``expected`` labels,
+    examples with others are dropped (and recorded in ``carved``)."""
+    label_names = expected if expected is not None else _label_names(raw["train"][2])
+    index = {lab: i for i, lab in enumerate(label_names)}
+    splits = {}
+    for split_name, (texts, pairs, labels_) in raw.items():
+        if expected is not None:
+            keep = [i for i, lab in enumerate(labels_) if str(lab) in index]
+            if len(keep) < len(labels_):
+                carved[f"dropped_{split_name}"] = (
+                    f"{len(labels_) - len(keep)} examples whose label is not one of {list(label_names)}"
                 )
-            ids = np.array([index[str(lab)] for lab in labels_], dtype=np.int64)
-            splits[split_name] = Split(tuple(texts), ids, None if pairs is None else tuple(pairs))
-    else:
-        label_names = ()
-        splits = {}
-        for split_name, (texts, pairs, labels) in raw.items():
-            try:
-                values = np.array([float(lab) for lab in labels], dtype=np.float32)
-            except (TypeError, ValueError):
-                raise AuxoptError(
-                    f"task {name!r}: a regression task needs numeric labels; {split_name} has non-numbers"
-                ) from None
-            if not np.all(np.isfinite(values)):
-                raise AuxoptError(f"task {name!r}: {split_name} has labels that are NaN or infinite")
-            splits[split_name] = Split(tuple(texts), values, None if pairs is None else tuple(pairs))
+                texts = [texts[i] for i in keep]
+                pairs = None if pairs is None else [pairs[i] for i in keep]
+                labels_ = [labels_[i] for i in keep]
+            if not keep:
+                raise AuxoptError(f"task {name!r}: no {split_name} example has one of the labels {list(label_names)}")
+        unseen = sorted({str(lab) for lab in labels_} - set(index))
+        if unseen:
+            raise AuxoptError(
+                f"task {name!r}: the {split_name} split has label(s) {unseen[:5]} that train never "
+                f"has (train labels: {list(label_names[:10])}); fix the data, or pass "
+                "labels=[...] to keep only the expected labels"
+            )
+        ids = np.array([index[str(lab)] for lab in labels_], dtype=np.int64)
+        splits[split_name] = Split(tuple(texts), ids, None if pairs is None else tuple(pairs))
+    return label_names, splits
 
+
+def _regression_splits(name: str, raw: Columns) -> dict[str, Split]:
+    """The splits with float32 labels (numeric and finite)."""
+    splits = {}
+    for split_name, (texts, pairs, labels) in raw.items():
+        try:
+            values = np.array([float(lab) for lab in labels], dtype=np.float32)
+        except (TypeError, ValueError):
+            raise AuxoptError(
+                f"task {name!r}: a regression task needs numeric labels; {split_name} has non-numbers"
+            ) from None
+        if not np.all(np.isfinite(values)):
+            raise AuxoptError(f"task {name!r}: {split_name} has labels that are NaN or infinite")
+        splits[split_name] = Split(tuple(texts), values, None if pairs is None else tuple(pairs))
+    return splits
+
+
+def _carve(name: str, splits: dict[str, Split], options: TaskOptions, carved: dict[str, str]) -> Split:
+    """Carve the missing dev/test splits from train (into ``splits``), cut train to ``max_train``,
+    record both in ``carved``; returns what is left of train."""
+    seed = options.seed
     train = splits["train"]
     n_original = len(train)  # both fractions are of the original train split (80/10/10 by default)
     rng = np.random.default_rng(seed)
-    for split_name, fraction in (("dev", dev_fraction), ("test", test_fraction)):
+    for split_name, fraction in (("dev", options.dev_fraction), ("test", options.test_fraction)):
         if split_name in splits:
             continue
         n = int(round(n_original * fraction))
@@ -259,50 +306,15 @@ def build_task(
         splits[split_name] = train.subset(np.sort(order[:n]))
         train = train.subset(np.sort(order[n:]))
         carved[split_name] = f"{n} examples ({fraction:.0%}) carved from train with seed {seed}"
+    max_train = options.max_train
     if max_train is not None and max_train < len(train):
         keep = np.sort(np.random.default_rng(seed + 1).permutation(len(train))[:max_train])
         train = train.subset(keep)
         carved["train"] = f"random subset of {max_train} train examples with seed {seed + 1}"
-    return Task(
-        name=name,
-        train=train,
-        dev=splits["dev"],
-        test=splits["test"],
-        kind=kind,
-        labels=tuple(label_names),
-        metric=metric,
-        head=head,
-        source=source,
-        carved=carved,
-        domain_text=None if domain_text is None else tuple(domain_text),
-    )
+    return train
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _canonical_split(name: str) -> str:
-    for canonical, aliases in SPLIT_ALIASES.items():
-        if name in aliases:
-            return canonical
-    raise AuxoptError(f"unknown split {name!r}; use train, dev (or validation), test")
-
-
-def _resolve_local(text: str) -> Path | None:
-    if text.startswith("hf:"):
-        return None
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise AuxoptError(f"{text!r} is a file; give the folder that holds train/dev/test files")
-    if "/" not in text and os.sep not in text:
-        for root in data_dirs():
-            if (root / text).is_dir():
-                return root / text
-    elif text.startswith((".", "/", "~")):
-        raise AuxoptError(f"task folder {text!r} does not exist")
-    return None
 
 
 def _is_missing(label: Any) -> bool:
@@ -339,81 +351,6 @@ def _check_no_missing_labels(name: str, split: str, labels: Sequence[Any], field
 def _numbers(values: list[int], most: int = 8) -> str:
     shown = ", ".join(str(v) for v in values[:most])
     return shown + (f" and {len(values) - most} more" if len(values) > most else "")
-
-
-def _read_folder(path: Path, files: dict[str, Path] | None = None) -> tuple[dict[str, list[dict]], list[str] | None]:
-    """Split → records of a task folder, and its ``domain.txt`` passages; ``files`` (when given)
-    receives split → the file read."""
-    records: dict[str, list[dict]] = {}
-    for canonical, aliases in SPLIT_ALIASES.items():
-        for alias in aliases:
-            found = [path / f"{alias}{ext}" for ext in EXTENSIONS if (path / f"{alias}{ext}").exists()]
-            if found:
-                records[canonical] = _read_file(found[0])
-                if files is not None:
-                    files[canonical] = found[0]
-                break
-    if "train" not in records:
-        raise AuxoptError(
-            f"task folder {str(path)!r} has no train file (train.jsonl, train.json, train.csv or train.tsv)"
-        )
-    domain_file = path / "domain.txt"
-    domain = None
-    if domain_file.exists():
-        domain = [line.strip() for line in domain_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return records, domain
-
-
-def _read_file(path: Path) -> list[dict]:
-    try:
-        if path.suffix in (".csv", ".tsv"):
-            import pandas as pd
-
-            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-            return frame.to_dict("records")
-        text = path.read_text(encoding="utf-8")
-        stripped = text.lstrip()
-        if path.suffix == ".json" and stripped.startswith("["):
-            data = json.loads(text)
-            if not isinstance(data, list):
-                raise ValueError("expected a list of records")
-            return data
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (ValueError, UnicodeDecodeError) as e:
-        raise AuxoptError(f"cannot read {str(path)!r}: {e}") from None
-
-
-def _read_hub(name: str, config: str | None, original: str) -> dict[str, list[dict]]:
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - a core dependency
-        raise AuxoptError("loading from the hub needs the 'datasets' package") from None
-    try:
-        dataset = datasets.load_dataset(name, config)
-    except Exception as e:  # datasets raises many types for "not found"/"offline"
-        where = ", ".join(str(p) for p in data_dirs()) or "AUXOPT_DATA is not set"
-        raise AuxoptError(
-            f"unknown task {original!r}: it is not a folder, not a name under the data folders "
-            f"({where}), and the Hugging Face hub could not load it ({type(e).__name__}: {str(e)[:200]})"
-        ) from None
-    records: dict[str, list[dict]] = {}
-    for split_name, split in dataset.items():
-        try:
-            canonical = _canonical_split(split_name)
-        except AuxoptError:
-            continue
-        rows = split.to_list()
-        feature = split.features.get("label")
-        names = getattr(feature, "names", None)
-        if names is not None:
-            rows = [r for r in rows if r.get("label", -1) is not None and r.get("label", -1) >= 0]
-            for r in rows:
-                r["label"] = names[r["label"]]
-        elif rows and all(r.get("label", -1) in (-1, None) for r in rows):
-            rows = []  # unlabelled split without a ClassLabel (GLUE's STS-B test: -1.0 everywhere)
-        if rows:  # unlabelled test splits (label -1 everywhere) are dropped and carved instead
-            records[canonical] = rows
-    return records
 
 
 def _detect(sample: Mapping[str, Any], candidates: Iterable[str], name: str, what: str) -> str:

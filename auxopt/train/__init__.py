@@ -1,15 +1,10 @@
 """Multi-task training: configs, task schedules, the loop. No Optuna in here."""
 
+from auxopt.train.callbacks import Reporter, ReporterCallback, TrainCallback
 from auxopt.train.checkpoint import Checkpoint, CheckpointStore, FolderCheckpointStore
 from auxopt.train.config import StepPlugin, TrainConfig, TrainResult
-from auxopt.train.loop import (
-    Reporter,
-    ReporterCallback,
-    TrainCallback,
-    evaluate,
-    resolve_device,
-    train,
-)
+from auxopt.train.loop import evaluate, train
+from auxopt.train.runtime import resolve_device
 from auxopt.train.schedules import (
     OnlineThompson,
     ProportionalSchedule,

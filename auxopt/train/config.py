@@ -158,7 +158,7 @@ class TrainConfig:
         against the run's tasks (a plugin's ``check(config)``: AANG's objectives and their text,
         ATTITTUD's auxiliaries). :func:`~auxopt.train.train` calls it first;
         :meth:`~auxopt.StudySpec.preflight` calls it before anything is stored. Returns ``self``."""
-        from auxopt.train.loop import resolve_device
+        from auxopt.train.runtime import resolve_device
         from auxopt.train.schedules import make_schedule
 
         resolve_device(self.device)

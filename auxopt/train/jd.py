@@ -19,7 +19,9 @@ from typing import Any, ClassVar
 
 from auxopt.errors import AuxoptError
 from auxopt.models.heads import select_parameters
-from auxopt.train.step import StatelessStep, TrainContext, autocast, check_finite, task_loss
+from auxopt.models.losses import check_finite, task_loss
+from auxopt.models.precision import autocast
+from auxopt.train.step import StatelessStep, TrainContext
 
 AGGREGATORS = {"upgrad": "UPGrad", "pcgrad": "PCGrad", "mgda": "MGDA", "mean": "Mean", "cagrad": "CAGrad"}
 

@@ -4,116 +4,25 @@ optional reporter and callbacks, and returns a :class:`TrainResult`."""
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from auxopt.errors import AuxoptError
+from auxopt import records
 from auxopt.models import MultiTaskModel, encode_split, load_encoder
+from auxopt.models.precision import autocast, use_bf16
 from auxopt.models.tokenize import Encoded
+from auxopt.tasks.batches import Batches
 from auxopt.tasks.overlap import check_overlap
 from auxopt.tasks.task import Task
+from auxopt.train.callbacks import ReporterLike, TrainCallback, as_callbacks
 from auxopt.train.checkpoint import TrainState
 from auxopt.train.config import TrainConfig, TrainResult
+from auxopt.train.runtime import resolve_device, seed_everything
 from auxopt.train.schedules import make_schedule
-from auxopt.train.step import Batches, TrainContext, autocast, make_step
-
-
-@runtime_checkable
-class Reporter(Protocol):
-    """Receives the primary dev metric at every evaluation; ``should_stop()`` ends training early
-    (an Optuna objective reports to its trial and stops when the pruner says so). Per-step hooks
-    are :class:`TrainCallback` s."""
-
-    def report(self, step: int, value: float) -> None: ...
-
-    def should_stop(self) -> bool: ...
-
-
-ReporterLike = Reporter | Callable[[int, float], bool | None] | None
-
-
-class TrainCallback:
-    """Hooks :func:`train` calls; subclass it and override what you need (each is a no-op here).
-
-    ``on_train_begin(model, tokenizer)`` once the model is built, before the first step (e.g. to
-    hook or measure it); ``on_step_end(step)`` after every optimiser step; ``on_evaluate(step, value)`` with the primary
-    dev metric at every evaluation (and, on a resumed run, once for each point of the restored
-    curve); ``should_stop()`` right after each evaluation's ``on_evaluate`` calls: any True ends
-    training with ``stopped="reporter"``."""
-
-    def on_train_begin(self, model: torch.nn.Module, tokenizer: Any) -> None:
-        pass
-
-    def on_step_end(self, step: int) -> None:
-        pass
-
-    def on_evaluate(self, step: int, value: float) -> None:
-        pass
-
-    def should_stop(self) -> bool:
-        return False
-
-
-class ReporterCallback(TrainCallback):
-    """A reporter as a callback: a :class:`Reporter` (``report``/``should_stop``) or a function
-    ``(step, value) -> stop?``."""
-
-    def __init__(self, reporter: Reporter | Callable[[int, float], bool | None]):
-        self.reporter = reporter
-        self._stop = False
-
-    def on_evaluate(self, step: int, value: float) -> None:
-        if isinstance(self.reporter, Reporter):
-            self.reporter.report(step, value)
-        else:
-            self._stop = bool(self.reporter(step, value))
-
-    def should_stop(self) -> bool:
-        if isinstance(self.reporter, Reporter):
-            return bool(self.reporter.should_stop())
-        return self._stop
-
-
-def as_callbacks(reporter: ReporterLike, callbacks: Sequence[TrainCallback] = ()) -> list[TrainCallback]:
-    """The callbacks a run calls: the reporter's adapter first (when given), then ``callbacks``."""
-    out: list[TrainCallback] = [] if reporter is None else [ReporterCallback(reporter)]
-    for callback in callbacks:
-        if not all(callable(getattr(callback, m, None))
-                   for m in ("on_train_begin", "on_step_end", "on_evaluate", "should_stop")):
-            raise AuxoptError(
-                f"callbacks must be auxopt.train.TrainCallback objects, not {type(callback).__name__}"
-            )
-        out.append(callback)
-    return out
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise AuxoptError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise AuxoptError(f"device {device!r} asked for, but no CUDA device is available here")
-    return resolved
-
-
-def use_bf16(setting: bool | str, device: torch.device) -> bool:
-    if setting == "auto":
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return bool(setting)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+from auxopt.train.step import TrainContext, make_step
 
 
 @torch.no_grad()
@@ -331,9 +240,9 @@ def train(
         stopped=stopped,
         device=str(device),
         extra={
-            **({"thompson": schedule.summary()} if feedback else {}),
+            **({records.THOMPSON: schedule.summary()} if feedback else {}),
             **strategy.summary(),
-            **({"resumed_from_step": resumed_from} if resumed_from is not None else {}),
-            **({"contamination": overlap.to_dict()} if overlap.contaminated else {}),
+            **({records.RESUMED_FROM_STEP: resumed_from} if resumed_from is not None else {}),
+            **({records.CONTAMINATION: overlap.to_dict()} if overlap.contaminated else {}),
         },
     )

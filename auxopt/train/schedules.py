@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from auxopt.bandit import BetaBernoulliBandit, check_bandit_parameters, check_reward, select_tasks
 from auxopt.errors import AuxoptError
 
 
@@ -188,7 +189,7 @@ class OnlineThompson:
     """AutoSeM's stage 1 inside one training run (``TrainConfig(schedule=OnlineThompson())``).
 
     The primary task and every auxiliary with a positive ratio are arms of a
-    :class:`~auxopt.samplers._bandit.BetaBernoulliBandit`. A pull trains ``steps_per_pull`` minibatches
+    :class:`~auxopt.bandit.BetaBernoulliBandit`. A pull trains ``steps_per_pull`` minibatches
     of the Thompson-chosen task, then the primary dev metric is computed on the first
     ``eval_batches`` dev batches; the reward is 1 when it rose versus the previous such evaluation
     (the first comparison is against the untrained model), 0 when it fell, and on a tie (frequent on
@@ -213,8 +214,6 @@ class OnlineThompson:
     eval_batches: int | None = 4
 
     def __post_init__(self) -> None:
-        from auxopt.samplers._bandit import check_bandit_parameters
-
         if not isinstance(self.steps_per_pull, int) or self.steps_per_pull < 1:
             raise AuxoptError(f"steps_per_pull must be a positive integer, not {self.steps_per_pull!r}")
         if self.eval_batches is not None and (not isinstance(self.eval_batches, int) or self.eval_batches < 1):
@@ -227,7 +226,7 @@ class ThompsonSchedule(Schedule):
     over ``arms`` (task names) whose choice learns from a reward you give it after each pull.
 
     A *pull* is ``spec.steps_per_pull`` consecutive minibatches of one task, chosen by Thompson
-    sampling from a :class:`~auxopt.samplers.BetaBernoulliBandit` (decay ``spec.gamma``, prior
+    sampling from a :class:`~auxopt.bandit.BetaBernoulliBandit` (decay ``spec.gamma``, prior
     ``Beta(spec.alpha0, spec.beta0)``). When :meth:`pull_finished` is true, reward the pull with one of
 
     * :meth:`observe` ``(value)``: the primary dev metric (higher is better), or ``(metric, dev
@@ -249,8 +248,6 @@ class ThompsonSchedule(Schedule):
     wants_feedback = True
 
     def __init__(self, arms: Iterable[str], spec: OnlineThompson | None = None, seed: int = 0):
-        from auxopt.samplers._bandit import BetaBernoulliBandit
-
         arms = list(arms)
         if not arms:
             raise AuxoptError("the online Thompson schedule needs at least one task")
@@ -309,8 +306,6 @@ class ThompsonSchedule(Schedule):
         """Reward a pull with your own verdict ``won`` (True/1: it helped, False/0: it did not).
         ``task`` defaults to the current pull's task; rewarding the current pull also ends it (the
         next draw starts a new pull). Returns the reward as 0/1."""
-        from auxopt.samplers._bandit import check_reward
-
         task = self.current if task is None else task
         if task is None:
             raise AuxoptError("there is no pull to reward yet: draw a task first (next(schedule))")
@@ -334,11 +329,9 @@ class ThompsonSchedule(Schedule):
     def select(self, threshold: float = 0.5, top_k: int | None = None, *,
                baseline: str | None = "median", none_arm: str | None = None) -> list[str]:
         """AutoSeM's task selection on this schedule's evidence
-        (:func:`~auxopt.samplers.select_tasks`): the tasks whose utility beats ``baseline`` (``"median"``,
+        (:func:`~auxopt.bandit.select_tasks`): the tasks whose utility beats ``baseline`` (``"median"``,
         an arm such as the primary's own, or None for ``threshold``), best first, at most ``top_k``;
         ``none_arm`` (e.g. the primary) is never selected."""
-        from auxopt.samplers._bandit import select_tasks
-
         return select_tasks(self.bandit.evidence(), threshold, top_k, none_arm=none_arm, baseline=baseline)
 
     def summary(self) -> dict:

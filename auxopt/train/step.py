@@ -9,61 +9,21 @@ are other strategies, made by the :class:`StepPlugin` in ``TrainConfig.plugin``.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 
-from auxopt.errors import AuxoptError
 from auxopt.models import MultiTaskModel
+from auxopt.models.losses import check_finite, task_loss
+from auxopt.models.precision import autocast
 from auxopt.models.tokenize import Encoded
+from auxopt.tasks.batches import Batches
 from auxopt.tasks.task import Task
 from auxopt.train.config import (
     StepPlugin as StepPlugin,  # re-exported: the plugin that makes a strategy
 )
 from auxopt.train.config import TrainConfig
-
-
-def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on ``device`` when asked, else a no-op context."""
-    if bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def task_loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy for classification, mean squared error for regression (in fp32)."""
-    logits = logits.float()
-    if task.kind == "classification":
-        return F.cross_entropy(logits, labels)
-    return F.mse_loss(logits.squeeze(-1), labels)
-
-
-class Batches:
-    """An endless stream of shuffled minibatch indices over one task's train split (seeded)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size = n, min(batch_size, n)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(n, generator=self.generator)
-        self.position = 0
-
-    def next(self) -> torch.Tensor:
-        if self.position + self.batch_size > self.n:
-            self.order = torch.randperm(self.n, generator=self.generator)
-            self.position = 0
-        index = self.order[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
-        return index
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "order": self.order.clone(), "position": self.position}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.order, self.position = state["order"].clone(), int(state["position"])
 
 
 @dataclass
@@ -102,14 +62,6 @@ class TrainContext:
         loss = task_loss(task, logits, labels)
         check_finite(loss, f"task {name!r}", step, self.config.learning_rate)
         return loss, len(labels)
-
-
-def check_finite(loss: torch.Tensor, what: str, step: int, lr: float) -> None:
-    if not torch.isfinite(loss):
-        raise AuxoptError(
-            f"the loss of {what} became {loss.item()} at step {step}; "
-            f"lower the learning rate (now {lr:g}) or check the task's labels"
-        )
 
 
 @runtime_checkable

@@ -1,4 +1,7 @@
-"""``GradientDecomposer``: ATTITTUD (Dery, Dauphin & Grangier, ICLR 2021) as a trainer step strategy.
+"""ATTITTUD's settings: the η presets, and :class:`GradientDecomposer`, the trainer plugin's spec
+(Dery, Dauphin & Grangier, ICLR 2021) with its Optuna ``suggest``.
+
+Plain data, no torch: the step it makes is :class:`~auxopt.grad.trainer_step.DecomposerStep`.
 
 The method itself (the subspace, its refreshes, the decomposed backward pass) is
 :class:`auxopt.grad.Attittud`, which any training loop can call; this plugin is auxopt's trainer
@@ -21,7 +24,7 @@ schedule, primary draws skipped; round-robin over the auxiliaries if the schedul
 back-propagates each separately, and on the chosen shared parameters replaces the sum of the two
 gradients by (Eq. 6 of the paper)::
 
-    g = η_prim · g_prim + η_⊥ g_⊥ + η_+ g_+ + η_- g_-        (parts of g_aux, auxopt.grad.decompose)
+    g = η_prim · g_prim + η_⊥ g_⊥ + η_+ g_+ + η_- g_-        (parts of g_aux, auxopt.grad.project)
 
 Head parameters keep their own task's gradient; shared parameters outside the selection get the
 plain sum ``g_prim + g_aux`` (what a plain step on the same two minibatches would give, whatever η
@@ -78,22 +81,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from auxopt.errors import AuxoptError
-from auxopt.grad.attittud import (  # noqa: F401 (re-exported)
-    METHODS,
-    Attittud,
-    GiB,
-    basis_mode,
-    eager_attention,
-    vmap_safe_masks,
-)
-from auxopt.grad.decompose import DEFAULT_ETA, resolve_eta
-from auxopt.models.heads import select_parameters  # noqa: F401 (re-exported; the one rule for shared parameters)
+from auxopt.grad.project import DEFAULT_ETA, resolve_eta
+from auxopt.grad.subspace import METHODS, GiB
+
+if TYPE_CHECKING:
+    from auxopt.grad.trainer_step import DecomposerStep
 
 #: the default selection: every encoder parameter but the (sparse-gradient) word-embedding matrix
 DEFAULT_PARAMS: tuple[str, ...] = ("encoder", "!*word_embeddings*")
@@ -201,6 +196,8 @@ class GradientDecomposer:
         }
 
     def make_step(self, ctx) -> DecomposerStep:
+        from auxopt.grad.trainer_step import DecomposerStep
+
         return DecomposerStep(ctx, self)
 
     def check_tasks(self, primary, auxiliaries: list[str]) -> None:
@@ -264,142 +261,3 @@ class GradientDecomposer:
         else:
             eta_prim_value = eta_prim
         return cls(k=k_value, m=m_value, every=every_value, eta=eta_value, eta_prim=eta_prim_value, **fixed)
-
-
-def per_example_loss(task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-example cross-entropy (classification) or squared error (regression), in fp32."""
-    logits = logits.float()
-    if task.kind == "classification":
-        return F.cross_entropy(logits, labels, reduction="none")
-    return (logits.squeeze(-1) - labels) ** 2
-
-
-class _TrainerAttittud(Attittud):
-    """:class:`Attittud` with the trainer plugin's names in its error messages."""
-
-    _name = "GradientDecomposer"
-    _fewer = "select fewer params (e.g. params='encoder.encoder')"
-
-
-class DecomposerStep:
-    """The step strategy of :class:`GradientDecomposer` (see the module docstring): auxopt's trainer
-    as one client of :class:`~auxopt.grad.Attittud`. It supplies the task schedule's minibatches,
-    the primary's reference batches and per-example loss, and keeps the records and checkpoints."""
-
-    def __init__(self, ctx, spec: GradientDecomposer):
-        from auxopt.train.step import Batches
-
-        self.ctx, self.spec = ctx, spec
-        self.eta, self.basis_kind = resolve_eta(spec.eta)
-        self.primary = ctx.primary.name
-        self.auxiliaries = [n for n in ctx.tasks if n != self.primary]
-        spec.check_tasks(ctx.primary, self.auxiliaries)
-        chosen = select_parameters(ctx.model, spec.params)
-        n_train = len(ctx.train_data[self.primary])
-        seed = ctx.config.seed if spec.seed is None else spec.seed
-        self.m = min(spec.m, n_train)
-        #: the method itself: the subspace, its refreshes and the decomposed backward pass
-        self.attittud = _TrainerAttittud(
-            chosen, k=spec.k, every=spec.every, eta=spec.eta, eta_prim=spec.eta_prim, method=spec.method,
-            m=self.m, memory_budget=spec.memory_budget, oversample=spec.oversample,
-            power_iters=spec.power_iters, seed=seed * 7919 + 18,
-        )
-        self.names = self.attittud.names
-        self.shared = list(self.attittud.params.values())
-        self.dim = self.attittud.dim
-        self.reference = Batches(n_train, self.m, seed * 7919 + 17)
-        self.next_aux = 0
-        self.log: dict[str, list] = {"steps": [], "pos": [], "neg": [], "perp": [], "prim": []}
-
-    # the subspace's state lives in the core; these read it
-    basis = property(lambda self: self.attittud.basis)
-    singular_values = property(lambda self: self.attittud.singular_values)
-    method = property(lambda self: self.attittud.method)
-    refreshes = property(lambda self: self.attittud.refreshes)
-    last_refresh = property(lambda self: self.attittud.last_refresh)
-    basis_seconds = property(lambda self: self.attittud.basis_seconds)
-    generator = property(lambda self: self.attittud.generator)
-
-    # -- the primary subspace -------------------------------------------------------------
-    def refresh(self, step: int) -> None:
-        """Recompute V from a fresh reference batch of m primary examples (:meth:`Attittud.refresh`:
-        dropout off and eager attention through :func:`basis_mode`, fp32, by ``self.method``)."""
-        from torch.func import functional_call
-
-        ctx, task, model = self.ctx, self.ctx.primary, self.ctx.model
-        index = self.reference.next()
-        inputs = {k: v.to(ctx.device) for k, v in ctx.train_data[self.primary].batch(index).items()}
-        labels = ctx.train_labels[self.primary][index].to(ctx.device)
-
-        def losses(params, batch):
-            batch_inputs, batch_labels = batch
-            logits = functional_call(model, params, args=(task.head_name,), kwargs=batch_inputs)
-            return per_example_loss(task, logits, batch_labels)
-
-        self.attittud.refresh(losses, (inputs, labels), module=model, step=step)
-
-    # -- one step ------------------------------------------------------------------------
-    def _auxiliary(self) -> str:
-        for _ in range(4 * len(self.ctx.tasks)):
-            name = self.ctx.schedule.next_task()
-            if name != self.primary:
-                return name
-        name = self.auxiliaries[self.next_aux % len(self.auxiliaries)]
-        self.next_aux += 1
-        return name
-
-    def backward(self, step: int) -> dict[str, int]:
-        ctx = self.ctx
-        if self.attittud.due(step):
-            self.refresh(step)
-        aux = self._auxiliary()
-        counts: dict[str, int] = {}
-
-        def loss_of(name: str):  # evaluated by Attittud.backward right before its backward pass
-            def loss() -> torch.Tensor:
-                value, counts[name] = ctx.loss(name, step)
-                return value
-
-            return loss
-
-        logging = step == 1 or step % self.spec.log_every == 0
-        norms = self.attittud.backward(loss_of(self.primary), loss_of(aux), norms=logging)
-        if norms is not None:
-            self.log["steps"].append(int(step))
-            for key in ("pos", "neg", "perp"):
-                self.log[key].append(round(norms[key][0], 6))
-            self.log["prim"].append(round(norms["prim"], 6))
-        return {self.primary: counts[self.primary], aux: counts[aux]}
-
-    # -- records and checkpoints -----------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
-        return {
-            "grad_parts": {key: list(values) for key, values in self.log.items()},
-            "grad_basis": {
-                "kind": self.basis_kind, "method": self.method, "dim": self.dim, "k": self.spec.k, "m": self.m,
-                "refreshes": self.refreshes, "seconds": round(self.basis_seconds, 3),
-                "singular_values": [round(s, 6) for s in self.singular_values],
-            },
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        core = self.attittud.state_dict()
-        return {
-            "basis": core["basis"],
-            "singular_values": core["singular_values"],
-            "last_refresh": core["last_refresh"],
-            "refreshes": core["refreshes"],
-            "basis_seconds": core["basis_seconds"],
-            "next_aux": self.next_aux,
-            "reference": self.reference.state_dict(),
-            "generator": core["generator"],
-            "log": {key: list(values) for key, values in self.log.items()},
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.attittud.load_state_dict(
-            {key: state[key] for key in ("basis", "singular_values", "last_refresh", "refreshes", "basis_seconds", "generator")}
-        )
-        self.next_aux = int(state["next_aux"])
-        self.reference.load_state_dict(state["reference"])
-        self.log = {key: list(values) for key, values in state["log"].items()}

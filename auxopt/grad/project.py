@@ -16,11 +16,10 @@ The trainer adds ``η_prim · g_prim``. Theorem 1 of the paper: when ``g_prim �
 ``η_+ ≥ 0 ≥ η_-`` (any η_⊥): ``⟨g_⊥, g_prim⟩ = 0`` and ``⟨d, g_prim⟩ = η_+ Σ_{agree} c_j p_j +
 η_- Σ_{conflict} c_j p_j``, each sum of the sign that makes its term ≥ 0. The official run's
 ``(1, 1, −1)`` (preset ``"flip_conflicts"``, :data:`DEFAULT_ETA`) flips each conflicting coordinate
-so that it agrees with the primary's.
+so that it agrees with the primary's. The η presets (:data:`ATTITTUD_PRESETS`) are here too.
 
 All arithmetic runs in fp32 (or the inputs' wider dtype), whatever autocast is active.
 """
-
 from __future__ import annotations
 
 import math
@@ -37,13 +36,31 @@ DEFAULT_ETA: tuple[float, float, float] = (1.0, 1.0, -1.0)
 #: name → ((η_⊥, η_+, η_-), basis). basis "subspace": the top-k primary subspace;
 #: "primary_grad": the 1-D basis along the current primary gradient (PCGrad-like: drop the part of
 #: g_aux along g_prim when it conflicts, keep everything else).
-PRESETS: dict[str, tuple[tuple[float, float, float], str]] = {
+ATTITTUD_PRESETS: dict[str, tuple[tuple[float, float, float], str]] = {
     "multitask": ((1.0, 1.0, 1.0), "subspace"),
     "flip_conflicts": (DEFAULT_ETA, "subspace"),
     "drop_conflicts": ((1.0, 1.0, 0.0), "subspace"),
     "helpful_only": ((0.0, 1.0, 0.0), "subspace"),
     "pcgrad": ((1.0, 1.0, 0.0), "primary_grad"),
 }
+
+
+
+def resolve_eta(eta: tuple[float, float, float] | list[float] | str) -> tuple[tuple[float, float, float], str]:
+    """``(η_⊥, η_+, η_-)`` and the basis kind ("subspace" or "primary_grad") for an eta or preset."""
+    if isinstance(eta, str):
+        if eta not in ATTITTUD_PRESETS:
+            raise AuxoptError(f"unknown eta preset {eta!r}; choose one of {sorted(ATTITTUD_PRESETS)} or give (η⊥, η+, η−)")
+        return ATTITTUD_PRESETS[eta]
+    try:
+        values = tuple(float(x) for x in eta)
+    except (TypeError, ValueError):
+        raise AuxoptError(f"eta must be three numbers (η⊥, η+, η−) or a preset name, not {eta!r}") from None
+    if len(values) != 3:
+        raise AuxoptError(f"eta must be three numbers (η⊥, η+, η−), not {len(values)}: {eta!r}")
+    if not all(math.isfinite(x) for x in values):
+        raise AuxoptError(f"eta values must be finite numbers, not {eta!r}")
+    return (values[0], values[1], values[2]), "subspace"
 
 
 @dataclass
@@ -148,19 +165,3 @@ def primary_grad_basis(g_prim: torch.Tensor) -> torch.Tensor:
     norm = torch.linalg.vector_norm(g)
     return (g / norm if norm > 0 else torch.zeros_like(g)).unsqueeze(0)
 
-
-def resolve_eta(eta: tuple[float, float, float] | list[float] | str) -> tuple[tuple[float, float, float], str]:
-    """``(η_⊥, η_+, η_-)`` and the basis kind ("subspace" or "primary_grad") for an eta or preset."""
-    if isinstance(eta, str):
-        if eta not in PRESETS:
-            raise AuxoptError(f"unknown eta preset {eta!r}; choose one of {sorted(PRESETS)} or give (η⊥, η+, η−)")
-        return PRESETS[eta]
-    try:
-        values = tuple(float(x) for x in eta)
-    except (TypeError, ValueError):
-        raise AuxoptError(f"eta must be three numbers (η⊥, η+, η−) or a preset name, not {eta!r}") from None
-    if len(values) != 3:
-        raise AuxoptError(f"eta must be three numbers (η⊥, η+, η−), not {len(values)}: {eta!r}")
-    if not all(math.isfinite(x) for x in values):
-        raise AuxoptError(f"eta values must be finite numbers, not {eta!r}")
-    return (values[0], values[1], values[2]), "subspace"

@@ -1,4 +1,9 @@
-"""AutoSeM's Beta-Bernoulli multi-armed bandit with decay (pure numpy, no Optuna).
+"""AutoSeM's Beta-Bernoulli multi-armed bandit with decay (numpy only: no Optuna, no torch).
+
+This module sits below both of its users: the Optuna sampler
+:class:`~auxopt.samplers.ThompsonTaskSampler` (one pull per trial) and the training loop's online
+schedule :class:`~auxopt.train.schedules.ThompsonSchedule` (one pull per training interval), so the
+training loop does not depend on the samplers.
 
 The arms are auxiliary tasks (Guo, Pasunuru & Bansal, NAACL 2019, §3.1). Each arm ``k`` has a Beta
 posterior over its probability of helping the primary task,
@@ -26,8 +31,6 @@ Beside the decayed posterior the bandit keeps the undecayed tally of each arm, `
 
 which is what task selection reads (:func:`select_tasks`): with γ = 0.3 the decayed posterior keeps
 about 1/γ ≈ 3 pulls of evidence, so selecting on it would select on the last pull or two.
-The same class serves the ``ThompsonTaskSampler`` (one pull per Optuna trial) and an online task
-schedule (one pull per training interval).
 """
 
 from __future__ import annotations
