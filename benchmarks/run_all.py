@@ -14,7 +14,7 @@ At ``cpu`` scale eight benchmarks take hours together on 2 cores (``LONG_ON_CPU`
 benchmark, ATTITTUD overhead with MiniLM, Thompson selection, mixing-ratio search, storage throughput
 and the three per-method end-task scripts); they run only with ``--full``, and their sections keep the
 figures of the run their own "Command" line names. The payoff benchmark is resumable: it continues
-its study file (``benchmarks/payoff-cpu.db``) where the last run stopped.
+its study file (``benchmarks/end_task/payoff-cpu.db``) where the last run stopped.
 """
 
 from __future__ import annotations
@@ -73,6 +73,14 @@ def plan(scale: str, full: bool, only: list[str] | None) -> list[tuple[str, list
     return [(name, SUITE[name][scale]) for name in names]
 
 
+def script(name: str) -> Path:
+    """Where benchmark ``name`` lives: ``benchmarks/<speed|search|correctness|end_task>/<name>.py``."""
+    found = sorted(HERE.glob(f"*/{name}.py"))
+    if len(found) != 1:
+        raise SystemExit(f"run_all: no single benchmark script named {name}.py under {HERE}")
+    return found[0]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=("ci", "cpu", "gpu"), default="ci")
@@ -89,7 +97,7 @@ def main(argv=None) -> int:
     runs = []
     failed = []
     for name, extra in plan(args.scale, args.full, args.only.split(",") if args.only else None):
-        command = [sys.executable, str(HERE / f"{name}.py"), *extra, "--write"]
+        command = [sys.executable, str(script(name)), *extra, "--write"]
         print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
         rc = subprocess.call(command, env=env)

@@ -1,4 +1,4 @@
-"""The payoff benchmark (benchmarks/payoff.py): its statistics by hand, and its ci scale end to end on
+"""The payoff benchmark (benchmarks/end_task/payoff.py): its statistics by hand, and its ci scale end to end on
 the real data, killed in the middle and run again."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "benchmarks" / "end_task"))
 
 import payoff  # noqa: E402
 
@@ -66,7 +66,7 @@ def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
 @pytest.mark.data
 def test_ci_scale_runs_end_to_end_and_resumes_after_a_kill(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path / 'payoff.db'}"
-    command = [sys.executable, str(ROOT / "benchmarks" / "payoff.py"), "--scale", "ci", "--suites", "sentiment",
+    command = [sys.executable, str(ROOT / "benchmarks" / "end_task" / "payoff.py"), "--scale", "ci", "--suites", "sentiment",
                "--storage", url, "--figure", str(tmp_path / "payoff.png")]
     env = {**os.environ, "AUXOPT_DATA": str(data_dir), "OMP_NUM_THREADS": "1", "AUXOPT_RESULTS": str(tmp_path / "R.md")}
     proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

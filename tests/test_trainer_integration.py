@@ -251,5 +251,5 @@ def test_resuming_from_a_checkpoint_continues_the_same_mixing_stream(tasks, tmp_
     whole = run(tmp_path / "whole")
     resumed = run(tmp_path / "resumed", resume=str(tmp_path / "whole" / "checkpoint-4"))
     assert sum(resumed.task_batches.values()) == 4  # only the last four steps trained again
-    for (name, p), q in zip(whole.model.named_parameters(), resumed.model.parameters()):
+    for (name, p), q in zip(whole.model.named_parameters(), resumed.model.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-6), name

@@ -27,11 +27,11 @@ columns count every training step a row spent (search included) and its wall tim
 file (default ``benchmarks/payoff-<scale>.db``): parameters ``row`` and ``seed``, scores and compute as
 user_attrs, the dev score as the value. Killed, it continues where it stopped when run again (AutoSeM's
 stage studies live in the same file and resume mid-search); ``auxopt dashboard --storage
-sqlite:///benchmarks/payoff-cpu.db`` shows it. Several processes may share the file (``--workers N``).
+sqlite:///benchmarks/end_task/payoff-cpu.db`` shows it. Several processes may share the file (``--workers N``).
 ``--report`` only reads the file and writes the tables and ``docs/payoff.png``.
 
-    AUXOPT_DATA=../shared/data python benchmarks/payoff.py --scale ci      # tiny model, about a minute
-    AUXOPT_DATA=../shared/data python benchmarks/payoff.py --scale cpu --write   # hours: resumable
+    AUXOPT_DATA=../shared/data python benchmarks/end_task/payoff.py --scale ci      # tiny model, about a minute
+    AUXOPT_DATA=../shared/data python benchmarks/end_task/payoff.py --scale cpu --write   # hours: resumable
 """
 
 from __future__ import annotations
@@ -50,12 +50,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-TITLE = "Payoff benchmark (benchmarks/payoff.py)"
-FIGURE = HERE.parent / "docs" / "payoff.png"
+TITLE = "Payoff benchmark (benchmarks/end_task/payoff.py)"
+FIGURE = REPO / "docs" / "payoff.png"
 
 
 @dataclass(frozen=True)
@@ -572,7 +573,7 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
     results, lines = {}, [*_common.header(TITLE)]
     shown = url.removeprefix("sqlite:///")
     with contextlib.suppress(ValueError):
-        shown = str(Path(shown).resolve().relative_to(HERE.parent))
+        shown = str(Path(shown).resolve().relative_to(REPO))
     s = scale
     lines += [
         f"- Setting ({scale_name} scale): model {s['model']}, max length {s['max_length']}, batch {s['batch_size']}, "

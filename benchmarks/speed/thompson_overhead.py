@@ -1,7 +1,7 @@
 """Time per ask+tell of ``ThompsonTaskSampler`` on studies with many finished trials, side by side
 with Optuna's ``RandomSampler`` in the same run (InMemoryStorage; 11 arms).
 
-    python benchmarks/thompson_overhead.py --write
+    python benchmarks/speed/thompson_overhead.py --write
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-TITLE = "Thompson sampler overhead (benchmarks/thompson_overhead.py)"
+TITLE = "Thompson sampler overhead (benchmarks/speed/thompson_overhead.py)"
 ARMS = ["none", *(f"task_{i}" for i in range(10))]
 
 

@@ -6,7 +6,7 @@ warm-up steps. On CUDA it also reports the peak GPU memory and, when asked (``--
 default only on CUDA), runs a plain ``transformers.Trainer`` on the same model, batch size and sequence
 length and reports the ratio auxopt / Trainer.
 
-    AUXOPT_DATA=../shared/data .venv/bin/python benchmarks/train_throughput.py --write
+    AUXOPT_DATA=../shared/data .venv/bin/python benchmarks/speed/train_throughput.py --write
 
 The data. auxopt pads each batch to its longest example, and SST-2 sentences are ~20 words, so SST-2
 as it is would be measured at ~40 tokens, not 128. The script therefore builds an in-memory task with
@@ -40,12 +40,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-TITLE = "Training throughput (benchmarks/train_throughput.py)"
+REPO = Path(__file__).resolve().parents[2]
+TITLE = "Training throughput (benchmarks/speed/train_throughput.py)"
 DEFAULT_STEPS = {"tiny": 100, "minilm": 30}
 DEFAULT_WARMUP = {"tiny": 10, "minilm": 3}
 SEED = 0

@@ -2,7 +2,7 @@
 search in ``sample_relative`` — on studies with 50 and 100 finished trials over 6 float mixing ratios
 in [0, 5], side by side with Optuna's ``GPSampler`` in the same run.
 
-    python benchmarks/mixing_latency.py --write
+    python benchmarks/speed/mixing_latency.py --write
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-TITLE = "Mixing-ratio sampler latency (benchmarks/mixing_latency.py)"
+TITLE = "Mixing-ratio sampler latency (benchmarks/speed/mixing_latency.py)"
 N_PARAMS = 6
 LOW, HIGH = 0.0, 5.0
 

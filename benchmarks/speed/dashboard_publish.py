@@ -2,8 +2,8 @@
 studies of growing size (every plot kind present), side by side with one quickstart training run in
 the same process, so the overhead of publishing every 5 trials reads as a fraction of training.
 
-    python benchmarks/dashboard_publish.py --scale ci
-    python benchmarks/dashboard_publish.py --scale cpu --write
+    python benchmarks/speed/dashboard_publish.py --scale ci
+    python benchmarks/speed/dashboard_publish.py --scale cpu --write
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-TITLE = "Dashboard publishing cost (benchmarks/dashboard_publish.py)"
+TITLE = "Dashboard publishing cost (benchmarks/speed/dashboard_publish.py)"
 SCALES = {"ci": ([20, 100], 3), "cpu": ([20, 100, 500], 5), "gpu": ([20, 100, 500, 2000], 5)}
 ARMS = ["none", "helpful_0", "neutral_0", "harmful_0"]
 EVERY = 5

@@ -17,7 +17,7 @@ and ``GPSampler`` (each study gets sampler seed ``s`` for seed ``s``):
   SST-2, SUBJ and MR (1,500 each); a trial trains with ratios ``{trec: 1, aux: suggest_float
   ("ratio_aux", 0, 5)}`` for 150 steps (training seed fixed), value = TREC dev accuracy.
 
-    python benchmarks/mixing_search.py --scale cpu --write
+    python benchmarks/search/mixing_search.py --scale cpu --write
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
@@ -38,7 +38,7 @@ SCALES = {
     "ci": dict(seeds=2, trials=20, real=False, real_seeds=1, real_trials=10),
     "cpu": dict(seeds=5, trials=40, real=True, real_seeds=2, real_trials=20),
 }
-TITLE = "Mixing-ratio search efficiency (benchmarks/mixing_search.py)"
+TITLE = "Mixing-ratio search efficiency (benchmarks/search/mixing_search.py)"
 CHECKPOINTS = (10, 20, 40)
 LOW, HIGH = 0.0, 5.0
 SIGMA = 0.1

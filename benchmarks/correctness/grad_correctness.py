@@ -7,7 +7,7 @@ top-k right-singular subspaces, the largest relative error of the k singular val
 error ratio ‖J − J VᵀV‖₂ / σ_{k+1} (1 is optimal: the best rank-k approximation). The randomised basis
 runs in float64 (the algorithm) and in float32 (what training uses).
 
-    AUXOPT_DATA=../shared/data python benchmarks/grad_correctness.py --scale cpu --write
+    AUXOPT_DATA=../shared/data python benchmarks/correctness/grad_correctness.py --scale cpu --write
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-TITLE = "ATTITTUD subspace correctness (benchmarks/grad_correctness.py)"
+TITLE = "ATTITTUD subspace correctness (benchmarks/correctness/grad_correctness.py)"
 SCALES = {
     "ci": dict(m=24, ks=[2, 5], qs=[0, 1], seeds=1, hidden=16, layers=1, length=16),
     "cpu": dict(m=32, ks=[2, 5, 10], qs=[0, 1, 2], seeds=3, hidden=32, layers=2, length=24),

@@ -21,9 +21,9 @@ AdamW (update included). Rounds interleave one block of ``every`` = 10 steps of 
 so that load on a shared machine hits all alike and each ATTITTUD block holds exactly one basis
 refresh. The ratios are time per step over the plain pair step (and over the 1-batch step).
 
-    python benchmarks/grad_overhead.py --scale cpu --write
-    python benchmarks/grad_overhead.py --scale cpu --models minilm --lengths 48 --only "ATTITTUD defaults"
-    python benchmarks/grad_overhead.py --scale ci          # smoke run: tiny, length 16, 1 round
+    python benchmarks/speed/grad_overhead.py --scale cpu --write
+    python benchmarks/speed/grad_overhead.py --scale cpu --models minilm --lengths 48 --only "ATTITTUD defaults"
+    python benchmarks/speed/grad_overhead.py --scale ci          # smoke run: tiny, length 16, 1 round
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-TITLE = "ATTITTUD overhead (benchmarks/grad_overhead.py)"
+TITLE = "ATTITTUD overhead (benchmarks/speed/grad_overhead.py)"
 SCALES = {
     "ci": dict(models=["tiny"], lengths=[16], batch_size=16, per_model={"tiny": dict(rounds=1)}),
     # MiniLM without the randomized row on CPU: its l = 15 batched jvps over 64 examples of length 128

@@ -17,7 +17,7 @@ run's wall time divided by its steps (model loading and evaluations included, th
 row; tokenisation is cached by an untimed warm-up run), and its ratio to primary-only of the same
 seed.
 
-    AUXOPT_DATA=../shared/data python benchmarks/aang_end_task.py --scale cpu --write
+    AUXOPT_DATA=../shared/data python benchmarks/end_task/aang_end_task.py --scale cpu --write
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-TITLE = "AANG end task (benchmarks/aang_end_task.py)"
+TITLE = "AANG end task (benchmarks/end_task/aang_end_task.py)"
 SCALES = {
     "ci": dict(model="tiny", seeds=1, steps=20, max_length=32, batch_size=8, eval_every=10, trials=2,
                k=2, update_every=2, max_train=300, lr=None),

@@ -13,7 +13,7 @@ Every reported model trained for the same ``steps`` (same final budget); AutoSeM
 its search (stage 1 + the other stage-2 runs), reported in the compute columns. Dev is the best
 primary dev score of the run (evaluated every ``eval_every`` steps); test is scored at that step.
 
-    AUXOPT_DATA=../shared/data python benchmarks/autosem_end_task.py --scale cpu --write
+    AUXOPT_DATA=../shared/data python benchmarks/end_task/autosem_end_task.py --scale cpu --write
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-TITLE = "AutoSeM end task (benchmarks/autosem_end_task.py)"
+TITLE = "AutoSeM end task (benchmarks/end_task/autosem_end_task.py)"
 SCALES = {
     "ci": dict(model="tiny", seeds=1, steps=60, trials=2, startup=1, max_train=600, max_length=48,
                batch_size=16, eval_every=30, lr=None),

@@ -14,7 +14,7 @@ steps:
 
 Dev is the best trec dev accuracy over evaluations; test is scored at that step.
 
-    AUXOPT_DATA=../shared/data python benchmarks/attittud_end_task.py --scale cpu --write
+    AUXOPT_DATA=../shared/data python benchmarks/end_task/attittud_end_task.py --scale cpu --write
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-TITLE = "ATTITTUD end task (benchmarks/attittud_end_task.py)"
+TITLE = "ATTITTUD end task (benchmarks/end_task/attittud_end_task.py)"
 SCALES = {
     "ci": dict(model="tiny", seeds=1, steps=60, max_train=200, aux_train=500, max_length=32, batch_size=16,
                eval_every=30, k=5, m=16, every=10, etas=[(1.0, 1.0, 0.0)]),

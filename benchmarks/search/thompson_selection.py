@@ -17,7 +17,7 @@ above the median task's, at most 3), the same uncapped (recall can reach 1), aga
 arm (the primary's own arm online, ``none`` for the sampler), and the selection before (the decayed
 posterior mean above 0.5). Precision and recall are against the helpful set.
 
-    python benchmarks/thompson_selection.py --scale cpu --write
+    python benchmarks/search/thompson_selection.py --scale cpu --write
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
@@ -39,7 +39,7 @@ SCALES = {
     "cpu": dict(seeds=3, online_steps=1500, trials=40, trial_steps=150),
     "gpu": dict(seeds=5, online_steps=3000, trials=80, trial_steps=300),
 }
-TITLE = "Thompson task selection (benchmarks/thompson_selection.py)"
+TITLE = "Thompson task selection (benchmarks/search/thompson_selection.py)"
 BASE = dict(max_length=32, batch_size=32, eval_batch_size=250, model="tiny")
 
 

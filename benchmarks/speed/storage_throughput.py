@@ -11,7 +11,7 @@ Work lost: a tiny-model run checkpoints every 100 steps (the default) and crashe
 the rerun resumes from the last checkpoint. Steps redone = steps done before the crash − the step
 resumed from. Checkpoint cost is the same run with and without checkpoints, side by side.
 
-    python benchmarks/storage_throughput.py --scale cpu --write
+    python benchmarks/speed/storage_throughput.py --scale cpu --write
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 
 import _common  # noqa: E402
 
-TITLE = "Storage throughput and work lost per crash (benchmarks/storage_throughput.py)"
+TITLE = "Storage throughput and work lost per crash (benchmarks/speed/storage_throughput.py)"
 SCALES = {
     "ci": {"trials": 24, "sleep": 0.05, "workers": (1, 2, 4), "steps": 300, "crashes": 3},
     "cpu": {"trials": 120, "sleep": 0.1, "workers": (1, 2, 4), "steps": 600, "crashes": 10},
