@@ -25,6 +25,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check auxopt tests benchmarks studies examples
+	$(BIN)/ruff format --check auxopt tests benchmarks studies examples
 
 clean:
 	rm -rf $(VENV) quickstart.db

@@ -35,7 +35,9 @@ def check_version(version: str | None = None) -> bool:
     if not ok:
         warnings.warn(
             f"auxopt is written for optuna>={SUPPORTED[0]}.0,<{SUPPORTED[1]}; optuna {version} is installed, "
-            "and auxopt's storage repairs may not hold for it", stacklevel=2)
+            "and auxopt's storage repairs may not hold for it",
+            stacklevel=2,
+        )
     return ok
 
 
@@ -55,8 +57,9 @@ def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     return trial._trial_id
 
 
-def trials_of(study: optuna.Study, states: Container[TrialState] | None = None, *,
-              use_cache: bool = True) -> list[FrozenTrial]:
+def trials_of(
+    study: optuna.Study, states: Container[TrialState] | None = None, *, use_cache: bool = True
+) -> list[FrozenTrial]:
     """The study's trials without deep copies (do not mutate them); ``use_cache=False`` reads the
     storage again instead of the study's in-process cache."""
     return study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
@@ -115,7 +118,6 @@ def dashboard_artifacts_attr_prefix() -> str:
     from optuna_dashboard.artifact._backend import ARTIFACTS_ATTR_PREFIX
 
     return ARTIFACTS_ATTR_PREFIX
-
 
 
 def dashboard_plotly_graph_objects(system_attrs: dict[str, Any]) -> dict[str, str]:

@@ -45,20 +45,15 @@ from auxopt.errors import AuxoptError
 __all__ = ["BetaBernoulliBandit", "check_bandit_parameters", "check_reward", "select_tasks"]
 
 
-def check_bandit_parameters(
-    alpha0: float, beta0: float, gamma: float
-) -> tuple[float, float, float]:
+def check_bandit_parameters(alpha0: float, beta0: float, gamma: float) -> tuple[float, float, float]:
     """Validate the prior and the decay; return them as floats (AuxoptError on bad input)."""
     for name, value in (("alpha0", alpha0), ("beta0", beta0)):
         if not _is_real(value) or not np.isfinite(value) or value <= 0:
             raise AuxoptError(
-                f"the Beta prior's {name} must be a finite number > 0, not {value!r} "
-                "(AutoSeM uses alpha0 = beta0 = 1)"
+                f"the Beta prior's {name} must be a finite number > 0, not {value!r} (AutoSeM uses alpha0 = beta0 = 1)"
             )
     if not _is_real(gamma) or not 0 <= gamma < 1:
-        raise AuxoptError(
-            f"the decay gamma must be in [0, 1), not {gamma!r} (0 disables decay; AutoSeM uses 0.3)"
-        )
+        raise AuxoptError(f"the decay gamma must be in [0, 1), not {gamma!r} (0 disables decay; AutoSeM uses 0.3)")
     return float(alpha0), float(beta0), float(gamma)
 
 
@@ -69,15 +64,12 @@ def check_reward(reward: Any, source: str = "the reward") -> int:
     if _is_real(reward) and reward in (0, 1):
         return int(reward)
     raise AuxoptError(
-        f"{source} must be 0 or 1 (or a bool), not {reward!r}; a Beta-Bernoulli bandit only "
-        "learns from success/failure"
+        f"{source} must be 0 or 1 (or a bool), not {reward!r}; a Beta-Bernoulli bandit only learns from success/failure"
     )
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 class BetaBernoulliBandit:
@@ -201,10 +193,7 @@ class BetaBernoulliBandit:
 
     def means(self) -> dict[Hashable, float]:
         """``{arm: α / (α + β)}``, the posterior mean utility of each arm."""
-        return {
-            a: float(self._alpha[i] / (self._alpha[i] + self._beta[i]))
-            for i, a in enumerate(self._arms)
-        }
+        return {a: float(self._alpha[i] / (self._alpha[i] + self._beta[i])) for i, a in enumerate(self._arms)}
 
     def pulls(self) -> dict[Hashable, int]:
         """``{arm: number of recorded pulls}``."""
@@ -249,9 +238,7 @@ class BetaBernoulliBandit:
             wins = np.asarray(state.get("wins", [0] * len(pulls)), dtype=np.int64)
             prior = (state["alpha0"], state["beta0"], state["gamma"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise AuxoptError(
-                f"not a bandit state_dict ({exc}); save one with state_dict()"
-            ) from None
+            raise AuxoptError(f"not a bandit state_dict ({exc}); save one with state_dict()") from None
         if not len(arms) == len(alpha) == len(beta) == len(pulls) == len(wins) or len(set(arms)) != len(arms):
             raise AuxoptError("corrupt bandit state_dict: arms, alpha, beta and pulls do not match")
         self.alpha0, self.beta0, self.gamma = check_bandit_parameters(*prior)
@@ -268,9 +255,7 @@ class BetaBernoulliBandit:
         return other
 
     def __repr__(self) -> str:
-        inner = ", ".join(
-            f"{a!r}: Beta({al:.3g}, {be:.3g})" for a, (al, be) in self.posterior().items()
-        )
+        inner = ", ".join(f"{a!r}: Beta({al:.3g}, {be:.3g})" for a, (al, be) in self.posterior().items())
         return f"BetaBernoulliBandit({{{inner}}}, gamma={self.gamma})"
 
 
@@ -307,9 +292,7 @@ def select_tasks(
         try:
             alpha, beta = (float(x) for x in ab)
         except (TypeError, ValueError):
-            raise AuxoptError(
-                f"posterior[{task!r}] must be an (alpha, beta) pair, not {ab!r}"
-            ) from None
+            raise AuxoptError(f"posterior[{task!r}] must be an (alpha, beta) pair, not {ab!r}") from None
         if not (alpha > 0 and beta > 0):
             raise AuxoptError(f"posterior[{task!r}] = {ab!r} is not a Beta posterior (both > 0)")
         means[task] = alpha / (alpha + beta)

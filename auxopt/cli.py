@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<study>.db beside the study file)")
+        p.add_argument(
+            "--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<study>.db beside the study file)"
+        )
         p.add_argument("--n-trials", type=int, metavar="N", help="trials to add (default: the study's own)")
         p.add_argument("--quiet", action="store_true", help="print only the summary")
 
@@ -44,8 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("study_file", metavar="STUDY.py")
     common(run)
-    run.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="run N worker processes on the study at once (default: 1)")
+    run.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="run N worker processes on the study at once (default: 1)"
+    )
     _resume_options(run)
 
     quick = sub.add_parser(
@@ -63,15 +66,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _resume_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads of each worker process (default: with --workers N, this "
-                   "machine's cores shared out, cores // N each; else torch's own choice)")
-    p.add_argument("--reset-running", action="store_true",
-                   help="first fail and retry every RUNNING trial: only when no other worker is alive "
-                   "(journal storages have no heartbeat to tell)")
-    p.add_argument("--artifacts", metavar="DIR",
-                   help="checkpoint folder (default: <file>.artifacts beside an SQLite or journal "
-                   "file; with PostgreSQL give a folder every worker sees)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads of each worker process (default: with --workers N, this "
+        "machine's cores shared out, cores // N each; else torch's own choice)",
+    )
+    p.add_argument(
+        "--reset-running",
+        action="store_true",
+        help="first fail and retry every RUNNING trial: only when no other worker is alive "
+        "(journal storages have no heartbeat to tell)",
+    )
+    p.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="checkpoint folder (default: <file>.artifacts beside an SQLite or journal "
+        "file; with PostgreSQL give a folder every worker sees)",
+    )
 
 
 def _worker_parser(sub) -> None:
@@ -90,9 +103,12 @@ def _worker_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     worker.add_argument("study_file", metavar="STUDY.py")
-    worker.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<study>.db beside the study file)")
-    worker.add_argument("--n-trials", type=int, metavar="N",
-                        help="trials the study should hold in all (default: the study's n_trials)")
+    worker.add_argument(
+        "--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<study>.db beside the study file)"
+    )
+    worker.add_argument(
+        "--n-trials", type=int, metavar="N", help="trials the study should hold in all (default: the study's n_trials)"
+    )
     worker.add_argument("--quiet", action="store_true", help="print only the summary")
     _resume_options(worker)
 
@@ -114,18 +130,18 @@ def _ux_parsers(sub) -> None:
     )
     dash.add_argument("--storage", metavar="URL", required=True, help="Optuna storage URL")
     dash.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
-    dash.add_argument("--host", default="127.0.0.1",
-                      help="address to bind (default: 127.0.0.1; 0.0.0.0 exposes it to the network)")
-    dash.add_argument("--artifacts", metavar="DIR",
-                      help="artifact folder (default: <sqlite file>.artifacts beside the storage)")
-    dash.add_argument("--publish", action="store_true",
-                      help="refresh auxopt's plots on every study before serving")
+    dash.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1; 0.0.0.0 exposes it to the network)"
+    )
+    dash.add_argument(
+        "--artifacts", metavar="DIR", help="artifact folder (default: <sqlite file>.artifacts beside the storage)"
+    )
+    dash.add_argument("--publish", action="store_true", help="refresh auxopt's plots on every study before serving")
 
     studies = sub.add_parser(
         "studies",
         help="list the studies in a storage and their state",
-        description="List every study in the storage: trials by state, best value, and whether "
-        "trials are running now.",
+        description="List every study in the storage: trials by state, best value, and whether trials are running now.",
         epilog="example:\n  auxopt studies --storage sqlite:///quickstart.db",
         formatter_class=raw,
     )
@@ -186,8 +202,7 @@ def _run(args: argparse.Namespace, study_file: Path, default_storage: str | None
     with Progress(total, enabled=False if args.quiet else None) as progress:
         if progress.enabled:  # the bars show each trial's outcome; Optuna's per-trial lines would break them
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = spec.optimize(n_trials=args.n_trials, storage=url, progress=progress,
-                              **_resume_kwargs(args))
+        study = spec.optimize(n_trials=args.n_trials, storage=url, progress=progress, **_resume_kwargs(args))
     if hasattr(spec, "summary"):  # pipelines say what they chose
         print(spec.summary())
     print(summary(study, mask_url(url)))
@@ -244,8 +259,10 @@ def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, wor
         held = requested(study.get_trials(deepcopy=False))
         if not progress.trials_done and held >= until:  # a bad --n-trials loads the study, creates nothing
             asked = f"--n-trials {until}" if args.n_trials is not None else f"the study file's n_trials, {until},"
-            print(f"the study already holds {held} trial{'' if held == 1 else 's'} ({asked} is the total the "
-                  "study should hold); nothing to do — raise --n-trials to add trials")
+            print(
+                f"the study already holds {held} trial{'' if held == 1 else 's'} ({asked} is the total the "
+                "study should hold); nothing to do — raise --n-trials to add trials"
+            )
         print(summary(study, mask_url(url)))
         return 0
     spec.preflight()
@@ -256,16 +273,32 @@ def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, wor
         reset_running(study)
     until = requested(study.get_trials(deepcopy=False)) + (args.n_trials or spec.n_trials)
     threads = args.threads if args.threads is not None else max(1, cpu_count() // workers)
-    command = [sys.executable, "-m", "auxopt.cli", "worker", str(study_file), "--n-trials", str(until),
-               "--threads", str(threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "auxopt.cli",
+        "worker",
+        str(study_file),
+        "--n-trials",
+        str(until),
+        "--threads",
+        str(threads),
+    ]
     if args.artifacts:
         command += ["--artifacts", args.artifacts]
     if args.quiet:
         command.append("--quiet")
-    print(f"{workers} workers on {mask_url(url)} until the study holds {until} trials "
-          f"({threads} CPU thread{'s' * (threads != 1)} each)", flush=True)
-    env = {**os.environ, "AUXOPT_STORAGE": url,  # not on the command line, where ps shows passwords
-           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    print(
+        f"{workers} workers on {mask_url(url)} until the study holds {until} trials "
+        f"({threads} CPU thread{'s' * (threads != 1)} each)",
+        flush=True,
+    )
+    env = {
+        **os.environ,
+        "AUXOPT_STORAGE": url,  # not on the command line, where ps shows passwords
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
     procs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env) for _ in range(workers)]
     codes = [p.wait() for p in procs]
     study = spec.load_study(url)
@@ -339,8 +372,9 @@ def _open_existing(url: str):
     validate_storage_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).expanduser().is_file():
-        raise AuxoptError(f"no study database at {mask_url(url)}; run a study first "
-                          "(auxopt run STUDY.py) or check the path")
+        raise AuxoptError(
+            f"no study database at {mask_url(url)}; run a study first (auxopt run STUDY.py) or check the path"
+        )
     return open_storage(url)
 
 
@@ -367,12 +401,26 @@ def _studies(args: argparse.Namespace) -> int:
         resumed = sum(t.state == S.FAIL and t.number in retried for t in trials)
         best = fmt_value(s.best_trial.value) if s.best_trial is not None else "-"
         state = "running" if count[S.RUNNING] else ("empty" if not trials else "idle")
-        rows.append((s.study_name, count[S.COMPLETE], count[S.PRUNED], count[S.FAIL] - resumed, resumed,
-                     count[S.RUNNING], best, state))
+        rows.append(
+            (
+                s.study_name,
+                count[S.COMPLETE],
+                count[S.PRUNED],
+                count[S.FAIL] - resumed,
+                resumed,
+                count[S.RUNNING],
+                best,
+                state,
+            )
+        )
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     for r in (header, *rows):
-        print("  ".join(str(v).ljust(w) if i in (0, 7) else str(v).rjust(w)
-                        for i, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+        print(
+            "  ".join(
+                str(v).ljust(w) if i in (0, 7) else str(v).rjust(w)
+                for i, (v, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
+        )
     return 0
 
 
@@ -397,8 +445,9 @@ def _show(args: argparse.Namespace) -> int:
     storage = _open_existing(url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if name not in names:
-        raise AuxoptError(f"no study {name!r} in {mask_url(url)}; it has {names} "
-                          "(auxopt studies --storage URL lists them)")
+        raise AuxoptError(
+            f"no study {name!r} in {mask_url(url)}; it has {names} (auxopt studies --storage URL lists them)"
+        )
     study = optuna.load_study(study_name=name, storage=storage)
     print(summary(study, mask_url(url)))
     return 0

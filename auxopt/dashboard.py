@@ -122,8 +122,7 @@ class PublishCallback:
         try:
             return publish(study, self.sampler)
         except Exception as e:  # noqa: BLE001 - plots are a side show
-            logger.warning("auxopt: publishing plots to the dashboard failed: %s: %s",
-                           type(e).__name__, e)
+            logger.warning("auxopt: publishing plots to the dashboard failed: %s: %s", type(e).__name__, e)
             return []
 
 
@@ -182,7 +181,7 @@ def _stored_only(trial, store):
     for key in trial.system_attrs:
         if key.startswith(prefix):
             try:
-                store.open_reader(key[len(prefix):]).close()
+                store.open_reader(key[len(prefix) :]).close()
             except ArtifactNotFound:
                 gone.add(key)
     if not gone:
@@ -192,8 +191,7 @@ def _stored_only(trial, store):
     return trial
 
 
-def serve(url: str, host: str = "127.0.0.1", port: int = 8080,
-          artifacts: str | Path | None = None) -> None:
+def serve(url: str, host: str = "127.0.0.1", port: int = 8080, artifacts: str | Path | None = None) -> None:
     """Run optuna-dashboard on ``url`` until interrupted (binds to loopback by default)."""
     from wsgiref.simple_server import make_server
 
@@ -204,8 +202,12 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 8080,
         server = make_server(host, port, app, handler_class=_QuietHandler())
     except OSError as e:
         raise AuxoptError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
-    print(f"optuna-dashboard on http://{host}:{port}/ (storage {_mask(url)}"
-          + (f", artifacts {folder}" if folder else "") + "); Ctrl-C stops it", flush=True)
+    print(
+        f"optuna-dashboard on http://{host}:{port}/ (storage {_mask(url)}"
+        + (f", artifacts {folder}" if folder else "")
+        + "); Ctrl-C stops it",
+        flush=True,
+    )
     try:
         server.serve_forever()
     finally:

@@ -75,16 +75,26 @@ def record_result(trial: optuna.Trial, result: TrainResult) -> None:
         trial.set_user_attr(key, value)
 
 
-_NOT_REUSED = (records.CONFIG, records.STEPS, records.EXAMPLES, records.WALL_TIME_S, records.RETRY_OF,
-               records.RESUMED_FROM_STEP, records.REUSED_FROM)
+_NOT_REUSED = (
+    records.CONFIG,
+    records.STEPS,
+    records.EXAMPLES,
+    records.WALL_TIME_S,
+    records.RETRY_OF,
+    records.RESUMED_FROM_STEP,
+    records.REUSED_FROM,
+)
 
 
 def finished_twin(trial: optuna.Trial, config: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
     """The first COMPLETE trial of ``trial``'s study that ran exactly these settings, if any."""
     key = settings_key(config)
     for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if other.number != trial.number and records.CONFIG in other.user_attrs \
-                and settings_key(other.user_attrs[records.CONFIG]) == key:
+        if (
+            other.number != trial.number
+            and records.CONFIG in other.user_attrs
+            and settings_key(other.user_attrs[records.CONFIG]) == key
+        ):
             return other
     return None
 

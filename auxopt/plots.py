@@ -47,8 +47,16 @@ __all__ = [
 
 INTERVAL = 0.90  # the credible interval drawn around each posterior mean
 PALETTE = (
-    "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2",
-    "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC", "#EECA3B",
+    "#4C78A8",
+    "#F58518",
+    "#54A24B",
+    "#E45756",
+    "#72B7B2",
+    "#B279A2",
+    "#FF9DA6",
+    "#9D755D",
+    "#BAB0AC",
+    "#EECA3B",
 )
 
 
@@ -118,8 +126,7 @@ def thompson_data(study: optuna.Study, sampler: Any = None) -> dict[str, Any] | 
 
     trials = study.get_trials(deepcopy=False)
     online = [
-        t for t in trials
-        if t.state == optuna.trial.TrialState.COMPLETE and records.THOMPSON_POSTERIOR in t.user_attrs
+        t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and records.THOMPSON_POSTERIOR in t.user_attrs
     ]
     if online:
         attrs = online[-1].user_attrs
@@ -195,16 +202,23 @@ def plot_thompson(study: optuna.Study, sampler: Any = None) -> go.Figure:
             "ThompsonTaskSampler or the OnlineThompson schedule"
         )
     fig = make_subplots(
-        rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.12,
+        rows=1,
+        cols=2,
+        column_widths=[0.45, 0.55],
+        horizontal_spacing=0.12,
         subplot_titles=("utility (undecayed evidence), 90% interval", f"pulls by {data['time_label']}"),
     )
     mean, low, high = data["mean"], data["low"], data["high"]
     fig.add_trace(
         go.Bar(
-            x=data["tasks"], y=mean, name="posterior mean", showlegend=False,
+            x=data["tasks"],
+            y=mean,
+            name="posterior mean",
+            showlegend=False,
             marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(mean))],
             error_y={
-                "type": "data", "symmetric": False,
+                "type": "data",
+                "symmetric": False,
                 "array": [h - m for h, m in zip(high, mean, strict=True)],
                 "arrayminus": [m - lo for m, lo in zip(mean, low, strict=True)],
                 "color": "#333",
@@ -213,16 +227,21 @@ def plot_thompson(study: optuna.Study, sampler: Any = None) -> go.Figure:
             hovertemplate="%{x}: mean %{y:.3f}<br>α=%{customdata[0]:.2f} β=%{customdata[1]:.2f}"
             "<br>90%: [%{customdata[2]:.3f}, %{customdata[3]:.3f}]<extra></extra>",
         ),
-        row=1, col=1,
+        row=1,
+        col=1,
     )
     fig.add_hline(y=0.5, line_dash="dot", line_color="#888", row=1, col=1)
     for i, task in enumerate(data["tasks"]):
         fig.add_trace(
             go.Scatter(
-                x=data["time"], y=data["pulls"][task], name=task, mode="lines",
+                x=data["time"],
+                y=data["pulls"][task],
+                name=task,
+                mode="lines",
                 line={"shape": "hv", "color": PALETTE[i % len(PALETTE)]},
             ),
-            row=1, col=2,
+            row=1,
+            col=2,
         )
     fig.update_yaxes(range=[0, 1], title_text="P(helps)", row=1, col=1)
     fig.update_yaxes(title_text="pulls", row=1, col=2)
@@ -243,8 +262,7 @@ def _ratio_space(trials, params: Sequence[str] | None):
         params = [n for n in numeric if "ratio" in n.lower()] or list(numeric)
     missing = [p for p in params if p not in numeric]
     if missing:
-        raise AuxoptError(f"no finished trial has numerical parameter(s) {missing}; "
-                          f"the study has {sorted(numeric)}")
+        raise AuxoptError(f"no finished trial has numerical parameter(s) {missing}; the study has {sorted(numeric)}")
     # the widest bounds any trial used, so that every observed point lies inside
     space = {}
     for name in params:
@@ -363,21 +381,37 @@ def plot_mixing_landscape(study: optuna.Study, params: Sequence[str] | None = No
         c = data["curves"][name]
         first = i == 1
         fig.add_trace(
-            go.Scatter(x=c["x"] + c["x"][::-1], y=c["high"] + c["low"][::-1], fill="toself",
-                       fillcolor="rgba(76,120,168,0.18)", line={"width": 0}, hoverinfo="skip",
-                       name="GP mean ± 2σ", showlegend=first),
-            row=1, col=i,
+            go.Scatter(
+                x=c["x"] + c["x"][::-1],
+                y=c["high"] + c["low"][::-1],
+                fill="toself",
+                fillcolor="rgba(76,120,168,0.18)",
+                line={"width": 0},
+                hoverinfo="skip",
+                name="GP mean ± 2σ",
+                showlegend=first,
+            ),
+            row=1,
+            col=i,
         )
         fig.add_trace(
-            go.Scatter(x=c["x"], y=c["mean"], mode="lines", line={"color": PALETTE[0]},
-                       name="GP mean", showlegend=first),
-            row=1, col=i,
+            go.Scatter(
+                x=c["x"], y=c["mean"], mode="lines", line={"color": PALETTE[0]}, name="GP mean", showlegend=first
+            ),
+            row=1,
+            col=i,
         )
         fig.add_trace(
-            go.Scatter(x=c["observed_x"], y=c["observed_y"], mode="markers",
-                       marker={"color": PALETTE[1], "size": 7, "line": {"width": 1, "color": "#333"}},
-                       name="trials", showlegend=first),
-            row=1, col=i,
+            go.Scatter(
+                x=c["observed_x"],
+                y=c["observed_y"],
+                mode="markers",
+                marker={"color": PALETTE[1], "size": 7, "line": {"width": 1, "color": "#333"}},
+                name="trials",
+                showlegend=first,
+            ),
+            row=1,
+            col=i,
         )
         fig.add_vline(x=data["best"][name], line_dash="dot", line_color="#888", row=1, col=i)
         fig.update_xaxes(title_text=name, type="log" if c["log"] else "linear", row=1, col=i)
@@ -401,9 +435,7 @@ def _trial_with(study: optuna.Study, key: str, trial: int | None):
     return trials[-1]
 
 
-def aang_weights_data(
-    study: optuna.Study, trial: int | None = None, top: int = 8
-) -> dict[str, Any] | None:
+def aang_weights_data(study: optuna.Study, trial: int | None = None, top: int = 8) -> dict[str, Any] | None:
     """AANG's objective weights over training steps for one trial (default: the best trial that has
     them, else the latest), from user_attr ``aang_weights`` = ``{"steps", "objectives", "weights"
     (one row per step, one column per objective), "primary_weight"}``. ``top`` objectives are kept,
@@ -431,8 +463,7 @@ def aang_weights_data(
         "trial": t.number,
         "steps": steps,
         "weights": weights,
-        "top": [(n, sum(columns[n]) / max(1, len(steps)), columns[n][-1] if steps else 0.0)
-                for n in kept],
+        "top": [(n, sum(columns[n]) / max(1, len(steps)), columns[n][-1] if steps else 0.0) for n in kept],
         "primary_weight": [float(w) for w in record.get("primary_weight", [])],
     }
 
@@ -445,23 +476,50 @@ def plot_aang_weights(study: optuna.Study, trial: int | None = None, top: int = 
     data = aang_weights_data(study, trial, top)
     if data is None:
         raise NoData(f"study {study.study_name!r} has no trial with an 'aang_weights' record")
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.08,
-                        subplot_titles=("weight by step", "top objectives (mean weight)"))
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.55, 0.45],
+        horizontal_spacing=0.08,
+        subplot_titles=("weight by step", "top objectives (mean weight)"),
+    )
     for i, (name, values) in enumerate(data["weights"].items()):
-        fig.add_trace(go.Scatter(x=data["steps"], y=values, mode="lines", name=name,
-                                 line={"color": PALETTE[i % len(PALETTE)]}), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(x=data["steps"], y=values, mode="lines", name=name, line={"color": PALETTE[i % len(PALETTE)]}),
+            row=1,
+            col=1,
+        )
     if data["primary_weight"] and len(data["primary_weight"]) == len(data["steps"]):
-        fig.add_trace(go.Scatter(x=data["steps"], y=data["primary_weight"], mode="lines",
-                                 name="primary", line={"color": "#222", "dash": "dash"}),
-                      row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=data["steps"],
+                y=data["primary_weight"],
+                mode="lines",
+                name="primary",
+                line={"color": "#222", "dash": "dash"},
+            ),
+            row=1,
+            col=1,
+        )
     top = data["top"][::-1]
     # objective names are long (data|transform|representation|output): written on the bars, not as
     # tick labels, which would run into the left panel
-    fig.add_trace(go.Bar(x=[m for _, m, _ in top], y=[n for n, _, _ in top], orientation="h",
-                         text=[n for n, _, _ in top], textposition="inside", insidetextanchor="start",
-                         textfont={"color": "white", "size": 10}, marker_color=PALETTE[0],
-                         showlegend=False, name="mean weight"),
-                  row=1, col=2)
+    fig.add_trace(
+        go.Bar(
+            x=[m for _, m, _ in top],
+            y=[n for n, _, _ in top],
+            orientation="h",
+            text=[n for n, _, _ in top],
+            textposition="inside",
+            insidetextanchor="start",
+            textfont={"color": "white", "size": 10},
+            marker_color=PALETTE[0],
+            showlegend=False,
+            name="mean weight",
+        ),
+        row=1,
+        col=2,
+    )
     fig.update_xaxes(title_text="training step", row=1, col=1)
     fig.update_yaxes(title_text="weight", row=1, col=1)
     fig.update_yaxes(showticklabels=False, row=1, col=2)
@@ -485,8 +543,9 @@ def grad_parts_data(study: optuna.Study, trial: int | None = None) -> dict[str, 
     parts = {k: [float(v) for v in record[k]] for k, _ in GRAD_PARTS if k in record}
     bad = [k for k, v in parts.items() if len(v) != len(steps)]
     if bad:
-        raise AuxoptError(f"trial {t.number}'s grad_parts is malformed: {bad} do not have one "
-                          f"value per step ({len(steps)} steps)")
+        raise AuxoptError(
+            f"trial {t.number}'s grad_parts is malformed: {bad} do not have one value per step ({len(steps)} steps)"
+        )
     return {"trial": t.number, "steps": steps, "parts": parts}
 
 
@@ -501,10 +560,15 @@ def plot_grad_parts(study: optuna.Study, trial: int | None = None) -> go.Figure:
     colors = {"pos": PALETTE[2], "neg": PALETTE[3], "perp": PALETTE[0], "prim": "#222"}
     for key, label in GRAD_PARTS:
         if key in data["parts"]:
-            fig.add_trace(go.Scatter(
-                x=data["steps"], y=data["parts"][key], mode="lines", name=label,
-                line={"color": colors[key], "dash": "dash" if key == "prim" else "solid"},
-            ))
+            fig.add_trace(
+                go.Scatter(
+                    x=data["steps"],
+                    y=data["parts"][key],
+                    mode="lines",
+                    name=label,
+                    line={"color": colors[key], "dash": "dash" if key == "prim" else "solid"},
+                )
+            )
     fig.update_xaxes(title_text="training step")
     fig.update_yaxes(title_text="gradient norm")
     return _layout(fig, f"ATTITTUD gradient parts (trial {data['trial']})")
@@ -528,9 +592,11 @@ def dev_curves_data(study: optuna.Study, max_trials: int = 40) -> dict[str, Any]
         "metric": study.user_attrs.get(records.METRIC, "metric"),
         "best": best.number if best is not None else None,
         "curves": {
-            t.number: {"steps": [int(s) for s, _ in t.user_attrs[records.CURVE]],
-                       "dev": [float(v) for _, v in t.user_attrs[records.CURVE]],
-                       "state": t.state.name}
+            t.number: {
+                "steps": [int(s) for s, _ in t.user_attrs[records.CURVE]],
+                "dev": [float(v) for _, v in t.user_attrs[records.CURVE]],
+                "state": t.state.name,
+            }
             for t in trials
         },
     }
@@ -546,14 +612,21 @@ def plot_dev_curves(study: optuna.Study, max_trials: int = 40) -> go.Figure:
     fig = go.Figure()
     for number, c in data["curves"].items():
         best = number == data["best"]
-        fig.add_trace(go.Scatter(
-            x=c["steps"], y=c["dev"], mode="lines+markers" if best else "lines",
-            name=f"trial {number}" + (" (best)" if best else "" if c["state"] == "COMPLETE" else " (pruned)"),
-            line={"width": 3 if best else 1.2, "color": PALETTE[1] if best else "#9aa7b8",
-                  "dash": "dot" if c["state"] == "PRUNED" else "solid"},
-            opacity=1.0 if best else 0.7,
-            showlegend=best,
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=c["steps"],
+                y=c["dev"],
+                mode="lines+markers" if best else "lines",
+                name=f"trial {number}" + (" (best)" if best else "" if c["state"] == "COMPLETE" else " (pruned)"),
+                line={
+                    "width": 3 if best else 1.2,
+                    "color": PALETTE[1] if best else "#9aa7b8",
+                    "dash": "dot" if c["state"] == "PRUNED" else "solid",
+                },
+                opacity=1.0 if best else 0.7,
+                showlegend=best,
+            )
+        )
     fig.update_xaxes(title_text="training step")
     fig.update_yaxes(title_text=f"dev {data['metric']}")
     return _layout(fig, f"Primary dev curve per trial ({len(data['curves'])} trials)")
@@ -566,10 +639,12 @@ def best_summary(study: optuna.Study) -> str:
 
     trials = study.get_trials(deepcopy=False)
     states = {s: sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
-    counts = (f"{states[optuna.trial.TrialState.COMPLETE]} complete, "
-              f"{states[optuna.trial.TrialState.PRUNED]} pruned, "
-              f"{states[optuna.trial.TrialState.FAIL]} failed, "
-              f"{states[optuna.trial.TrialState.RUNNING]} running")
+    counts = (
+        f"{states[optuna.trial.TrialState.COMPLETE]} complete, "
+        f"{states[optuna.trial.TrialState.PRUNED]} pruned, "
+        f"{states[optuna.trial.TrialState.FAIL]} failed, "
+        f"{states[optuna.trial.TrialState.RUNNING]} running"
+    )
     lines = [f"## auxopt: {study.study_name}", "", f"Trials: {counts}.", ""]
     best = _best_trial(study)
     if best is None:
@@ -595,9 +670,12 @@ def best_summary(study: optuna.Study) -> str:
     thompson = thompson_data(study)
     if thompson is not None:
         ranked = sorted(zip(thompson["tasks"], thompson["mean"], strict=True), key=lambda x: -x[1])
-        lines += ["", "Thompson utilities (undecayed win rates with the prior): "
-                  + ", ".join(f"{k} {m:.2f}" for k, m in ranked)
-                  + " (AutoSeM keeps the tasks above the primary-only arm's)."]
+        lines += [
+            "",
+            "Thompson utilities (undecayed win rates with the prior): "
+            + ", ".join(f"{k} {m:.2f}" for k, m in ranked)
+            + " (AutoSeM keeps the tasks above the primary-only arm's).",
+        ]
     selected = study.user_attrs.get(records.SELECTED_TASKS)
     if selected is not None:
         lines += ["", f"AutoSeM stage 1 kept: {', '.join(selected) or 'no auxiliary task'}."]

@@ -104,8 +104,7 @@ class Progress:
     ``enabled`` then says whether bars show; ``plain`` whether plain lines do.
     """
 
-    def __init__(self, total_trials: int | None = None, *, enabled: bool | None = None,
-                 stream: TextIO | None = None):
+    def __init__(self, total_trials: int | None = None, *, enabled: bool | None = None, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         plain = False
         if enabled is None:
@@ -151,8 +150,9 @@ class Progress:
 
         self._close_steps()
         self._ensure_trials()
-        self._steps = tqdm(total=max_steps, desc="  steps", unit="step", leave=False,
-                           position=1, file=self.stream, dynamic_ncols=True)
+        self._steps = tqdm(
+            total=max_steps, desc="  steps", unit="step", leave=False, position=1, file=self.stream, dynamic_ncols=True
+        )
 
     def advance(self, step: int) -> None:
         """Move the step bar to ``step`` (tqdm redraws at most every 0.1 s)."""
@@ -192,8 +192,11 @@ class Progress:
         if self.plain:
             state = getattr(getattr(trial, "state", None), "name", "finished").lower()
             value = f"  value {fmt_value(trial.value)}" if getattr(trial, "value", None) is not None else ""
-            done = (f"{self.trials_done}/{self.total_trials} trials" if self.total_trials
-                    else f"{self.trials_done} trial{'' if self.trials_done == 1 else 's'}")
+            done = (
+                f"{self.trials_done}/{self.total_trials} trials"
+                if self.total_trials
+                else f"{self.trials_done} trial{'' if self.trials_done == 1 else 's'}"
+            )
             self._line(f"trial {trial.number} {state}{value}  best {best or '-'}  ({done} this run)")
         if not self.enabled:
             return
@@ -206,8 +209,9 @@ class Progress:
         if self._trials is None:
             from tqdm.auto import tqdm
 
-            self._trials = tqdm(total=self.total_trials, desc="trials", unit="trial",
-                                position=0, file=self.stream, dynamic_ncols=True)
+            self._trials = tqdm(
+                total=self.total_trials, desc="trials", unit="trial", position=0, file=self.stream, dynamic_ncols=True
+            )
 
     # -- log lines while the bars show ------------------------------------------------------------
     def _redirect_logging(self) -> None:
@@ -219,8 +223,11 @@ class Progress:
             logger = logging.getLogger(name)
             for handler in list(logger.handlers):
                 stream = getattr(handler, "stream", None)
-                if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler) \
-                        or not any(stream is c for c in consoles):
+                if (
+                    not isinstance(handler, logging.StreamHandler)
+                    or isinstance(handler, logging.FileHandler)
+                    or not any(stream is c for c in consoles)
+                ):
                     continue
                 lifted = TqdmLoggingHandler(stream, handler.level)
                 lifted.setFormatter(handler.formatter)
@@ -249,4 +256,3 @@ class Progress:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-

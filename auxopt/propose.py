@@ -75,8 +75,13 @@ class Distinct:
         sampler: ``None`` = TPE seeded per trial; else the study's own sampler (``study.sampler``).
     """
 
-    def __init__(self, settings_of: Callable[[optuna.Trial], Any], seed: int = 0, *,
-                 sampler: optuna.samplers.BaseSampler | None = None):
+    def __init__(
+        self,
+        settings_of: Callable[[optuna.Trial], Any],
+        seed: int = 0,
+        *,
+        sampler: optuna.samplers.BaseSampler | None = None,
+    ):
         self.settings_of, self.seed, self.sampler = settings_of, seed, sampler
         self._keys: dict[tuple[int, int], str | None] = {}  # (study id, trial number) → settings key
 
@@ -117,12 +122,18 @@ class Distinct:
             params = dict(trial.params)
             if key not in taken:
                 if attempt:
-                    logger.info("auxopt: trial %d: the sampler's draw repeated a trial's settings; "
-                                "drew again (%d draws)", number, attempt + 1)
+                    logger.info(
+                        "auxopt: trial %d: the sampler's draw repeated a trial's settings; drew again (%d draws)",
+                        number,
+                        attempt + 1,
+                    )
                 return params
-        logger.warning("auxopt: trial %d repeats the settings of an earlier trial: %d draws found "
-                       "nothing new (the search space seems exhausted); it takes that trial's outcome",
-                       number, attempts)
+        logger.warning(
+            "auxopt: trial %d repeats the settings of an earlier trial: %d draws found "
+            "nothing new (the search space seems exhausted); it takes that trial's outcome",
+            number,
+            attempts,
+        )
         return params
 
     def _sampler(self, number: int, attempt: int) -> optuna.samplers.BaseSampler:

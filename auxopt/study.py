@@ -123,7 +123,9 @@ class StudySpec:
         """The objective adapter; with ``artifacts`` (a folder) runs checkpoint there."""
         if self.checkpoint_every is None:
             artifacts = None
-        return Objective(self.build_config, artifacts=artifacts, checkpoint_every=self.checkpoint_every or DEFAULT_EVERY)
+        return Objective(
+            self.build_config, artifacts=artifacts, checkpoint_every=self.checkpoint_every or DEFAULT_EVERY
+        )
 
     def proposer(self):
         """What draws each new trial's parameters (:class:`auxopt.propose.Distinct`; None when
@@ -197,9 +199,15 @@ class StudySpec:
         # replay one trial per set of parameters whose space ran to the end (a finished trial, or
         # one that recorded its config) with its own values: a conditional space takes the same
         # branches, so a parameter it adds or no longer suggests shows exactly
-        whole = {frozenset(t.distributions): t for t in trials if t.distributions and (
-            t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-            or "config" in t.user_attrs)}
+        whole = {
+            frozenset(t.distributions): t
+            for t in trials
+            if t.distributions
+            and (
+                t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                or "config" in t.user_attrs
+            )
+        }
         replays = [(t.params, t.distributions) for t in whole.values()] or [(None, None)]
         changed, added, removed = {}, set(), set()
         for params, dists in replays:
@@ -342,8 +350,7 @@ class StudySpec:
         try:
             from auxopt.worker import run_trials
 
-            run_trials(study, objective, url=url, n_trials=n, until=until, callbacks=callbacks,
-                       propose=self.proposer())
+            run_trials(study, objective, url=url, n_trials=n, until=until, callbacks=callbacks, propose=self.proposer())
         finally:
             if publisher is not None:
                 publisher.flush(study)
@@ -373,7 +380,8 @@ def _describe_exception(error: BaseException, files: Sequence[str] | None = None
     frames = traceback.extract_tb(error.__traceback__)
     wanted = {str(Path(f).resolve()) for f in files or ()}
     mine = [f for f in frames if str(Path(f.filename).resolve()) in wanted] or [
-        f for f in frames if not str(Path(f.filename).resolve()).startswith(_INTERNALS)]
+        f for f in frames if not str(Path(f.filename).resolve()).startswith(_INTERNALS)
+    ]
     text = f"{type(error).__name__}: {error}"
     if mine:
         frame = mine[-1]

@@ -48,8 +48,9 @@ def requested(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
     return sum(records.RETRY_HISTORY not in t.system_attrs for t in trials)
 
 
-def _next_trial(study: optuna.Study, url: str, until: int | None,
-                propose: Callable[[optuna.Study], dict | None] | None = None) -> optuna.Trial | None | bool:
+def _next_trial(
+    study: optuna.Study, url: str, until: int | None, propose: Callable[[optuna.Study], dict | None] | None = None
+) -> optuna.Trial | None | bool:
     """A trial to run; None when the study is done; False when it must wait for others."""
     storage = _optuna.storage_of(study)
     with ask_lock(storage, url):
@@ -90,8 +91,12 @@ def _announce_wait(study: optuna.Study, told: set[int]) -> None:
         return
     told.update(t.number for t in running)
     where = ", ".join(f"{t.number} ({_where(t.system_attrs.get(records.WORKER))})" for t in running)
-    logger.info("auxopt: waiting for trial(s) %s to finish: if a worker died, its trial is retried "
-                "%d s after its last heartbeat", where, heartbeat_settings()[1])
+    logger.info(
+        "auxopt: waiting for trial(s) %s to finish: if a worker died, its trial is retried "
+        "%d s after its last heartbeat",
+        where,
+        heartbeat_settings()[1],
+    )
 
 
 def _where(identity) -> str:
@@ -143,9 +148,12 @@ def run_trials(
                 frozen = storage.get_trial(_optuna.trial_id(trial))
                 RetryDeadTrials(quiet=True)(study, frozen)
                 step = frozen.user_attrs.get(CHECKPOINT_STEP)
-                logger.warning("auxopt: trial %d interrupted%s; running the same command again resumes it%s",
-                               trial.number, "" if step is None else f" after step {step}",
-                               "" if step is None else f" from step {step}")
+                logger.warning(
+                    "auxopt: trial %d interrupted%s; running the same command again resumes it%s",
+                    trial.number,
+                    "" if step is None else f" after step {step}",
+                    "" if step is None else f" from step {step}",
+                )
                 raise
             except BaseException:
                 study.tell(trial, state=TrialState.FAIL)
@@ -155,8 +163,12 @@ def run_trials(
         else:
             frozen = study.tell(trial, value)
         if frozen.state == TrialState.COMPLETE:
-            logger.info("trial %d finished with value %s and parameters %s", frozen.number,
-                        fmt_value(frozen.value), fmt_params(frozen.params))
+            logger.info(
+                "trial %d finished with value %s and parameters %s",
+                frozen.number,
+                fmt_value(frozen.value),
+                fmt_params(frozen.params),
+            )
         done += 1
         for callback in callbacks:
             callback(study, frozen)

@@ -35,8 +35,10 @@ def machine() -> str:
     import torch
 
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return (f"{cpu_model()}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} CPU thread(s) at the end)")
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} CPU thread(s) at the end)"
+    )
 
 
 def today() -> str:

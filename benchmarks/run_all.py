@@ -44,22 +44,39 @@ SUITE: dict[str, dict[str, list[str]]] = {
     "thompson_overhead": {"ci": ["--sizes", "1000", "--repeats", "5"], "cpu": [], "gpu": []},
     "mixing_latency": {"ci": ["--sizes", "50", "--repeats", "2"], "cpu": [], "gpu": []},
     "grad_correctness": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
-    "grad_overhead": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu", "--models", "tiny,minilm"],
-                      "gpu": ["--scale", "gpu"]},
+    "grad_overhead": {
+        "ci": ["--scale", "ci"],
+        "cpu": ["--scale", "cpu", "--models", "tiny,minilm"],
+        "gpu": ["--scale", "gpu"],
+    },
     "dashboard_publish": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
     # the long ones: at cpu scale only with --full (hours together on 2 cores)
     "payoff": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
     "thompson_selection": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
-    "mixing_search": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu", "--seeds", "8"],
-                      "gpu": ["--scale", "cpu", "--seeds", "8"]},
+    "mixing_search": {
+        "ci": ["--scale", "ci"],
+        "cpu": ["--scale", "cpu", "--seeds", "8"],
+        "gpu": ["--scale", "cpu", "--seeds", "8"],
+    },
     "storage_throughput": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
     "autosem_end_task": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
-    "aang_end_task": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu", "--tasks", "citation_intent,chemprot", "--threads", "1"],
-                      "gpu": ["--scale", "gpu", "--tasks", "citation_intent,chemprot"]},
+    "aang_end_task": {
+        "ci": ["--scale", "ci"],
+        "cpu": ["--scale", "cpu", "--tasks", "citation_intent,chemprot", "--threads", "1"],
+        "gpu": ["--scale", "gpu", "--tasks", "citation_intent,chemprot"],
+    },
     "attittud_end_task": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
 }
-LONG_ON_CPU = ("payoff", "grad_overhead", "thompson_selection", "mixing_search", "storage_throughput",
-               "autosem_end_task", "aang_end_task", "attittud_end_task")
+LONG_ON_CPU = (
+    "payoff",
+    "grad_overhead",
+    "thompson_selection",
+    "mixing_search",
+    "storage_throughput",
+    "autosem_end_task",
+    "aang_end_task",
+    "attittud_end_task",
+)
 
 
 def plan(scale: str, full: bool, only: list[str] | None) -> list[tuple[str, list[str]]]:
@@ -86,8 +103,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", choices=("ci", "cpu", "gpu"), default="ci")
     parser.add_argument("--results", type=Path, help="the file to regenerate (default: by scale)")
     parser.add_argument("--only", help="comma-separated benchmarks to run (default: the whole suite)")
-    parser.add_argument("--full", action="store_true",
-                        help=f"at cpu scale also run {', '.join(LONG_ON_CPU)} (hours)")
+    parser.add_argument("--full", action="store_true", help=f"at cpu scale also run {', '.join(LONG_ON_CPU)} (hours)")
     parser.add_argument("--keep-going", action="store_true", help="run the rest when one fails")
     args = parser.parse_args(argv)
 
@@ -113,9 +129,12 @@ def main(argv=None) -> int:
     lines = [
         *_common.header(TITLE),
         f"- Scale {args.scale}; results file {results.name}; total {total / 60:.1f} min."
-        + ("" if args.full or args.only or args.scale != "cpu" else
-           f" Not run (cpu scale without --full; their sections are from their own commands): "
-           f"{', '.join(LONG_ON_CPU)}."),
+        + (
+            ""
+            if args.full or args.only or args.scale != "cpu"
+            else f" Not run (cpu scale without --full; their sections are from their own commands): "
+            f"{', '.join(LONG_ON_CPU)}."
+        ),
         "",
         "| benchmark | arguments | exit | wall time |",
         "|---|---|---|---|",

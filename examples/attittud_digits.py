@@ -76,8 +76,18 @@ def batch_of(data: tuple[torch.Tensor, torch.Tensor], size: int, g: torch.Genera
     return data[0][index], data[1][index]
 
 
-def train(data, aux: str | None, attittud: bool, seed: int, steps: int = 300, lr: float = 3e-3,
-          eta=(1.0, 1.0, -1.0), k: int = 5, every: int = 10, on_step=None) -> tuple[Net, float]:
+def train(
+    data,
+    aux: str | None,
+    attittud: bool,
+    seed: int,
+    steps: int = 300,
+    lr: float = 3e-3,
+    eta=(1.0, 1.0, -1.0),
+    k: int = 5,
+    every: int = 10,
+    on_step=None,
+) -> tuple[Net, float]:
     """Train one configuration; returns the model and the primary's test accuracy.
     ``on_step(model, method)``, if given, runs after each backward pass (tests look at ``.grad``)."""
     torch.manual_seed(seed)
@@ -120,22 +130,36 @@ def main(seeds=range(10), steps: int = 300, n_per_class: int = 5, verbose: bool 
     """Test accuracy per configuration (:data:`CONFIGS`), one entry per seed; prints a table."""
     start = time.perf_counter()
     results: dict[str, list[float]] = {name: [] for name in CONFIGS}
-    settings = dict(zip(CONFIGS, [(None, False), ("helpful", False), ("helpful", True), ("unrelated", False), ("unrelated", True)], strict=True))
+    settings = dict(
+        zip(
+            CONFIGS,
+            [(None, False), ("helpful", False), ("helpful", True), ("unrelated", False), ("unrelated", True)],
+            strict=True,
+        )
+    )
     for seed in seeds:
         data = load_data(seed, n_per_class)
         for name, (aux, decomposed) in settings.items():
             results[name].append(train(data, aux, decomposed, seed, steps=steps)[1])
     if verbose:
         n = len(results[CONFIGS[0]])
-        print(f"digits 0-4, {n_per_class} training images a class, {steps} steps, {n} seeds "
-              f"({time.perf_counter() - start:.1f} s, {torch.get_num_threads()} thread(s))")
+        print(
+            f"digits 0-4, {n_per_class} training images a class, {steps} steps, {n} seeds "
+            f"({time.perf_counter() - start:.1f} s, {torch.get_num_threads()} thread(s))"
+        )
         print(f"{'configuration':<24} {'test acc (mean ± sd)':>21}   per seed")
         for name, values in results.items():
             sd = statistics.stdev(values) if n > 1 else 0.0
             print(f"{name:<24} {statistics.mean(values):>13.3f} ± {sd:.3f}   " + " ".join(f"{v:.3f}" for v in values))
         print("paired differences (mean ± standard error, wins/seeds):")
-        for a, b in ((CONFIGS[1], CONFIGS[0]), (CONFIGS[2], CONFIGS[0]), (CONFIGS[2], CONFIGS[1]),
-                     (CONFIGS[3], CONFIGS[0]), (CONFIGS[4], CONFIGS[0]), (CONFIGS[4], CONFIGS[3])):
+        for a, b in (
+            (CONFIGS[1], CONFIGS[0]),
+            (CONFIGS[2], CONFIGS[0]),
+            (CONFIGS[2], CONFIGS[1]),
+            (CONFIGS[3], CONFIGS[0]),
+            (CONFIGS[4], CONFIGS[0]),
+            (CONFIGS[4], CONFIGS[3]),
+        ):
             diffs = [x - y for x, y in zip(results[a], results[b], strict=True)]
             se = statistics.stdev(diffs) / n**0.5 if n > 1 else 0.0
             print(f"  {a:<24} − {b:<20} {statistics.mean(diffs):+.3f} ± {se:.3f}  ({sum(d > 0 for d in diffs)}/{n})")

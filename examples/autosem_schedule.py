@@ -53,15 +53,19 @@ def load_data(seed: int, n_per_class: int = 5, n_dev: int = 10) -> dict[str, tup
     for c in range(5):
         index = torch.nonzero(y == c).squeeze(1)
         index = index[torch.randperm(len(index), generator=g)]
-        rest = index[n_per_class + n_dev:]
+        rest = index[n_per_class + n_dev :]
         train.append(index[:n_per_class])
-        dev.append(index[n_per_class:n_per_class + n_dev])
+        dev.append(index[n_per_class : n_per_class + n_dev])
         test.append(rest[: len(rest) // 2])
-        pool.append(rest[len(rest) // 2:])
+        pool.append(rest[len(rest) // 2 :])
     train, dev, test, pool = (torch.cat(i) for i in (train, dev, test, pool))
-    return {"primary": (x[train], y[train]), "dev": (x[dev], y[dev]), "test": (x[test], y[test]),
-            "helpful": (x[pool], y[pool] % 2),
-            "unrelated": (x[pool], torch.randint(0, 2, (len(pool),), generator=g))}
+    return {
+        "primary": (x[train], y[train]),
+        "dev": (x[dev], y[dev]),
+        "test": (x[test], y[test]),
+        "helpful": (x[pool], y[pool] % 2),
+        "unrelated": (x[pool], torch.randint(0, 2, (len(pool),), generator=g)),
+    }
 
 
 class Net(nn.Module):
@@ -70,7 +74,9 @@ class Net(nn.Module):
     def __init__(self, hidden: int = 128):
         super().__init__()
         self.trunk = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, 64), nn.ReLU())
-        self.heads = nn.ModuleDict({"primary": nn.Linear(64, 5), "helpful": nn.Linear(64, 2), "unrelated": nn.Linear(64, 2)})
+        self.heads = nn.ModuleDict(
+            {"primary": nn.Linear(64, 5), "helpful": nn.Linear(64, 2), "unrelated": nn.Linear(64, 2)}
+        )
 
     def forward(self, x: torch.Tensor, task: str) -> torch.Tensor:
         return self.heads[task](self.trunk(x))
@@ -107,14 +113,19 @@ def train(data, schedule, seed: int, steps: int = 300, lr: float = 3e-3) -> floa
     return score(model, data["test"])[0]
 
 
-def main(seeds=range(10), steps: int = 300, steps_per_pull: int = 5, n_per_class: int = 5,
-         verbose: bool = True) -> dict:
+def main(
+    seeds=range(10), steps: int = 300, steps_per_pull: int = 5, n_per_class: int = 5, verbose: bool = True
+) -> dict:
     """Runs the three configurations (:data:`CONFIGS`) per seed; returns ``{"accuracy": {config:
     [per seed]}, "pulls": {task: [per seed]}, "utilities": {task: [per seed]}, "selected": [[tasks]
     per seed]}`` and prints a summary."""
     start = time.perf_counter()
-    out: dict = {"accuracy": {c: [] for c in CONFIGS}, "pulls": {t: [] for t in TASKS},
-                 "utilities": {t: [] for t in TASKS}, "selected": []}
+    out: dict = {
+        "accuracy": {c: [] for c in CONFIGS},
+        "pulls": {t: [] for t in TASKS},
+        "utilities": {t: [] for t in TASKS},
+        "selected": [],
+    }
     for seed in seeds:
         data = load_data(seed, n_per_class)
         out["accuracy"][CONFIGS[0]].append(train(data, RoundRobinSchedule({"primary": 1}), seed, steps))
@@ -130,13 +141,17 @@ def main(seeds=range(10), steps: int = 300, steps_per_pull: int = 5, n_per_class
         out["accuracy"][CONFIGS[2]].append(train(data, RoundRobinSchedule(ratios), seed, steps))
     if verbose:
         n = len(out["selected"])
-        print(f"digits 0-4, {n_per_class} training images a class, {steps} steps, {steps_per_pull} a pull, "
-              f"{n} seeds ({time.perf_counter() - start:.1f} s, {torch.get_num_threads()} thread(s))")
+        print(
+            f"digits 0-4, {n_per_class} training images a class, {steps} steps, {steps_per_pull} a pull, "
+            f"{n} seeds ({time.perf_counter() - start:.1f} s, {torch.get_num_threads()} thread(s))"
+        )
         print(f"{'task':<10} {'pulls (mean)':>12} {'utility (mean)':>15} {'selected':>9}")
         for t in TASKS:
             chosen = sum(t in s for s in out["selected"])
-            print(f"{t:<10} {statistics.mean(out['pulls'][t]):>12.1f} {statistics.mean(out['utilities'][t]):>15.3f} "
-                  f"{'' if t == 'primary' else f'{chosen}/{n}':>9}")
+            print(
+                f"{t:<10} {statistics.mean(out['pulls'][t]):>12.1f} {statistics.mean(out['utilities'][t]):>15.3f} "
+                f"{'' if t == 'primary' else f'{chosen}/{n}':>9}"
+            )
         print(f"{'configuration':<22} {'test acc (mean ± sd)':>21}   per seed")
         for c, values in out["accuracy"].items():
             sd = statistics.stdev(values) if n > 1 else 0.0
@@ -145,8 +160,10 @@ def main(seeds=range(10), steps: int = 300, steps_per_pull: int = 5, n_per_class
         for c in CONFIGS[1:]:
             diffs = [a - b for a, b in zip(out["accuracy"][c], out["accuracy"][CONFIGS[0]], strict=True)]
             se = statistics.stdev(diffs) / n**0.5 if n > 1 else 0.0
-            print(f"  {c:<22} {statistics.mean(diffs):+.3f} ± {se:.3f}  "
-                  f"({sum(d > 0 for d in diffs)}/{sum(d == 0 for d in diffs)}/{n})")
+            print(
+                f"  {c:<22} {statistics.mean(diffs):+.3f} ± {se:.3f}  "
+                f"({sum(d > 0 for d in diffs)}/{sum(d == 0 for d in diffs)}/{n})"
+            )
     return out
 
 

@@ -22,29 +22,47 @@ from auxopt import make_synthetic_suite
 from auxopt.integrations.transformers import AttittudArgs, MultiTaskTrainer
 
 
-def main(steps: int = 300, trials: int = 6, *, model: str = "tiny", batch_size: int = 32, seed: int = 0,
-         output_dir: str | None = None, verbose: bool = True) -> dict:
+def main(
+    steps: int = 300,
+    trials: int = 6,
+    *,
+    model: str = "tiny",
+    batch_size: int = 32,
+    seed: int = 0,
+    output_dir: str | None = None,
+    verbose: bool = True,
+) -> dict:
     """Run the three parts; returns ``{"fixed", "attittud"}`` (dev accuracy, batches per task) and
     ``"search"`` (the best trial's ratio and accuracy, and every trial's)."""
     import optuna
 
     from auxopt.samplers import MixingRatioSampler
 
-    suite = make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=0, n_train=300, n_aux_train=2000,
-                                 n_dev=300, n_test=300, seed=seed)
+    suite = make_synthetic_suite(
+        n_helpful=1, n_neutral=1, n_harmful=0, n_train=300, n_aux_train=2000, n_dev=300, n_test=300, seed=seed
+    )
     out = Path(output_dir or tempfile.mkdtemp(prefix="trainer_mixing_"))
     args = TrainingArguments(
-        str(out), max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-3,
-        warmup_steps=max(1, steps // 10), eval_strategy="steps", eval_steps=max(1, steps // 3),
-        logging_steps=max(1, steps // 3), save_strategy="no", report_to="none", use_cpu=True,
-        disable_tqdm=True, seed=seed, log_level="error",
+        str(out),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=1e-3,
+        warmup_steps=max(1, steps // 10),
+        eval_strategy="steps",
+        eval_steps=max(1, steps // 3),
+        logging_steps=max(1, steps // 3),
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=seed,
+        log_level="error",
     )
     ratios = {"primary": 1, "helpful_0": 2, "neutral_0": 1}
     results: dict = {}
 
     for name, attittud in (("fixed", None), ("attittud", AttittudArgs(k=8, every=10, m=32, eta=(1, 1, -1)))):
-        trainer = MultiTaskTrainer.from_tasks(suite, args, model=model, ratios=ratios, attittud=attittud,
-                                              max_length=64)
+        trainer = MultiTaskTrainer.from_tasks(suite, args, model=model, ratios=ratios, attittud=attittud, max_length=64)
         trainer.train()
         accuracy = trainer.evaluate()["eval_accuracy"]
         results[name] = {"dev_accuracy": accuracy, "batches": dict(trainer.task_batches)}
@@ -57,12 +75,16 @@ def main(steps: int = 300, trials: int = 6, *, model: str = "tiny", batch_size: 
     storage = f"sqlite:///{out / 'search.db'}"
     best = trainer.hyperparameter_search(
         hp_space=lambda trial: {"ratio_helpful_0": trial.suggest_float("ratio_helpful_0", 0.0, 4.0)},
-        n_trials=trials, sampler=MixingRatioSampler(seed=seed), study_name=study_name, storage=storage,
+        n_trials=trials,
+        sampler=MixingRatioSampler(seed=seed),
+        study_name=study_name,
+        storage=storage,
         load_if_exists=True,
     )
     study = optuna.load_study(study_name=study_name, storage=storage)
     results["search"] = {
-        "best_ratio": best.hyperparameters["ratio_helpful_0"], "best_accuracy": best.objective,
+        "best_ratio": best.hyperparameters["ratio_helpful_0"],
+        "best_accuracy": best.objective,
         "trials": [(t.params["ratio_helpful_0"], t.value) for t in study.trials if t.value is not None],
     }
     if verbose:

@@ -30,4 +30,6 @@ def data_dir(monkeypatch) -> Path:
 def suite():
     from auxopt.tasks import make_synthetic_suite
 
-    return make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=1, n_train=300, n_aux_train=600, n_dev=200, n_test=200)
+    return make_synthetic_suite(
+        n_helpful=1, n_neutral=1, n_harmful=1, n_train=300, n_aux_train=600, n_dev=200, n_test=200
+    )

@@ -24,8 +24,9 @@ LABELS_REPLACE = AuxObjective("task", "replace", "bidirectional", "labels")
 
 @pytest.fixture(scope="module")
 def small():
-    return make_synthetic_suite(n_helpful=1, n_neutral=0, n_harmful=0, n_train=120, n_aux_train=120,
-                                n_dev=64, n_test=64)
+    return make_synthetic_suite(
+        n_helpful=1, n_neutral=0, n_harmful=0, n_train=120, n_aux_train=120, n_dev=64, n_test=64
+    )
 
 
 def _rows(ids: torch.Tensor, mask: torch.Tensor) -> set[tuple[int, ...]]:
@@ -121,8 +122,10 @@ def test_each_objective_has_its_own_head(small):
         loss.backward()
         assert all(p.grad is None for o in objs if o != a for p in losses.heads[o].parameters())
         opt.step()
-        changed = {o: any(not torch.equal(p, q) for p, q in zip(losses.heads[o].parameters(), before[o], strict=True))
-                   for o in objs}
+        changed = {
+            o: any(not torch.equal(p, q) for p, q in zip(losses.heads[o].parameters(), before[o], strict=True))
+            for o in objs
+        }
         assert changed == {o: o == a for o in objs}, (a, b)
         assert all(torch.equal(p, q) for p, q in zip(ctx.model.heads.parameters(), primary_before, strict=True))
 
@@ -151,8 +154,11 @@ def test_final_finetuning_from_the_best_state(small, monkeypatch):
 
     monkeypatch.setattr(AANGStep, "backward", recording_backward)
     spec = AANG(objectives=["tapt"], weights=[1.0], learn=False, finetune=0.25, log_every=1)
-    result = train(TrainConfig(small.primary, max_steps=8, eval_every=2, max_length=24, batch_size=8,
-                               device="cpu", objectives=spec))
+    result = train(
+        TrainConfig(
+            small.primary, max_steps=8, eval_every=2, max_length=24, batch_size=8, device="cpu", objectives=spec
+        )
+    )
     assert result.extra["aang_finetune"] == {"start": 7, "steps": 2}
     assert torch.equal(states[7], states[3])  # the fine-tune starts from the state evaluated at step 2
     assert not torch.equal(states[7], states[6])
@@ -164,15 +170,21 @@ def test_final_finetuning_from_the_best_state(small, monkeypatch):
 
 def test_finetune_steps_and_online_finetune(small):
     def start(finetune, max_steps):
-        return AANG(objectives=["tapt"], learn=False, finetune=finetune).make_step(
-            make_ctx(small.primary, max_steps=max_steps)).finetune_start
+        return (
+            AANG(objectives=["tapt"], learn=False, finetune=finetune)
+            .make_step(make_ctx(small.primary, max_steps=max_steps))
+            .finetune_start
+        )
 
     assert start(0.1, 10) == 10 and start(0.25, 8) == 7 and start(0.0, 10) is None
     assert start(0.1, 4) is None  # rounds to no step
     assert start(0.9, 1) is None  # at least one step of search
     spec = AANG(objectives=[TAPT, GPT], k=1, finetune=0.5, log_every=1)
-    result = train(TrainConfig(small.primary, max_steps=4, eval_every=2, max_length=24, batch_size=8,
-                               device="cpu", objectives=spec))
+    result = train(
+        TrainConfig(
+            small.primary, max_steps=4, eval_every=2, max_length=24, batch_size=8, device="cpu", objectives=spec
+        )
+    )
     assert result.extra["aang_finetune"] == {"start": 3, "steps": 2}
     assert result.extra["aang_weights"]["steps"] == [1, 2]
     assert result.examples[small.primary.name] == 4 * 8

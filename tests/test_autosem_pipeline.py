@@ -39,9 +39,17 @@ def test_bad_pipeline_settings(suite):
 def test_pipeline_end_to_end_on_real_data(shared_data, tmp_path):
     primary, auxiliaries = real_tasks()
     pipeline = AutoSeM(
-        "trec_aux", primary, auxiliaries, base=BASE, stage1_steps=60,
-        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
-        stage2_trials=3, n_startup_trials=2, storage=f"sqlite:///{tmp_path / 'p.db'}",
+        "trec_aux",
+        primary,
+        auxiliaries,
+        base=BASE,
+        stage1_steps=60,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1),
+        threshold=0.0,
+        baseline=None,
+        stage2_trials=3,
+        n_startup_trials=2,
+        storage=f"sqlite:///{tmp_path / 'p.db'}",
     )
     final = pipeline.optimize()
     result = pipeline.result
@@ -90,11 +98,21 @@ def test_rerun_after_kill_between_stages_does_not_redo_stage1(tmp_path):
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert "killed.stage2" not in optuna.get_all_study_names(storage)
 
-    suite = make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=0, n_train=200, n_aux_train=300, n_dev=100, n_test=100)
+    suite = make_synthetic_suite(
+        n_helpful=1, n_neutral=1, n_harmful=0, n_train=200, n_aux_train=300, n_dev=100, n_test=100
+    )
     pipeline = AutoSeM(
-        "killed", suite.primary, suite.auxiliaries, base=BASE, stage1_steps=40,
-        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
-        stage2_trials=2, n_startup_trials=1, storage=storage,
+        "killed",
+        suite.primary,
+        suite.auxiliaries,
+        base=BASE,
+        stage1_steps=40,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1),
+        threshold=0.0,
+        baseline=None,
+        stage2_trials=2,
+        n_startup_trials=1,
+        storage=storage,
     )
     final = pipeline.optimize()
     stage1 = optuna.load_study(study_name="killed.stage1", storage=storage)
@@ -103,9 +121,17 @@ def test_rerun_after_kill_between_stages_does_not_redo_stage1(tmp_path):
     assert final.study_name == "killed.stage2" and len(final.trials) == 2
     # and a third run has nothing left to do
     again = AutoSeM(
-        "killed", suite.primary, suite.auxiliaries, base=BASE, stage1_steps=40,
-        online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
-        stage2_trials=2, n_startup_trials=1, storage=storage,
+        "killed",
+        suite.primary,
+        suite.auxiliaries,
+        base=BASE,
+        stage1_steps=40,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1),
+        threshold=0.0,
+        baseline=None,
+        stage2_trials=2,
+        n_startup_trials=1,
+        storage=storage,
     ).optimize()
     assert len(again.trials) == 2
 
@@ -120,8 +146,11 @@ def test_sampler_stage1_resumes_with_only_missing_trials(suite, tmp_path):
     assert first.result.selected == [] and first.result.ratios == {"primary": 1.0}
     # the score is a primary-only run: stage 1's "none" arm if it pulled it, else one stage-2 run
     primary_only = [t for t in stage1.trials if t.params["aux_task"] == "none"]
-    expected = max(t.value for t in primary_only) if primary_only else optuna.load_study(
-        study_name="thompson.stage2", storage=storage).best_value
+    expected = (
+        max(t.value for t in primary_only)
+        if primary_only
+        else optuna.load_study(study_name="thompson.stage2", storage=storage).best_value
+    )
     assert first.result.best_dev == expected
     second = AutoSeM("thompson", suite.primary, suite.auxiliaries, stage1_trials=3, **kwargs)
     second.optimize()
@@ -130,8 +159,15 @@ def test_sampler_stage1_resumes_with_only_missing_trials(suite, tmp_path):
 
 def test_online_stage1_that_keeps_nothing_trains_the_primary_alone(suite, tmp_path):
     storage = f"sqlite:///{tmp_path / 'none.db'}"
-    kwargs = dict(base=BASE, stage1_steps=20, online=OnlineThompson(steps_per_pull=5, eval_batches=1),
-                  threshold=1.0, baseline=None, stage2_trials=3, storage=storage)  # no posterior mean is above 1
+    kwargs = dict(
+        base=BASE,
+        stage1_steps=20,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1),
+        threshold=1.0,
+        baseline=None,
+        stage2_trials=3,
+        storage=storage,
+    )  # no posterior mean is above 1
     pipeline = AutoSeM("nothing", suite.primary, suite.auxiliaries, **kwargs)
     final = pipeline.optimize()
     result = pipeline.result
@@ -140,7 +176,8 @@ def test_online_stage1_that_keeps_nothing_trains_the_primary_alone(suite, tmp_pa
     assert result.stage2 == "nothing.stage2" and final.study_name == "nothing.stage2" and len(final.trials) == 1
     (trial,) = final.trials
     assert set(trial.user_attrs["examples"]) == {"primary"} or all(
-        n == 0 for task, n in trial.user_attrs["examples"].items() if task != "primary")
+        n == 0 for task, n in trial.user_attrs["examples"].items() if task != "primary"
+    )
     assert result.best_dev == trial.value and result.test_at_best == trial.user_attrs["test_metric"]
     stage1 = optuna.load_study(study_name="nothing.stage1", storage=storage)
     assert any(n > 0 for task, n in stage1.trials[0].user_attrs["examples"].items() if task != "primary")
@@ -180,9 +217,19 @@ def test_stage2_starts_at_equal_mixing_utilities_and_primary_alone(suite, tmp_pa
     """Stage 2's result can be no worse on dev than equal mixing or the primary alone: both are
     among its trials, run first; the GP takes the rest; the ratios are the primary-relative ones."""
     storage = f"sqlite:///{tmp_path / 'c.db'}"
-    pipeline = AutoSeM("cand", suite.primary, suite.auxiliaries, base=BASE, stage1_steps=40,
-                       online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
-                       top_k=2, stage2_trials=4, storage=storage)
+    pipeline = AutoSeM(
+        "cand",
+        suite.primary,
+        suite.auxiliaries,
+        base=BASE,
+        stage1_steps=40,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1),
+        threshold=0.0,
+        baseline=None,
+        top_k=2,
+        stage2_trials=4,
+        storage=storage,
+    )
     final = pipeline.optimize()
     result = pipeline.result
     assert len(result.selected) == 2
@@ -191,12 +238,23 @@ def test_stage2_starts_at_equal_mixing_utilities_and_primary_alone(suite, tmp_pa
     assert ratios[0] == {"primary": 1, **dict.fromkeys(result.selected, 1.0)}  # equal mixing
     alone = next(i for i, r in enumerate(ratios) if all(r[t] == 0 for t in result.selected))
     assert set(trials[alone].user_attrs["examples"]) == {"primary"} or all(
-        n == 0 for task, n in trials[alone].user_attrs["examples"].items() if task != "primary")
+        n == 0 for task, n in trials[alone].user_attrs["examples"].items() if task != "primary"
+    )
     assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert result.best_dev == max(t.value for t in trials) >= max(trials[0].value, trials[alone].value)
     assert result.ratios == {"primary": 1.0, **final.best_trial.user_attrs["ratios"]}
     # resumed: nothing is queued or run twice
-    again = AutoSeM("cand", suite.primary, suite.auxiliaries, base=BASE, stage1_steps=40,
-                    online=OnlineThompson(steps_per_pull=5, eval_batches=1), threshold=0.0, baseline=None,
-                    top_k=2, stage2_trials=4, storage=storage)
+    again = AutoSeM(
+        "cand",
+        suite.primary,
+        suite.auxiliaries,
+        base=BASE,
+        stage1_steps=40,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1),
+        threshold=0.0,
+        baseline=None,
+        top_k=2,
+        stage2_trials=4,
+        storage=storage,
+    )
     assert len(again.optimize().trials) == 4

@@ -63,9 +63,7 @@ def test_show_prints_the_best_configuration(storage, capsys):
 
 def table(out: str) -> dict[str, str]:
     """The summary's two-column rows: indented ``key  value`` lines."""
-    return dict(
-        m.groups() for m in re.finditer(r"^  (\S.*?)\s{2,}(\S.*)$", out, flags=re.M)
-    )
+    return dict(m.groups() for m in re.finditer(r"^  (\S.*?)\s{2,}(\S.*)$", out, flags=re.M))
 
 
 def test_show_and_studies_say_what_is_wrong(tmp_path, storage, capsys):
@@ -91,9 +89,10 @@ def test_dashboard_command_serves_on_loopback(storage, tmp_path):
     url, study = storage
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "auxopt.cli", "dashboard", "--storage", url, "--port", str(port),
-         "--publish"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "auxopt.cli", "dashboard", "--storage", url, "--port", str(port), "--publish"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline, body = time.monotonic() + 60, None

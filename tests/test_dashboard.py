@@ -105,14 +105,16 @@ def test_study_spec_publishes_and_shows_progress(tmp_path, suite):
         return {"ratios": {"primary": 1} if aux == "none" else {"primary": 1, aux: ratio}}
 
     spec = StudySpec(
-        name="published", primary=suite.primary, auxiliaries=suite.auxiliaries, space=space,
+        name="published",
+        primary=suite.primary,
+        auxiliaries=suite.auxiliaries,
+        space=space,
         base={"max_steps": 20, "eval_every": 10, "max_length": 24, "batch_size": 16},
         sampler=optuna.samplers.RandomSampler(seed=0),
     )
     stream = io.StringIO()
     with Progress(3, enabled=True, stream=stream) as progress:
-        study = spec.optimize(n_trials=3, storage=f"sqlite:///{tmp_path / 'p.db'}",
-                              publish_every=2, progress=progress)
+        study = spec.optimize(n_trials=3, storage=f"sqlite:///{tmp_path / 'p.db'}", publish_every=2, progress=progress)
     assert progress.trials_done == 3 and progress.last_step == 20
     out = stream.getvalue()
     assert "trials" in out and "3/3" in out and "steps" in out and "20/20" in out
@@ -213,8 +215,9 @@ def test_the_dashboard_lists_only_checkpoints_that_exist(tmp_path, kind):
         checkpoints = TrialCheckpointStore(trial, store, keep=2)
         for step in (10, 20, 30):
             checkpoints.save(step, f"step {step}".encode())
-            ids[trial.number, step] = next(m.artifact_id for m in get_all_artifact_meta(trial)
-                                           if m.filename == f"auxopt-ckpt-step-{step}.pt")
+            ids[trial.number, step] = next(
+                m.artifact_id for m in get_all_artifact_meta(trial) if m.filename == f"auxopt-ckpt-step-{step}.pt"
+            )
     TrialCheckpointStore(done, store).delete_all()  # what the objective does when a trial ends
     study.tell(done, 0.5)
     if kind == "sqlite":  # the records went with the files

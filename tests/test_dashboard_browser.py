@@ -23,15 +23,25 @@ from auxopt import dashboard
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 PLOT_IDS = ["auxopt-thompson", "auxopt-mixing", "auxopt-aang", "auxopt-attittud", "auxopt-dev-curves"]
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("AUXOPT_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
+    for candidate in (
+        os.environ.get("AUXOPT_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        shutil.which("google-chrome"),
+    ):
         if candidate and Path(candidate).is_file():
             return candidate
     return None
@@ -130,7 +140,9 @@ def test_dashboard_renders_auxopt_plots_in_chromium(browser, served, tmp_path):
     assert f"trial {study.best_trial.number} (best)" in dev
     assert not errors, errors
 
-    target = REPO / "docs" / "dashboard.png" if os.environ.get("AUXOPT_UPDATE_SCREENSHOT") else tmp_path / "dashboard.png"
+    target = (
+        REPO / "docs" / "dashboard.png" if os.environ.get("AUXOPT_UPDATE_SCREENSHOT") else tmp_path / "dashboard.png"
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 20_000

@@ -32,8 +32,13 @@ def objective(trial):
 
 
 def _run(url, n, sampler=None, name="d"):
-    study = optuna.create_study(study_name=name, storage=open_storage(url), load_if_exists=True,
-                                direction="maximize", sampler=sampler or optuna.samplers.TPESampler(seed=0))
+    study = optuna.create_study(
+        study_name=name,
+        storage=open_storage(url),
+        load_if_exists=True,
+        direction="maximize",
+        sampler=sampler or optuna.samplers.TPESampler(seed=0),
+    )
     run_trials(study, objective, url=url, n_trials=n, propose=Distinct(space, 0, sampler=sampler))
     return study.get_trials()
 
@@ -112,8 +117,9 @@ def test_runs_started_at_the_same_moment_and_a_rerun_share_one_study_without_rep
     study_file.write_text(STUDY.replace("NAME", name))
     command = [sys.executable, "-m", "auxopt.cli", "run", str(study_file), "--storage", url, "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0 and "Traceback" not in err, err[-3000:]
@@ -134,8 +140,13 @@ def test_workers_get_their_share_of_the_cores(tmp_path):
     study_file.write_text(STUDY.replace("NAME", name))
     url = f"sqlite:///{tmp_path / 't.db'}"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    done = subprocess.run([sys.executable, "-m", "auxopt.cli", "run", str(study_file), "--storage", url,
-                           "--workers", "2", "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "auxopt.cli", "run", str(study_file), "--storage", url, "--workers", "2", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     expected = max(1, cpu_count() // 2)
     assert f"({expected} CPU thread" in done.stdout

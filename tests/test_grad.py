@@ -110,7 +110,11 @@ def test_defaults_are_the_official_run_settings():
     assert (spec.eta_prim, spec.method) == (1.0, "auto")
     assert ATTITTUD_PRESETS["flip_conflicts"] == ((1.0, 1.0, -1.0), "subspace")
     assert ATTITTUD_PRESETS["drop_conflicts"] == ((1.0, 1.0, 0.0), "subspace")  # the earlier presets are kept
-    assert ATTITTUD_PRESETS["multitask"][0] == (1.0, 1.0, 1.0) and ATTITTUD_PRESETS["helpful_only"][0] == (0.0, 1.0, 0.0)
+    assert ATTITTUD_PRESETS["multitask"][0] == (1.0, 1.0, 1.0) and ATTITTUD_PRESETS["helpful_only"][0] == (
+        0.0,
+        1.0,
+        0.0,
+    )
     assert ATTITTUD_PRESETS["pcgrad"] == ((1.0, 1.0, 0.0), "primary_grad")
     flip = GradientDecomposer(eta="flip_conflicts")
     assert flip.describe()["eta"] == [1.0, 1.0, -1.0] and flip.describe()["preset"] == "flip_conflicts"
@@ -222,8 +226,13 @@ def small_bert_batch_losses(seed: int):
 
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=16, attn_implementation="eager",
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        attn_implementation="eager",
     )
     encoder = BertModel(config, add_pooling_layer=False).double().eval()
     head = torch.nn.Linear(16, 3).double()
@@ -266,7 +275,9 @@ def test_per_example_basis_matches_exact_svd_of_the_jacrev_jacobian(seed):
     jac = torch.func.jacrev(lambda ps: batch_losses(ps, batch))(params)
     jac = torch.cat([j.detach().reshape(24, -1) for j in jac.values()], dim=1)  # m × D, float64
     torch.testing.assert_close(per_example_jacobian(batch_losses, params, batch), jac, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(per_example_jacobian(batch_losses, params, batch, chunk_size=5), jac, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        per_example_jacobian(batch_losses, params, batch, chunk_size=5), jac, rtol=1e-9, atol=1e-12
+    )
     _, s_svd, vh = torch.linalg.svd(jac, full_matrices=False)  # exact_basis's Gram route vs a plain SVD
     for k in (2, 4, 6):
         v, s = per_example_basis(batch_losses, params, batch, k)
@@ -302,7 +313,9 @@ def test_randomized_basis_rejects_k_above_m():
 def tasks():
     from auxopt.tasks import make_synthetic_suite
 
-    suite = make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=0, n_train=120, n_aux_train=200, n_dev=60, n_test=60)
+    suite = make_synthetic_suite(
+        n_helpful=1, n_neutral=1, n_harmful=0, n_train=120, n_aux_train=200, n_dev=60, n_test=60
+    )
     return suite.primary, suite.auxiliaries
 
 
@@ -322,12 +335,17 @@ def make_ctx(config):
     model, tokenizer = build_model(config, list(tasks.values()))
     data = {n: encode_split(tokenizer, t, "train", config.max_length) for n, t in tasks.items()}
     return TrainContext(
-        config=config, model=model, tokenizer=tokenizer, tasks=tasks, train_data=data,
+        config=config,
+        model=model,
+        tokenizer=tokenizer,
+        tasks=tasks,
+        train_data=data,
         train_labels={n: torch.as_tensor(t.train.labels) for n, t in tasks.items()},
         batches={n: Batches(len(d), config.batch_size, i) for i, (n, d) in enumerate(data.items())},
         dev_data=encode_split(tokenizer, config.primary, "dev", config.max_length),
         schedule=make_schedule(ratios, config.schedule, seed=config.seed),
-        device=resolve_device("cpu"), bf16=False,
+        device=resolve_device("cpu"),
+        bf16=False,
     )
 
 
@@ -354,7 +372,9 @@ def test_step_leaves_the_recombined_gradient_in_param_grad(tasks, eta, eta_prim)
         ctx.loss(name, 1)[0].backward()
         grads[name] = {n: p.grad.clone() for n, p in ctx.model.named_parameters() if p.grad is not None}
     shared = step.names  # the default: every encoder parameter but the word embeddings
-    assert shared == [n for n, _ in ctx.model.named_parameters() if n.startswith("encoder.") and "word_embeddings" not in n]
+    assert shared == [
+        n for n, _ in ctx.model.named_parameters() if n.startswith("encoder.") and "word_embeddings" not in n
+    ]
     g_p = torch.cat([grads[primary.name][n].reshape(-1) for n in shared])
     g_a = torch.cat([grads[aux[0].name][n].reshape(-1) for n in shared])
     basis = step.basis if eta != "pcgrad" else primary_grad_basis(g_p)
@@ -397,7 +417,10 @@ def test_regression_primary_with_either_method(tasks):
 
     primary, aux = tasks
     records = {
-        split: [{"text": t, "label": float(y) + 0.25 * (i % 3)} for i, (t, y) in enumerate(zip(data.texts, data.labels, strict=True))]
+        split: [
+            {"text": t, "label": float(y) + 0.25 * (i % 3)}
+            for i, (t, y) in enumerate(zip(data.texts, data.labels, strict=True))
+        ]
         for split, data in (("train", primary.train), ("dev", primary.dev))
     }
     regression = build_task("reg", records, kind="regression")
@@ -473,9 +496,12 @@ def test_objective_stores_grad_parts_on_the_trial(tasks):
 
     primary, aux = tasks
     spec = StudySpec(
-        name="attittud_test", primary=primary, auxiliaries=aux[:1],
+        name="attittud_test",
+        primary=primary,
+        auxiliaries=aux[:1],
         space=lambda trial: {"decomposer": GradientDecomposer.suggest(trial, k=(1, 4), m=8, eta=(0.0, 1.0))},
-        base=BASE, storage="sqlite:///:memory:",
+        base=BASE,
+        storage="sqlite:///:memory:",
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
@@ -502,12 +528,16 @@ def test_bf16_autocast_on_cpu_keeps_basis_fp32(tasks):
     assert all(math.isfinite(x) for x in step.log["perp"])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none (CPU paths are tested above)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none (CPU paths are tested above)"
+)
 def test_cuda_bf16_training_step(tasks):
     from auxopt.train import TrainConfig, train
 
     primary, aux = tasks
-    config = TrainConfig(primary, aux, decomposer=GradientDecomposer(k=2, m=8, every=4), **{**BASE, "device": "cuda", "bf16": True})
+    config = TrainConfig(
+        primary, aux, decomposer=GradientDecomposer(k=2, m=8, every=4), **{**BASE, "device": "cuda", "bf16": True}
+    )
     result = train(config)
     assert result.device.startswith("cuda")
     assert result.extra["grad_basis"]["refreshes"] == 3
@@ -591,7 +621,9 @@ def test_word_embeddings_are_left_out_by_default_and_included_by_params(tasks):
     assert "encoder.embeddings.position_embeddings.weight" in default.names  # only the word matrix goes
     assert default.dim == sum(p.numel() for n, p in ctx.model.named_parameters() if n in default.names)
     full = GradientDecomposer(k=2, m=8, params="encoder").make_step(ctx)
-    assert full.names == encoder and full.dim == default.dim + ctx.model.encoder.embeddings.word_embeddings.weight.numel()
+    assert (
+        full.names == encoder and full.dim == default.dim + ctx.model.encoder.embeddings.word_embeddings.weight.numel()
+    )
     assert GradientDecomposer(k=2, m=8, params=("encoder", words)).make_step(ctx).names == encoder
     only = select_parameters(ctx.model, ("encoder.encoder.layer.*", "!*.attention.*"))
     assert only and all(".layer." in n and ".attention." not in n for n, _ in only)
@@ -619,8 +651,9 @@ def test_attittud_study_file_builds_a_decomposer(shared_data):
 
     spec = runpy.run_path(str(Path(__file__).resolve().parents[1] / "studies" / "attittud.py"))["study"]
     assert isinstance(spec, StudySpec)
-    trial = optuna.trial.FixedTrial({"attittud_k": 4, "attittud_eta_perp": 0.5, "attittud_eta_pos": 1.0,
-                                     "attittud_eta_neg": 0.0})
+    trial = optuna.trial.FixedTrial(
+        {"attittud_k": 4, "attittud_eta_perp": 0.5, "attittud_eta_pos": 1.0, "attittud_eta_neg": 0.0}
+    )
     config = spec.build_config(trial)
     assert isinstance(config.decomposer, GradientDecomposer)
     assert (config.decomposer.k, config.decomposer.eta) == (4, (0.5, 1.0, 0.0))

@@ -33,10 +33,17 @@ def _context(config: TrainConfig) -> TrainContext:
     data = {n: encode_split(tokenizer, t, "train", config.max_length) for n, t in tasks.items()}
     labels = {n: torch.as_tensor(t.train.labels, dtype=torch.long) for n, t in tasks.items()}
     return TrainContext(
-        config=config, model=model, tokenizer=tokenizer, tasks=tasks, train_data=data,
-        train_labels=labels, batches={n: Batches(len(d), config.batch_size, i) for i, (n, d) in enumerate(data.items())},
+        config=config,
+        model=model,
+        tokenizer=tokenizer,
+        tasks=tasks,
+        train_data=data,
+        train_labels=labels,
+        batches={n: Batches(len(d), config.batch_size, i) for i, (n, d) in enumerate(data.items())},
         dev_data=encode_split(tokenizer, config.primary, "dev", config.max_length),
-        schedule=make_schedule(config.active_ratios(), seed=0), device=torch.device("cpu"), bf16=False,
+        schedule=make_schedule(config.active_ratios(), seed=0),
+        device=torch.device("cpu"),
+        bf16=False,
     )
 
 

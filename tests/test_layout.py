@@ -8,7 +8,12 @@ out). ``LAYERS`` is the data flow, bottom first; it is the layout in ``../shared
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "auxopt"
 
@@ -152,3 +157,14 @@ def test_the_graph_sees_imports_inside_functions():
     graph = import_graph()
     assert "auxopt.worker" in graph["auxopt.study"]  # StudySpec.optimize imports it lazily
     assert "auxopt.train.step" not in graph["auxopt.train.config"]  # only under TYPE_CHECKING
+
+
+def test_the_code_is_linted_and_formatted():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    folders = ["auxopt", "tests", "benchmarks", "studies", "examples"]
+    repo = ROOT.parent
+    for command in ([ruff, "check", *folders], [ruff, "format", "--check", *folders]):
+        done = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(command[1:3])}:\n{done.stdout}{done.stderr}"

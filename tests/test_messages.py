@@ -29,7 +29,8 @@ def test_values_are_rounded_for_people():
     assert fmt_value(0.8) == "0.8000" and fmt_value(1.23456e-05) == "1.235e-05"
     assert fmt_value(float("nan")) == "nan" and fmt_value(3) == "3" and fmt_value(None) == "None"
     assert fmt_params({"aux_task": "helpful_0", "lr": 0.0013271234, "aux_ratio": 2, "lr_head": 1.5e-05}) == (
-        "{aux_task: helpful_0, lr: 0.001327, aux_ratio: 2, lr_head: 1.5e-05}")  # a small lr is not 0.0000
+        "{aux_task: helpful_0, lr: 0.001327, aux_ratio: 2, lr_head: 1.5e-05}"
+    )  # a small lr is not 0.0000
 
 
 def test_log_lines_are_written_above_the_bars():
@@ -63,8 +64,15 @@ def _study_with_a_retry(url):
     lr = FloatDistribution(1e-4, 1e-2, log=True)
     study.add_trial(create_trial(state=TrialState.FAIL, params={"lr": 0.002}, distributions={"lr": lr}))
     study.add_trial(create_trial(state=TrialState.FAIL, params={"lr": 0.003}, distributions={"lr": lr}))
-    study.add_trial(create_trial(value=0.3486238532110092, params={"lr": 0.0013271234}, distributions={"lr": lr},
-                                 system_attrs={RETRY_ATTR: [0]}, user_attrs={"metric": "accuracy"}))
+    study.add_trial(
+        create_trial(
+            value=0.3486238532110092,
+            params={"lr": 0.0013271234},
+            distributions={"lr": lr},
+            system_attrs={RETRY_ATTR: [0]},
+            user_attrs={"metric": "accuracy"},
+        )
+    )
     return study
 
 
@@ -102,10 +110,13 @@ def test_a_worker_with_nothing_to_do_says_so(tmp_path, capsys):
     first = capsys.readouterr()
     assert "study 'tiny_study': 1 complete" in first.out and "nothing to do" not in first.out
     assert re.search(r"^trial 0  step 10/20  dev \d\.\d{4}$", first.err, flags=re.M)  # not a terminal: lines
-    assert re.search(r"^trial 0 complete  value \d\.\d{4}  best \d\.\d{4}  \(1 trial this run\)$",
-                     first.err, flags=re.M)
+    assert re.search(
+        r"^trial 0 complete  value \d\.\d{4}  best \d\.\d{4}  \(1 trial this run\)$", first.err, flags=re.M
+    )
     assert main(["worker", str(path), "--n-trials", "1", "--quiet"]) == 0
     again = capsys.readouterr().out
-    assert again.splitlines()[0] == ("the study already holds 1 trial (--n-trials 1 is the total the study "
-                                     "should hold); nothing to do — raise --n-trials to add trials")
+    assert again.splitlines()[0] == (
+        "the study already holds 1 trial (--n-trials 1 is the total the study "
+        "should hold); nothing to do — raise --n-trials to add trials"
+    )
     assert "study 'tiny_study': 1 complete" in again

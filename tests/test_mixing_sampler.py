@@ -93,9 +93,7 @@ def _bowl(params, number: int) -> float:
 
 
 def _ratio_objective(trial):
-    return _bowl(
-        {k: trial.suggest_float(k, d.low, d.high) for k, d in RATIOS.items()}, trial.number
-    )
+    return _bowl({k: trial.suggest_float(k, d.low, d.high) for k, d in RATIOS.items()}, trial.number)
 
 
 def test_beats_random_search_on_a_noisy_smooth_function():
@@ -128,9 +126,7 @@ def test_integer_ratios_are_optimised_as_integers(space, scale):
 
     def objective(trial):
         a = trial.suggest_int("a", space["a"].low, space["a"].high)
-        suggest = (
-            trial.suggest_int if isinstance(space["b"], IntDistribution) else trial.suggest_float
-        )
+        suggest = trial.suggest_int if isinstance(space["b"], IntDistribution) else trial.suggest_float
         b = suggest("b", space["b"].low, space["b"].high)
         return true_value(a, b) + 0.1 * np.random.default_rng(trial.number).normal()
 
@@ -491,10 +487,7 @@ def test_categorical_and_conditional_params_go_to_the_independent_sampler():
 
 
 def test_import_stays_light():
-    code = (
-        "import sys, auxopt.samplers; "
-        "print(sorted(m for m in ('optuna', 'botorch', 'torch') if m in sys.modules))"
-    )
+    code = "import sys, auxopt.samplers; print(sorted(m for m in ('optuna', 'botorch', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -514,7 +507,7 @@ def test_default_startup_is_2d_plus_1_sobol_points():
     def run(**kw):
         study = optuna.create_study(direction="maximize", sampler=_fast(seed=1, **kw))
         study.optimize(
-            lambda t: -(t.suggest_float("a", 0, 5) - 2) ** 2 - (t.suggest_float("b", 0, 5) - 1) ** 2,
+            lambda t: -((t.suggest_float("a", 0, 5) - 2) ** 2) - (t.suggest_float("b", 0, 5) - 1) ** 2,
             n_trials=6,
         )
         return [t.params for t in study.trials]

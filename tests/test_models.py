@@ -135,8 +135,11 @@ def test_tiny_encoder_seeding_and_spec():
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa["embeddings.word_embeddings.weight"], sc["embeddings.word_embeddings.weight"])
 
-    small = load_encoder("tiny", corpus=CORPUS, tiny=TinyBertSpec(hidden_size=32, num_layers=1, num_heads=2,
-                                                                  intermediate_size=64, vocab_size=200))
+    small = load_encoder(
+        "tiny",
+        corpus=CORPUS,
+        tiny=TinyBertSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, vocab_size=200),
+    )
     assert small.hidden_size == 32
     assert small.model.config.num_hidden_layers == 1
     assert len(small.tokenizer) <= 200

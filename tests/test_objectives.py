@@ -27,8 +27,9 @@ DOMAIN = tuple(f"passage {i} about zig zag words and more words {i % 7}" for i i
 
 @pytest.fixture(scope="module")
 def small():
-    return make_synthetic_suite(n_helpful=1, n_neutral=0, n_harmful=0, n_train=120, n_aux_train=120,
-                                n_dev=64, n_test=64)
+    return make_synthetic_suite(
+        n_helpful=1, n_neutral=0, n_harmful=0, n_train=120, n_aux_train=120, n_dev=64, n_test=64
+    )
 
 
 def make_ctx(primary, auxiliaries=(), seed=0, max_steps=10, **kw):
@@ -38,8 +39,9 @@ def make_ctx(primary, auxiliaries=(), seed=0, max_steps=10, **kw):
     from auxopt.train.schedules import make_schedule
     from auxopt.train.step import Batches, TrainContext
 
-    config = TrainConfig(primary, auxiliaries, max_length=24, batch_size=8, device="cpu", seed=seed,
-                         max_steps=max_steps, **kw)
+    config = TrainConfig(
+        primary, auxiliaries, max_length=24, batch_size=8, device="cpu", seed=seed, max_steps=max_steps, **kw
+    )
     seed_everything(seed)
     tasks = {t.name: t for t in config.tasks}
     model, tok = build_model(config, list(tasks.values()))
@@ -47,10 +49,17 @@ def make_ctx(primary, auxiliaries=(), seed=0, max_steps=10, **kw):
     data = {n: encode_split(tok, t, "train", 24) for n, t in tasks.items()}
     labels = {n: torch.as_tensor(t.train.labels, dtype=torch.long) for n, t in tasks.items()}
     return TrainContext(
-        config=config, model=model, tokenizer=tok, tasks=tasks, train_data=data, train_labels=labels,
+        config=config,
+        model=model,
+        tokenizer=tok,
+        tasks=tasks,
+        train_data=data,
+        train_labels=labels,
         batches={n: Batches(len(d), 8, i) for i, (n, d) in enumerate(data.items())},
-        dev_data=encode_split(tok, primary, "dev", 24), schedule=make_schedule(config.active_ratios(), "auto"),
-        device=torch.device("cpu"), bf16=False,
+        dev_data=encode_split(tok, primary, "dev", 24),
+        schedule=make_schedule(config.active_ratios(), "auto"),
+        device=torch.device("cpu"),
+        bf16=False,
     )
 
 
@@ -118,11 +127,25 @@ def test_bad_input_errors(tmp_path, small):
         AuxObjective.parse("task|blur|bidirectional|denoise")
     # problems only the run can see fail before the first step
     with pytest.raises(AuxoptError, match="not in this run"):
-        train(TrainConfig(small.primary, max_steps=2, max_length=16, device="cpu",
-                          objectives=AANG(objectives=["task:nope|mask|bidirectional|labels"], learn=False)))
+        train(
+            TrainConfig(
+                small.primary,
+                max_steps=2,
+                max_length=16,
+                device="cpu",
+                objectives=AANG(objectives=["task:nope|mask|bidirectional|labels"], learn=False),
+            )
+        )
     with pytest.raises(AuxoptError, match="has none"):
-        train(TrainConfig(small.primary, max_steps=2, max_length=16, device="cpu",
-                          objectives=AANG(space=ObjectiveSpace(domain=True), k=2)))
+        train(
+            TrainConfig(
+                small.primary,
+                max_steps=2,
+                max_length=16,
+                device="cpu",
+                objectives=AANG(space=ObjectiveSpace(domain=True), k=2),
+            )
+        )
     # a task without domain.txt: the space says why it is small
     mlm = dict(transforms=["bert_op"], representations=["bidirectional"], outputs=["denoise"])
     assert len(ObjectiveSpace.for_task(small.primary, **mlm)) == 1  # tapt only (with domain text: dapt too)
@@ -135,8 +158,7 @@ def test_bad_input_errors(tmp_path, small):
     space = ObjectiveSpace(domain=path)
     path.unlink()
     with pytest.raises(AuxoptError, match="does not exist"):
-        train(TrainConfig(small.primary, max_steps=2, max_length=16, device="cpu",
-                          objectives=AANG(space=space, k=2)))
+        train(TrainConfig(small.primary, max_steps=2, max_length=16, device="cpu", objectives=AANG(space=space, k=2)))
 
 
 # -- representation masks -----------------------------------------------------------------------
@@ -225,12 +247,17 @@ def test_every_legal_objective_has_finite_loss_and_gradient(loss_setup, name):
 
 # -- online weighting ---------------------------------------------------------------------------
 def test_online_weights_follow_the_cosine():
-    objs = [AuxObjective("task", "mask", "bidirectional", "denoise"),
-            AuxObjective("task", "none", "left_to_right", "next_token"),
-            AuxObjective("task", "mask", "bidirectional", "labels")]
-    space_options = {"data": ["task"], "transform": ["mask", "none"],
-                     "representation": ["bidirectional", "left_to_right"],
-                     "output": ["denoise", "next_token", "labels"]}
+    objs = [
+        AuxObjective("task", "mask", "bidirectional", "denoise"),
+        AuxObjective("task", "none", "left_to_right", "next_token"),
+        AuxObjective("task", "mask", "bidirectional", "labels"),
+    ]
+    space_options = {
+        "data": ["task"],
+        "transform": ["mask", "none"],
+        "representation": ["bidirectional", "left_to_right"],
+        "output": ["denoise", "next_token", "labels"],
+    }
     ow = OnlineWeights(objs, space_options, lr=0.5, joint_lr=0.5, primary_lr=0.5)
     start = ow.weights().clone()
     assert torch.allclose(start, torch.full((3,), 1 / 3))
@@ -263,8 +290,7 @@ def _keyword_task():
             out.append({"text": " ".join(words), "label": str(y)})
         return out
 
-    return build_task("primary", {"train": records(200), "dev": records(64), "test": records(64)},
-                      labels=["0", "1"])
+    return build_task("primary", {"train": records(200), "dev": records(64), "test": records(64)}, labels=["0", "1"])
 
 
 def test_online_weights_move_toward_aligned_and_away_from_unrelated_objectives():
@@ -272,15 +298,27 @@ def test_online_weights_move_toward_aligned_and_away_from_unrelated_objectives()
     rng = np.random.default_rng(1)
     same = dataclasses.replace(primary, name="same")  # the primary's own labels, under its own head
     noise = dataclasses.replace(  # the same text with random labels: its gradient is unrelated
-        primary, name="noise",
-        train=dataclasses.replace(primary.train, labels=rng.integers(2, size=len(primary.train.labels))))
-    space = ObjectiveSpace(data=["task:same", "task:noise"], transforms=["mask"],
-                           representations=["bidirectional"], outputs=["labels"])
+        primary,
+        name="noise",
+        train=dataclasses.replace(primary.train, labels=rng.integers(2, size=len(primary.train.labels))),
+    )
+    space = ObjectiveSpace(
+        data=["task:same", "task:noise"], transforms=["mask"], representations=["bidirectional"], outputs=["labels"]
+    )
     assert len(space) == 2
-    config = TrainConfig(primary, [same, noise], max_steps=40, eval_every=20, max_length=16,
-                         batch_size=16, lr=3e-3, dropout=0.0, device="cpu", seed=0,
-                         objectives=AANG(space=space, k=2, weight_lr=0.5, log_every=5, dev_batch_size=64,
-                                         finetune=0.0))
+    config = TrainConfig(
+        primary,
+        [same, noise],
+        max_steps=40,
+        eval_every=20,
+        max_length=16,
+        batch_size=16,
+        lr=3e-3,
+        dropout=0.0,
+        device="cpu",
+        seed=0,
+        objectives=AANG(space=space, k=2, weight_lr=0.5, log_every=5, dev_batch_size=64, finetune=0.0),
+    )
     result = train(config)
     record = result.extra["aang_weights"]
     names, rows = record["objectives"], np.array(record["weights"])
@@ -297,8 +335,11 @@ def test_online_weights_move_toward_aligned_and_away_from_unrelated_objectives()
 
 def test_fixed_objectives_and_state_round_trip(small):
     spec = AANG(objectives=["tapt", "gpt"], weights=[0.5, 0.25], learn=False, log_every=2)
-    result = train(TrainConfig(small.primary, max_steps=4, eval_every=2, max_length=24, batch_size=8,
-                               device="cpu", objectives=spec))
+    result = train(
+        TrainConfig(
+            small.primary, max_steps=4, eval_every=2, max_length=24, batch_size=8, device="cpu", objectives=spec
+        )
+    )
     rec = result.extra["aang_weights"]
     assert rec["steps"] == [1, 2, 4] and rec["weights"] == [[0.5, 0.25]] * 3
     assert rec["primary_weight"] == [1.0] * 3
@@ -330,10 +371,12 @@ def test_tpe_study_over_the_space_end_to_end(tmp_path, small):
         return {"objectives": AANG.suggest_fixed(trial, space, k=2)}
 
     spec = StudySpec(
-        name="aang_test", primary=small.primary, space=search,
-        base={"model": "tiny", "max_steps": 6, "eval_every": 3, "max_length": 24, "batch_size": 8,
-              "device": "cpu"},
-        sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=2), n_trials=5,
+        name="aang_test",
+        primary=small.primary,
+        space=search,
+        base={"model": "tiny", "max_steps": 6, "eval_every": 3, "max_length": 24, "batch_size": 8, "device": "cpu"},
+        sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=2),
+        n_trials=5,
         storage=f"sqlite:///{tmp_path / 'aang.db'}",
     )
     study = spec.optimize(publish_every=None)
@@ -347,7 +390,8 @@ def test_tpe_study_over_the_space_end_to_end(tmp_path, small):
             assert obj in space and why_illegal(obj) is None
             assert slot["mapped"] == (slot["suggested"] != slot["objective"])
             assert slot["suggested"] == "|".join(
-                t.params[f"obj{slot['slot']}_{s}"] for s in ("data", "transform", "representation", "output"))
+                t.params[f"obj{slot['slot']}_{s}"] for s in ("data", "transform", "representation", "output")
+            )
         assert set(t.user_attrs["aang_weights"]["objectives"]) == {c["objective"] for c in chosen}
         assert t.user_attrs["config"]["objectives"]["kind"] == "AANG"
     data = aang_weights_data(study)
@@ -357,8 +401,9 @@ def test_tpe_study_over_the_space_end_to_end(tmp_path, small):
     def online(trial):
         return {"objectives": AANG.suggest(trial, space, k=(1, 3), log_every=2)}
 
-    spec2 = dataclasses.replace(spec, name="aang_online", space=online, n_trials=2,
-                                sampler=optuna.samplers.TPESampler(seed=1))
+    spec2 = dataclasses.replace(
+        spec, name="aang_online", space=online, n_trials=2, sampler=optuna.samplers.TPESampler(seed=1)
+    )
     study2 = spec2.optimize(publish_every=None)
     t = study2.trials[-1]
     assert {"aang_k", "aang_weight_lr", "aang_primary_lr"} <= set(t.params)

@@ -70,7 +70,12 @@ def test_state_dict_resumes_identically():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"steps_per_pull": 0}, "steps_per_pull"), ({"gamma": 1.0}, "gamma"), ({"alpha0": 0}, "alpha0"), ({"eval_batches": 0}, "eval_batches")],
+    [
+        ({"steps_per_pull": 0}, "steps_per_pull"),
+        ({"gamma": 1.0}, "gamma"),
+        ({"alpha0": 0}, "alpha0"),
+        ({"eval_batches": 0}, "eval_batches"),
+    ],
 )
 def test_bad_online_settings(kwargs, message):
     with pytest.raises(AuxoptError, match=message):
@@ -84,8 +89,14 @@ def test_make_schedule_thompson_uses_positive_ratio_tasks_as_arms():
 
 def test_online_run_returns_and_stores_posterior(suite, tmp_path):
     config = TrainConfig(
-        suite.primary, suite.auxiliaries, schedule=OnlineThompson(steps_per_pull=5, eval_batches=1),
-        max_steps=60, eval_every=30, max_length=24, batch_size=16, eval_batch_size=64,
+        suite.primary,
+        suite.auxiliaries,
+        schedule=OnlineThompson(steps_per_pull=5, eval_batches=1),
+        max_steps=60,
+        eval_every=30,
+        max_length=24,
+        batch_size=16,
+        eval_batch_size=64,
     )
     result = train(config)
     info = result.extra["thompson"]

@@ -43,9 +43,14 @@ def make_storage(kind: str, tmp_path: Path, **rdb_kwargs):
 
 def study_with_trials(kind: str, tmp_path: Path, **rdb_kwargs) -> optuna.Study:
     study = optuna.create_study(study_name="compat", storage=make_storage(kind, tmp_path, **rdb_kwargs))
-    study.add_trial(optuna.trial.create_trial(value=1.0, params={"x": 0.5},
-                                              distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
-                                              system_attrs={"keep": 1, "drop": 2}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=1.0,
+            params={"x": 0.5},
+            distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+            system_attrs={"keep": 1, "drop": 2},
+        )
+    )
     study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))
     return study
 
@@ -67,8 +72,7 @@ def test_study_storage_and_ids(kind, tmp_path):
     assert _optuna.study_id(study) == storage.get_study_id_from_name("compat")
     trial = study.ask()  # takes the WAITING trial
     for t in [trial, *study.get_trials()]:
-        assert _optuna.trial_id(t) == storage.get_trial_id_from_study_id_trial_number(
-            _optuna.study_id(study), t.number)
+        assert _optuna.trial_id(t) == storage.get_trial_id_from_study_id_trial_number(_optuna.study_id(study), t.number)
     assert storage.get_trial(_optuna.trial_id(trial)).number == trial.number
 
 
@@ -103,8 +107,11 @@ def test_heartbeat_on_an_rdb_storage(tmp_path):
     models = _optuna.rdb_models()
     session = backend.scoped_session()
     try:
-        beats = session.query(models.TrialHeartbeatModel).filter(
-            models.TrialHeartbeatModel.trial_id == _optuna.trial_id(trial)).count()
+        beats = (
+            session.query(models.TrialHeartbeatModel)
+            .filter(models.TrialHeartbeatModel.trial_id == _optuna.trial_id(trial))
+            .count()
+        )
     finally:
         backend.scoped_session.remove()
     assert beats == 1  # the thread beat once on entering
@@ -123,9 +130,13 @@ def test_rdb_backend_and_models(kind, tmp_path):
     session = backend.scoped_session()
     try:
         keys = {row.key for row in session.query(attr).filter(attr.trial_id == _optuna.trial_id(study.trials[0]))}
-        running = session.query(models.TrialModel).filter(
-            models.TrialModel.study_id == _optuna.study_id(study),
-            models.TrialModel.state == TrialState.COMPLETE).count()
+        running = (
+            session.query(models.TrialModel)
+            .filter(
+                models.TrialModel.study_id == _optuna.study_id(study), models.TrialModel.state == TrialState.COMPLETE
+            )
+            .count()
+        )
         assert hasattr(models.TrialModel, "heartbeats")
     finally:
         backend.scoped_session.remove()
@@ -156,8 +167,11 @@ def test_artifact_attr_prefixes(kind, tmp_path):
     (tmp_path / "a.txt").write_text("hello")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        artifact_id = upload_artifact(artifact_store=FileSystemArtifactStore(str(tmp_path / "store")),
-                                      file_path=str(tmp_path / "a.txt"), study_or_trial=trial)
+        artifact_id = upload_artifact(
+            artifact_store=FileSystemArtifactStore(str(tmp_path / "store")),
+            file_path=str(tmp_path / "a.txt"),
+            study_or_trial=trial,
+        )
     prefix = _optuna.artifacts_attr_prefix()
     attrs = _optuna.storage_of(study).get_trial_system_attrs(_optuna.trial_id(trial))
     assert json.loads(attrs[prefix + artifact_id])["filename"] == "a.txt"
@@ -188,10 +202,18 @@ def test_only_auxopt_optuna_touches_optunas_private_api():
 
 
 def test_the_pattern_catches_private_names():
-    for line in ("study._storage", "s._study_id", "t._trial_id", "study._get_trials(",
-                 "from optuna.storages._rdb import models", 'getattr(storage, "_backend", storage)',
-                 "from optuna.artifacts._upload import X", "from optuna_dashboard.artifact._backend import X",
-                 "storage._get_cached_trial", "frozen._system_attrs = {}"):
+    for line in (
+        "study._storage",
+        "s._study_id",
+        "t._trial_id",
+        "study._get_trials(",
+        "from optuna.storages._rdb import models",
+        'getattr(storage, "_backend", storage)',
+        "from optuna.artifacts._upload import X",
+        "from optuna_dashboard.artifact._backend import X",
+        "storage._get_cached_trial",
+        "frozen._system_attrs = {}",
+    ):
         assert PRIVATE.search(line), line
     for line in ("_optuna.rdb_backend(storage)", "parsed.get_backend_name()", "self._lineage_ids()"):
         assert not PRIVATE.search(line), line

@@ -83,7 +83,10 @@ def test_sst2_is_contaminated_by_mr_and_subj(data_dir):
             assert found[(source.name, split)] == _brute_count(sst2, split, source)
     sizes = {p.split: p.size for p in report.pairs}
     assert sizes == {"dev": 872, "test": 1821}
-    with pytest.warns(ContaminationWarning, match=r"sst2's test split: 1127 of 1821 examples \(61\.9%\) also appear in mr's train split"):
+    with pytest.warns(
+        ContaminationWarning,
+        match=r"sst2's test split: 1127 of 1821 examples \(61\.9%\) also appear in mr's train split",
+    ):
         check_overlap(sst2, [mr])
 
 
@@ -166,7 +169,9 @@ def test_duplicates_in_the_primary_split_each_count():
 
 
 def test_pair_examples_are_compared_whole():
-    primary = task("p", [("q0", "s0")], [("Is it?", "It is."), ("is it", "something else"), ("It is.", "Is it?")], pair=True)
+    primary = task(
+        "p", [("q0", "s0")], [("Is it?", "It is."), ("is it", "something else"), ("It is.", "Is it?")], pair=True
+    )
     aux = task("a", [("is it", "it is"), ("x", "y")], [("z", "w")], pair=True)
     found = counts(check_overlap(primary, [aux], on_overlap="ignore"))
     assert found[("a", "dev")] == 1  # only both texts equal, in order
@@ -254,7 +259,9 @@ def test_report_is_json_friendly_and_one_line_per_pair(leaky):
     report = check_overlap(primary, [aux, clean], on_overlap="ignore")
     data = json.loads(json.dumps(report.to_dict()))
     assert data["primary"] == "p" and data["contaminated"] is True and "NFKC" in data["normalization"]
-    assert {"split": "dev", "source": "aux", "source_split": "train", "count": 1, "size": 2, "fraction": 0.5} in data["pairs"]
+    assert {"split": "dev", "source": "aux", "source_split": "train", "count": 1, "size": 2, "fraction": 0.5} in data[
+        "pairs"
+    ]
     lines = str(report).splitlines()
     assert len(lines) == len(report.pairs) == 6  # (p own, aux, clean) x (dev, test)
     assert "p dev ← aux train: 1 of 2 (50.0%)" in lines

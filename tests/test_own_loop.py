@@ -139,7 +139,9 @@ def test_multitask_eta_is_the_plain_sum_even_from_one_shared_forward(example, da
 
     def two_losses():
         features = model.trunk(x)
-        return F.cross_entropy(model.heads["primary"](features), y), F.cross_entropy(model.heads["aux"](features), parity)
+        return F.cross_entropy(model.heads["primary"](features), y), F.cross_entropy(
+            model.heads["aux"](features), parity
+        )
 
     loss_p, loss_a = two_losses()
     expected = grads(model, loss_p + loss_a)
@@ -163,12 +165,16 @@ def test_several_auxiliary_losses_are_decomposed_one_by_one(example, data):
     torch.testing.assert_close(u, expected, atol=1e-6, rtol=1e-5)
     for i, ga in enumerate(parts[1:]):
         norms = decompose(ga, method.basis, gp).norms()
-        assert [record[key][i] for key in ("pos", "neg", "perp")] == pytest.approx([norms[key] for key in ("pos", "neg", "perp")], rel=1e-4, abs=1e-7)
+        assert [record[key][i] for key in ("pos", "neg", "perp")] == pytest.approx(
+            [norms[key] for key in ("pos", "neg", "perp")], rel=1e-4, abs=1e-7
+        )
     assert record["prim"] == pytest.approx(float(gp.norm()), rel=1e-5)
     # the buffer is reused: a second call with one auxiliary loss is right too
     method.backward(primary, helpful)
     u = flat({n: p.grad for n, p in model.named_parameters()}, method.names)
-    torch.testing.assert_close(u, 0.7 * gp + combine(decompose(parts[1], method.basis, gp), (0.5, 1.0, -1.0)), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        u, 0.7 * gp + combine(decompose(parts[1], method.basis, gp), (0.5, 1.0, -1.0)), atol=1e-6, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("method_name", ["per_example", "randomized"])
@@ -223,8 +229,15 @@ def test_refresh_schedule_basis_mode_and_checkpoints(example, data):
 def test_basis_mode_switches_a_transformers_model_to_eager_attention():
     from transformers import BertConfig, BertModel
 
-    config = BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-                        max_position_embeddings=8, attn_implementation="sdpa")
+    config = BertConfig(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=8,
+        attn_implementation="sdpa",
+    )
     model = torch.nn.Sequential(BertModel(config)).train()
     with basis_mode(model):
         assert model[0].config._attn_implementation == "eager" and not model[0].training
@@ -239,7 +252,9 @@ def test_pcgrad_needs_no_refresh(example, data):
     gp, ga = (flat(grads(model, f()), method.names) for f in (primary, auxiliary))
     method.backward(primary, auxiliary)
     u = flat({n: p.grad for n, p in model.named_parameters()}, method.names)
-    torch.testing.assert_close(u, gp + combine(decompose(ga, primary_grad_basis(gp), gp), "pcgrad"), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        u, gp + combine(decompose(ga, primary_grad_basis(gp), gp), "pcgrad"), atol=1e-6, rtol=1e-5
+    )
 
 
 def test_bad_input_is_refused(example, data):
@@ -254,7 +269,8 @@ def test_bad_input_is_refused(example, data):
         Attittud({})
     with pytest.raises(AuxoptError, match="k=6 but the reference batch has only 4 examples"):
         Attittud(dict(model.trunk.named_parameters(prefix="trunk")), k=6).refresh(
-            per_example_loss, (data["primary"][0][:4], data["primary"][1][:4]))
+            per_example_loss, (data["primary"][0][:4], data["primary"][1][:4])
+        )
     with pytest.raises(AuxoptError, match="over memory_budget"):
         Attittud(dict(model.trunk.named_parameters(prefix="trunk")), k=5, memory_budget=1000)
     with pytest.raises(AuxoptError, match="at least one auxiliary loss"):

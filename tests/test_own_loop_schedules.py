@@ -46,8 +46,9 @@ def test_proportional_frequencies_match_the_ratios():
     for task, ratio in {"p": 1.0, "a": 3.0, "b": 0.5}.items():
         assert counts[task] / n == pytest.approx(ratio / 4.5, abs=0.02)
     again = ProportionalSchedule({"p": 1.0, "a": 3.0, "b": 0.5}, seed=3)
-    assert list(itertools.islice(again, 50)) == list(itertools.islice(ProportionalSchedule(
-        {"p": 1.0, "a": 3.0, "b": 0.5}, seed=3), 50))
+    assert list(itertools.islice(again, 50)) == list(
+        itertools.islice(ProportionalSchedule({"p": 1.0, "a": 3.0, "b": 0.5}, seed=3), 50)
+    )
 
 
 def test_batches_cycles_each_loader_and_restarts_it():
@@ -154,8 +155,11 @@ def test_trainer_schedules_are_these_classes(suite, monkeypatch):
     from auxopt.train import TrainConfig, loop, train
 
     assert loop.make_schedule is make_schedule
-    for kind, cls in (("round_robin", RoundRobinSchedule), ("proportional", ProportionalSchedule),
-                      (OnlineThompson(), ThompsonSchedule)):
+    for kind, cls in (
+        ("round_robin", RoundRobinSchedule),
+        ("proportional", ProportionalSchedule),
+        (OnlineThompson(), ThompsonSchedule),
+    ):
         assert isinstance(make_schedule({"p": 1, "a": 2}, kind), cls)
         assert isinstance(make_schedule({"p": 1, "a": 2}, kind), Schedule)
     calls = []
@@ -166,8 +170,16 @@ def test_trainer_schedules_are_these_classes(suite, monkeypatch):
         return original(self, *args)
 
     monkeypatch.setattr(ThompsonSchedule, "observe", spy)
-    config = TrainConfig(suite.primary, suite.auxiliaries, schedule=OnlineThompson(steps_per_pull=5, eval_batches=1),
-                         max_steps=20, eval_every=20, max_length=24, batch_size=8, eval_batch_size=32)
+    config = TrainConfig(
+        suite.primary,
+        suite.auxiliaries,
+        schedule=OnlineThompson(steps_per_pull=5, eval_batches=1),
+        max_steps=20,
+        eval_every=20,
+        max_length=24,
+        batch_size=8,
+        eval_batch_size=32,
+    )
     result = train(config)
     assert [step for step, _ in calls] == [0, 5, 10, 15, 20]
     assert len(result.extra["thompson"]["history"]) == 4
@@ -178,8 +190,9 @@ def test_aang_trainer_step_runs_online_weights_backward(monkeypatch):
     from auxopt.tasks import make_synthetic_suite
     from auxopt.train import TrainConfig, train
 
-    small = make_synthetic_suite(n_helpful=1, n_neutral=0, n_harmful=0, n_train=120, n_aux_train=120,
-                                 n_dev=64, n_test=64)
+    small = make_synthetic_suite(
+        n_helpful=1, n_neutral=0, n_harmful=0, n_train=120, n_aux_train=120, n_dev=64, n_test=64
+    )
     returned = []
     original = OnlineWeights.backward
 
@@ -190,8 +203,11 @@ def test_aang_trainer_step_runs_online_weights_backward(monkeypatch):
 
     monkeypatch.setattr(OnlineWeights, "backward", spy)
     spec = AANG(objectives=[AuxObjective.parse("tapt"), AuxObjective.parse("gpt")], k=1, finetune=0.0, log_every=1)
-    result = train(TrainConfig(small.primary, max_steps=3, eval_every=3, max_length=24, batch_size=8,
-                               device="cpu", objectives=spec))
+    result = train(
+        TrainConfig(
+            small.primary, max_steps=3, eval_every=3, max_length=24, batch_size=8, device="cpu", objectives=spec
+        )
+    )
     assert len(returned) == 3
     logged = result.extra["aang_cosines"]
     assert [row[1] for row in logged] == [round(p, 5) for p, _ in returned]
@@ -242,8 +258,9 @@ def test_online_weights_backward_matches_the_algebra():
     before = weights.weights().clone()
     lp, *la = losses()
     mapping = {name: la[i] for i, name in enumerate(weights.objectives)}
-    primary_cos, aux_cos = weights.backward(sampled, lp, mapping, F.mse_loss(net(x + 0.1, 0), y),
-                                            shared=shared, params=net.parameters())
+    primary_cos, aux_cos = weights.backward(
+        sampled, lp, mapping, F.mse_loss(net(x + 0.1, 0), y), shared=shared, params=net.parameters()
+    )
     assert [primary_cos, *aux_cos] == pytest.approx(expected_cos, abs=1e-6)
     for p in net.parameters():
         assert torch.allclose(p.grad if p.grad is not None else torch.zeros_like(p), expected[id(p)], atol=1e-6)
@@ -270,10 +287,14 @@ def test_online_weights_learn_in_a_plain_loop():
     for _ in range(40):
         sampled = weights.sample(2)
         optimizer.zero_grad()
-        weights.backward(sampled, lambda: F.mse_loss(net(x, 0), y),
-                         [(lambda i=int(i): F.mse_loss(net(x, 0), targets[i])) for i in sampled],
-                         lambda: F.mse_loss(net(x_dev, 0), y_dev),
-                         shared=net.trunk.parameters(), params=net.parameters())
+        weights.backward(
+            sampled,
+            lambda: F.mse_loss(net(x, 0), y),
+            [(lambda i=int(i): F.mse_loss(net(x, 0), targets[i])) for i in sampled],
+            lambda: F.mse_loss(net(x_dev, 0), y_dev),
+            shared=net.trunk.parameters(),
+            params=net.parameters(),
+        )
         optimizer.step()
     w = weights.as_dict()
     assert w[("same", "task")] > 1 / 3 > w[("flip", "task")]

@@ -66,8 +66,18 @@ def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
 @pytest.mark.data
 def test_ci_scale_runs_end_to_end_and_resumes_after_a_kill(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path / 'payoff.db'}"
-    command = [sys.executable, str(ROOT / "benchmarks" / "end_task" / "payoff.py"), "--scale", "ci", "--suites", "sentiment",
-               "--storage", url, "--figure", str(tmp_path / "payoff.png")]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "end_task" / "payoff.py"),
+        "--scale",
+        "ci",
+        "--suites",
+        "sentiment",
+        "--storage",
+        url,
+        "--figure",
+        str(tmp_path / "payoff.png"),
+    ]
     env = {**os.environ, "AUXOPT_DATA": str(data_dir), "OMP_NUM_THREADS": "1", "AUXOPT_RESULTS": str(tmp_path / "R.md")}
     proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240

@@ -25,8 +25,13 @@ def aang_record(number: int) -> dict:
 
 def grad_record(number: int) -> dict:
     steps = [10, 20, 30]
-    return {"steps": steps, "pos": [1.0, 0.8, 0.6 + number], "neg": [0.5, 0.4, 0.3],
-            "perp": [2.0, 1.9, 1.8], "prim": [1.5, 1.2, 1.0]}
+    return {
+        "steps": steps,
+        "pos": [1.0, 0.8, 0.6 + number],
+        "neg": [0.5, 0.4, 0.3],
+        "perp": [2.0, 1.9, 1.8],
+        "prim": [1.5, 1.2, 1.0],
+    }
 
 
 def make_study(url: str | None = None, n: int = 12, seed: int = 0, extras: bool = True):
@@ -101,13 +106,29 @@ def test_thompson_online_schedule_record():
     from auxopt.objective import record_result
     from auxopt.train import TrainResult
 
-    history = [{"step": s, "task": task, "reward": r, "dev": 0.5}
-               for s, task, r in [(10, "a", 1), (20, "b", 0), (30, "a", 1), (40, "a", 0)]]
-    thompson = {"posterior": {"a": [3.0, 2.0], "b": [1.0, 2.0]}, "means": {"a": 0.6, "b": 1 / 3},
-                "pulls": {"a": 3, "b": 1}, "history": history}
-    result = TrainResult(metric="accuracy", best_dev=0.7, best_step=40, test_at_best=0.6,
-                         curve=[(20, 0.6), (40, 0.7)], steps=40, examples={}, wall_time=1.0,
-                         stopped="max_steps", device="cpu", extra={"thompson": thompson})
+    history = [
+        {"step": s, "task": task, "reward": r, "dev": 0.5}
+        for s, task, r in [(10, "a", 1), (20, "b", 0), (30, "a", 1), (40, "a", 0)]
+    ]
+    thompson = {
+        "posterior": {"a": [3.0, 2.0], "b": [1.0, 2.0]},
+        "means": {"a": 0.6, "b": 1 / 3},
+        "pulls": {"a": 3, "b": 1},
+        "history": history,
+    }
+    result = TrainResult(
+        metric="accuracy",
+        best_dev=0.7,
+        best_step=40,
+        test_at_best=0.6,
+        curve=[(20, 0.6), (40, 0.7)],
+        steps=40,
+        examples={},
+        wall_time=1.0,
+        stopped="max_steps",
+        device="cpu",
+        extra={"thompson": thompson},
+    )
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
     record_result(trial, result)
@@ -207,8 +228,13 @@ def test_dev_curves_one_line_per_trial(demo):
 
 def test_empty_study_has_nothing_to_plot():
     study = optuna.create_study()
-    for data in (plots.thompson_data, plots.mixing_landscape_data, plots.aang_weights_data,
-                 plots.grad_parts_data, plots.dev_curves_data):
+    for data in (
+        plots.thompson_data,
+        plots.mixing_landscape_data,
+        plots.aang_weights_data,
+        plots.grad_parts_data,
+        plots.dev_curves_data,
+    ):
         assert data(study) is None
     with pytest.raises(plots.NoData, match="no Thompson"):
         plots.plot_thompson(study)

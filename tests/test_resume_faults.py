@@ -1,11 +1,12 @@
 """The chaos test: SIGKILL ``auxopt worker`` at random points of a study (during a trial, during a
 checkpoint write, between trials) 20 times (8 on the journal and PostgreSQL), rerun the same command
-each time, and check that every requested trial ends COMPLETE exactly once, that no finished trial is lost, that no trial is left
-RUNNING, and that each killed trial's retry resumed from its last checkpoint — at once, with the
-default heartbeat settings: the rerun knows that the killed process of this machine is gone, so it
-neither waits out the heartbeat grace nor needs ``--reset-running`` (the journal file has no
-heartbeat at all). On SQLite, a journal file and PostgreSQL (``AUXOPT_TEST_POSTGRES_URL``; skips
-without a server, see tests/test_workers.py). ``-s`` prints the figures RESULTS.md records."""
+each time, and check that every requested trial ends COMPLETE exactly once, that no finished trial
+is lost, that no trial is left RUNNING, and that each killed trial's retry resumed from its last
+checkpoint — at once, with the default heartbeat settings: the rerun knows that the killed process
+of this machine is gone, so it neither waits out the heartbeat grace nor needs ``--reset-running``
+(the journal file has no heartbeat at all). On SQLite, a journal file and PostgreSQL
+(``AUXOPT_TEST_POSTGRES_URL``; skips without a server, see tests/test_workers.py). ``-s`` prints the
+figures RESULTS.md records."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from test_workers import postgres_url
 
 from auxopt.storage import open_storage
 
-STUDY = '''
+STUDY = """
 import optuna
 from auxopt import StudySpec, make_synthetic_suite
 
@@ -38,7 +39,7 @@ study = StudySpec(
     sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.NopPruner(),
     n_trials=N_TRIALS, checkpoint_every=20,
 )
-'''
+"""
 N_TRIALS = 8
 KILLS = {"sqlite": 20, "journal": 8, "postgres": 8}  # the full 20 once: the suite's time
 
@@ -137,8 +138,10 @@ def test_sigkilled_workers_resume_and_finish_every_trial_once(tmp_path, backend)
         lost.append(failed.user_attrs.get("checkpoint_step") is None)
     assert resumed >= 1
     assert not artifacts.exists() or list(artifacts.iterdir()) == []  # finished trials' checkpoints are gone
-    print(f"\nchaos[{backend}]: {kills} SIGKILLs ({hits.count('trial')} in a trial, {hits.count('checkpoint')} "
-          f"in a checkpoint write, {hits.count('anywhere')} anywhere): {len(killed)} trial runs killed; of the "
-          f"{len(lost)} retries that finished, {resumed} resumed from a checkpoint and {sum(lost)} had none to "
-          f"resume from (killed before their first); {N_TRIALS} trials COMPLETE once, none RUNNING; "
-          f"{wall:.0f} s in all")
+    print(
+        f"\nchaos[{backend}]: {kills} SIGKILLs ({hits.count('trial')} in a trial, {hits.count('checkpoint')} "
+        f"in a checkpoint write, {hits.count('anywhere')} anywhere): {len(killed)} trial runs killed; of the "
+        f"{len(lost)} retries that finished, {resumed} resumed from a checkpoint and {sum(lost)} had none to "
+        f"resume from (killed before their first); {N_TRIALS} trials COMPLETE once, none RUNNING; "
+        f"{wall:.0f} s in all"
+    )

@@ -108,8 +108,13 @@ def test_journal_reset_running_queues_retries(tmp_path):
 
 
 def _spec(suite, space, name="cmp"):
-    return StudySpec(name=name, primary=suite.primary, auxiliaries=suite.auxiliaries, space=space,
-                     base={"max_steps": 4, "eval_every": 2, "max_length": 16, "device": "cpu"})
+    return StudySpec(
+        name=name,
+        primary=suite.primary,
+        auxiliaries=suite.auxiliaries,
+        space=space,
+        base={"max_steps": 4, "eval_every": 2, "max_length": 16, "device": "cpu"},
+    )
 
 
 def test_other_direction_or_search_space_is_a_clear_error(tmp_path, suite):
@@ -152,8 +157,10 @@ class WatchedStore(optuna.artifacts.FileSystemArtifactStore):
         self.recorded_first, self.cut = [], None
 
     def write(self, artifact_id, content_body):
-        recorded = {m.artifact_id for m in optuna.artifacts.get_all_artifact_meta(
-            self.storage.get_trial(self.trial_id), storage=self.storage)}
+        recorded = {
+            m.artifact_id
+            for m in optuna.artifacts.get_all_artifact_meta(self.storage.get_trial(self.trial_id), storage=self.storage)
+        }
         self.recorded_first.append(artifact_id in recorded and not (self.folder / artifact_id).exists())
         if self.cut is None:
             return super().write(artifact_id, content_body)
@@ -173,8 +180,11 @@ def _checkpoint_trial(tmp_path, name="ck"):
 
 def _named_files(study, store) -> tuple[set[str], set[str]]:
     """(files in the artifact folder, artifact ids that some trial's records name)."""
-    named = {m.artifact_id for t in study.get_trials(deepcopy=False)
-             for m in optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)}
+    named = {
+        m.artifact_id
+        for t in study.get_trials(deepcopy=False)
+        for m in optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+    }
     return {p.name for p in store.folder.iterdir()}, named
 
 
@@ -191,8 +201,9 @@ def test_a_checkpoint_is_recorded_on_the_trial_before_its_file_is_written(tmp_pa
     assert sorted(m.filename for m in metas) == [f"auxopt-ckpt-step-{s}.pt" for s in (20, 30)]
     assert {(m.mimetype, m.encoding) for m in metas} == {("application/octet-stream", None)}
     newest = next(m for m in metas if m.filename == "auxopt-ckpt-step-30.pt")
-    optuna.artifacts.download_artifact(artifact_store=store, artifact_id=newest.artifact_id,
-                                       file_path=str(tmp_path / "down.pt"))
+    optuna.artifacts.download_artifact(
+        artifact_store=store, artifact_id=newest.artifact_id, file_path=str(tmp_path / "down.pt")
+    )
     assert (tmp_path / "down.pt").read_bytes() == dumps({"step": 30})
     assert trial.user_attrs["checkpoint_step"] == 30
 

@@ -46,10 +46,15 @@ def test_exports_resolve():
 
 
 def test_import_and_help_do_not_load_torch():
-    code = "import sys, auxopt, auxopt.cli; print(sorted(m for m in ('torch', 'optuna', 'transformers') if m in sys.modules))"
+    code = (
+        "import sys, auxopt, auxopt.cli; "
+        "print(sorted(m for m in ('torch', 'optuna', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    help_out = subprocess.run([sys.executable, "-m", "auxopt.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    help_out = subprocess.run(
+        [sys.executable, "-m", "auxopt.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "quickstart" in help_out and "examples:" in help_out
 
 
@@ -151,10 +156,18 @@ def test_cli_bad_study_file(tmp_path, capsys, monkeypatch, content, message):
     [
         ("import optuna\nx = (1,\n", ["line 2", "SyntaxError", "x = (1,", "was never closed"]),
         ("import optuna\ndef f(:\n    pass\n", ["line 2", "SyntaxError: invalid syntax", "def f(:"]),
-        ("import optuna\n\nsuite = {}\nprimary = suite['primary']\n",
-         ["raised KeyError: 'primary'", "line 4: primary = suite['primary']"]),
-        ("from auxopt import StudySpec\nstudy = StudySpec(name='x')\n",
-         ["raised TypeError", "missing 1 required positional argument: 'primary'", "line 2: study = StudySpec(name='x')"]),
+        (
+            "import optuna\n\nsuite = {}\nprimary = suite['primary']\n",
+            ["raised KeyError: 'primary'", "line 4: primary = suite['primary']"],
+        ),
+        (
+            "from auxopt import StudySpec\nstudy = StudySpec(name='x')\n",
+            [
+                "raised TypeError",
+                "missing 1 required positional argument: 'primary'",
+                "line 2: study = StudySpec(name='x')",
+            ],
+        ),
     ],
 )
 def test_cli_study_file_that_fails_shows_the_users_line_only(tmp_path, capsys, content, expected):
@@ -192,7 +205,10 @@ def test_spec_rejects_unknown_settings(suite):
 
 
 def test_storage_url_helpers(tmp_path):
-    assert mask_url("postgresql+psycopg://alice:s3cret@db.example/auxopt") == "postgresql+psycopg://alice:***@db.example/auxopt"
+    assert (
+        mask_url("postgresql+psycopg://alice:s3cret@db.example/auxopt")
+        == "postgresql+psycopg://alice:***@db.example/auxopt"
+    )
     assert validate_storage_url(f"sqlite:///{tmp_path}/a.db").endswith("a.db")
     with pytest.raises(AuxoptError, match="needs a file"):
         validate_storage_url("sqlite://")

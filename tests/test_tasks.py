@@ -40,10 +40,16 @@ FOLDERS = {
     "subj": dict(kind="classification", pair=False, metric="accuracy", n_labels=2, labels=["0", "1"]),
     "mr": dict(kind="classification", pair=False, metric="accuracy", n_labels=2, labels=["0", "1"]),
     "cr": dict(kind="classification", pair=False, metric="accuracy", n_labels=2, labels=["0", "1"]),
-    "mnli": dict(kind="classification", pair=True, metric="accuracy", n_labels=3,
-                 labels=["contradiction", "entailment", "neutral"]),
-    "qnli": dict(kind="classification", pair=True, metric="accuracy", n_labels=2,
-                 labels=["entailment", "not_entailment"]),
+    "mnli": dict(
+        kind="classification",
+        pair=True,
+        metric="accuracy",
+        n_labels=3,
+        labels=["contradiction", "entailment", "neutral"],
+    ),
+    "qnli": dict(
+        kind="classification", pair=True, metric="accuracy", n_labels=2, labels=["entailment", "not_entailment"]
+    ),
 }
 NO_TEST_UPSTREAM = ("rte", "cola", "wnli", "stsb")
 
@@ -283,9 +289,7 @@ def test_data_dirs_searches_every_folder_in_order(data_dir, tmp_path, monkeypatc
 
 
 def test_in_memory_records():
-    task = load_task(
-        {"train": _records(50), "validation": _records(10, prefix="dev")}, name="mem", head="shared"
-    )
+    task = load_task({"train": _records(50), "validation": _records(10, prefix="dev")}, name="mem", head="shared")
     assert task.source == "memory"
     assert task.head_name == "shared"
     assert task.labels == ("neg", "pos")
@@ -346,8 +350,9 @@ def test_csv_tsv_and_json_files(tmp_path):
     # csv labels are read as strings: a numeric regression column still becomes floats
     reg_dir = tmp_path / "reg_csv"
     reg_dir.mkdir()
-    pd.DataFrame({"sentence1": ["a", "b", "c"] * 4, "sentence2": ["x", "y", "z"] * 4,
-                  "label": ["0.5", "4.25", "3"] * 4}).to_csv(reg_dir / "train.csv", index=False)
+    pd.DataFrame(
+        {"sentence1": ["a", "b", "c"] * 4, "sentence2": ["x", "y", "z"] * 4, "label": ["0.5", "4.25", "3"] * 4}
+    ).to_csv(reg_dir / "train.csv", index=False)
     pd.DataFrame({"sentence1": ["a", "b"], "sentence2": ["x", "y"], "label": ["1.5", "2"]}).to_csv(
         reg_dir / "dev.csv", index=False
     )
@@ -483,9 +488,13 @@ def test_error_empty_or_nan_labels_name_the_file_lines_and_column(tmp_path, suff
     records = [{"text": f"t{i}", "label": ("pos", "neg")[i % 2]} for i in range(30)]
     records[3]["label"], records[10]["label"] = None, " "
     _write_jsonl(tmp_path / "j" / "train.jsonl", records)
-    with pytest.raises(AuxoptError, match=r"train.jsonl', field 'label' has an empty or NaN label at record\(s\) 4, 11"):
+    with pytest.raises(
+        AuxoptError, match=r"train.jsonl', field 'label' has an empty or NaN label at record\(s\) 4, 11"
+    ):
         load_task(tmp_path / "j")
-    with pytest.raises(AuxoptError, match=r"the train split, field 'label' has an empty or NaN label at example\(s\) 3, 10"):
+    with pytest.raises(
+        AuxoptError, match=r"the train split, field 'label' has an empty or NaN label at example\(s\) 3, 10"
+    ):
         load_task({"train": records}, name="mem")
     # with an explicit label set they are dropped and counted, as any other stray label
     task = load_task(folder, labels=["neg", "pos"])
@@ -677,15 +686,21 @@ def test_pearson_by_hand():
 
 def test_task_score_and_majority_baseline():
     task = load_task(
-        {"train": _records(9, labels=("a", "a", "b")), "dev": _records(4, labels=("a", "b")),
-         "test": _records(5, labels=("b", "b", "b", "b", "a"))},
+        {
+            "train": _records(9, labels=("a", "a", "b")),
+            "dev": _records(4, labels=("a", "b")),
+            "test": _records(5, labels=("b", "b", "b", "b", "a")),
+        },
         name="cola",  # a known name picks the literature's metric
     )
     assert task.metric == "mcc"
     assert task.majority_baseline("test") == 0.0  # constant prediction: MCC undefined -> 0
     task = load_task(
-        {"train": _records(9, labels=("a", "a", "b")), "dev": _records(4, labels=("a", "b")),
-         "test": _records(5, labels=("b", "b", "b", "b", "a"))},
+        {
+            "train": _records(9, labels=("a", "a", "b")),
+            "dev": _records(4, labels=("a", "b")),
+            "test": _records(5, labels=("b", "b", "b", "b", "a")),
+        },
         name="other",
     )
     assert task.metric == "accuracy"
@@ -713,11 +728,20 @@ def test_synthetic_suite_names_roles_and_heads():
     suite = make_synthetic_suite(n_helpful=3, n_neutral=1, n_harmful=2, n_aux_train=200, n_dev=50, n_test=60)
     assert suite.primary.name == "primary"
     assert [t.name for t in suite.auxiliaries] == [
-        "helpful_0", "helpful_1", "helpful_2", "neutral_0", "harmful_0", "harmful_1"
+        "helpful_0",
+        "helpful_1",
+        "helpful_2",
+        "neutral_0",
+        "harmful_0",
+        "harmful_1",
     ]
     assert suite.ground_truth == {
-        "helpful_0": "helpful", "helpful_1": "helpful", "helpful_2": "helpful",
-        "neutral_0": "neutral", "harmful_0": "harmful", "harmful_1": "harmful",
+        "helpful_0": "helpful",
+        "helpful_1": "helpful",
+        "helpful_2": "helpful",
+        "neutral_0": "neutral",
+        "harmful_0": "harmful",
+        "harmful_1": "harmful",
     }
     assert suite.names("harmful") == ["harmful_0", "harmful_1"]
     assert suite.names("helpful") == ["helpful_0", "helpful_1", "helpful_2"]

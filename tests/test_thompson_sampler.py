@@ -308,9 +308,7 @@ def test_bad_input():
     empty = CategoricalDistribution(["a"])
     empty.choices = ()  # Optuna refuses to build one; the sampler must still say what is wrong
     with pytest.raises(AuxoptError, match="no auxiliary choices"):
-        study.sampler.sample_independent(
-            study, study._storage.get_trial(trial._trial_id), "aux_task", empty
-        )
+        study.sampler.sample_independent(study, study._storage.get_trial(trial._trial_id), "aux_task", empty)
     with pytest.raises(AuxoptError, match="no auxiliary choices"):  # only the primary-only arm
         study.sampler.sample_independent(
             study,
@@ -329,9 +327,7 @@ def test_two_workers_equal_one_replay(tmp_path):
     url = f"sqlite:///{tmp_path / 'two.db'}"
     optuna.create_study(study_name="s", storage=url, direction="maximize")
     workers = [
-        optuna.load_study(
-            study_name="s", storage=url, sampler=ThompsonTaskSampler(reward="previous", seed=s)
-        )
+        optuna.load_study(study_name="s", storage=url, sampler=ThompsonTaskSampler(reward="previous", seed=s))
         for s in (1, 2)
     ]
 
@@ -368,9 +364,7 @@ def test_two_workers_equal_one_replay(tmp_path):
 
 def test_resumed_study_suggests_what_the_original_would(tmp_path):
     url = f"sqlite:///{tmp_path / 'run.db'}"
-    study = optuna.create_study(
-        study_name="r", storage=url, direction="maximize", sampler=ThompsonTaskSampler(seed=7)
-    )
+    study = optuna.create_study(study_name="r", storage=url, direction="maximize", sampler=ThompsonTaskSampler(seed=7))
     study.optimize(_objective, n_trials=10)
     shutil.copy(tmp_path / "run.db", tmp_path / "resumed.db")  # the state at the crash
 
@@ -455,15 +449,10 @@ def test_several_bandit_params_and_none_choice_values():
 
 def test_seeded_draw_depends_on_trial_number_only():
     study = optuna.create_study()
-    frozen = [
-        study._storage.get_trial(study._storage.create_new_trial(study._study_id))
-        for _ in range(20)
-    ]
+    frozen = [study._storage.get_trial(study._storage.create_new_trial(study._study_id)) for _ in range(20)]
     a, b = ThompsonTaskSampler(seed=11), ThompsonTaskSampler(seed=11)
     picks_a = [a.sample_independent(study, t, "aux_task", ARM_DIST) for t in frozen]
     picks_b = [b.sample_independent(study, t, "aux_task", ARM_DIST) for t in reversed(frozen)]
     assert picks_a == picks_b[::-1]
     assert len(set(picks_a)) > 1
-    assert FloatDistribution(0, 1)._contains(
-        a.sample_independent(study, frozen[0], "y", FloatDistribution(0, 1))
-    )
+    assert FloatDistribution(0, 1)._contains(a.sample_independent(study, frozen[0], "y", FloatDistribution(0, 1)))

@@ -20,19 +20,30 @@ def test_config_rejects_duplicate_tasks(suite):
         TrainConfig(suite.primary, [suite.primary])
 
 
-@pytest.mark.parametrize("key, value", [("max_steps", 0), ("batch_size", -1), ("lr", float("nan")), ("warmup_ratio", 1.5)])
+@pytest.mark.parametrize(
+    "key, value", [("max_steps", 0), ("batch_size", -1), ("lr", float("nan")), ("warmup_ratio", 1.5)]
+)
 def test_config_rejects_bad_numbers(suite, key, value):
     with pytest.raises(AuxoptError, match=key):
         TrainConfig(suite.primary, **{key: value})
 
 
-@pytest.mark.parametrize("ratios, message", [
-    ({"primary": 0}, "primary task 'primary' must be a finite number > 0 (the run trains and scores it), not 0"),
-    ({"primary": -1, "helpful_0": 1}, "primary task 'primary' must be a finite number > 0 (the run trains and scores it), not -1"),
-    ({"primary": 1, "helpful_0": -0.5}, "auxiliary task 'helpful_0' must be a finite number >= 0 (0: not trained on), not -0.5"),
-    ({"primary": 1, "helpful_0": float("nan")}, "auxiliary task 'helpful_0' must be a finite number"),
-    ({"primary": 1, "helpful_0": "2"}, "ratio of task 'helpful_0' must be a number, not '2'"),
-])
+@pytest.mark.parametrize(
+    "ratios, message",
+    [
+        ({"primary": 0}, "primary task 'primary' must be a finite number > 0 (the run trains and scores it), not 0"),
+        (
+            {"primary": -1, "helpful_0": 1},
+            "primary task 'primary' must be a finite number > 0 (the run trains and scores it), not -1",
+        ),
+        (
+            {"primary": 1, "helpful_0": -0.5},
+            "auxiliary task 'helpful_0' must be a finite number >= 0 (0: not trained on), not -0.5",
+        ),
+        ({"primary": 1, "helpful_0": float("nan")}, "auxiliary task 'helpful_0' must be a finite number"),
+        ({"primary": 1, "helpful_0": "2"}, "ratio of task 'helpful_0' must be a number, not '2'"),
+    ],
+)
 def test_config_rejects_bad_ratios_naming_the_task_and_value(suite, ratios, message):
     with pytest.raises(AuxoptError) as info:
         TrainConfig(suite.primary, suite.auxiliaries, ratios=ratios)
@@ -60,7 +71,10 @@ def test_config_and_tokenisation_reject_a_max_length_with_no_room_for_text(suite
 def test_active_ratios(suite):
     helpful, neutral, harmful = suite.auxiliaries
     assert TrainConfig(suite.primary, suite.auxiliaries).active_ratios() == {
-        "primary": 1.0, helpful.name: 1.0, neutral.name: 1.0, harmful.name: 1.0
+        "primary": 1.0,
+        helpful.name: 1.0,
+        neutral.name: 1.0,
+        harmful.name: 1.0,
     }
     config = TrainConfig(suite.primary, suite.auxiliaries, ratios={neutral.name: 2, harmful.name: 0})
     assert config.active_ratios() == {"primary": 1.0, neutral.name: 2.0}
@@ -119,7 +133,9 @@ def test_callbacks_see_every_step_and_every_evaluation(suite):
 
 
 def test_early_stopping(suite):
-    config = TrainConfig(suite.primary, lr=1e-9, warmup_ratio=0.0, patience=1, max_steps=200, eval_every=10, max_length=32)
+    config = TrainConfig(
+        suite.primary, lr=1e-9, warmup_ratio=0.0, patience=1, max_steps=200, eval_every=10, max_length=32
+    )
     result = train(config)
     assert result.stopped == "early_stopping"
     assert result.steps < 200
@@ -166,5 +182,7 @@ def test_synthetic_roles_show_in_training():
     settings = dict(max_steps=400, eval_every=100, max_length=32)
     scores = {}
     for role, aux in (("alone", []), ("helpful", [names["helpful"]]), ("harmful", [names["harmful"]])):
-        scores[role] = np.mean([train(TrainConfig(suite.primary, aux, seed=s, **settings)).test_at_best for s in (0, 1)])
+        scores[role] = np.mean(
+            [train(TrainConfig(suite.primary, aux, seed=s, **settings)).test_at_best for s in (0, 1)]
+        )
     assert scores["helpful"] > scores["alone"] > scores["harmful"], scores

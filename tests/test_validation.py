@@ -46,10 +46,14 @@ SPACES = [
     # an exception of the user's own code: named with the user's file and line
     ("return {'lr': 1 / (r - r)}", ["study 'checked'", "ZeroDivisionError", "study.py, line 11", "1 / (r - r)"]),
     ("return {'objectives': AANG(k=100)}", ["study 'checked'", "k=100", "27 objectives"]),
-    ("return {'objectives': AANG(objectives=['task:nosuch|mask|bidirectional|labels'], learn=False)}",
-     ["study 'checked'", "'task:nosuch'", "task 'nosuch'", "not in this run"]),
-    ("return {'decomposer': GradientDecomposer(k=2, m=4), 'ratios': {'primary': 1}}",
-     ["study 'checked'", "GradientDecomposer needs at least one auxiliary task"]),
+    (
+        "return {'objectives': AANG(objectives=['task:nosuch|mask|bidirectional|labels'], learn=False)}",
+        ["study 'checked'", "'task:nosuch'", "task 'nosuch'", "not in this run"],
+    ),
+    (
+        "return {'decomposer': GradientDecomposer(k=2, m=4), 'ratios': {'primary': 1}}",
+        ["study 'checked'", "GradientDecomposer needs at least one auxiliary task"],
+    ),
     ("return {'lr_schedule': 'cosin'}", ["study 'checked'", "lr_schedule", "'cosin'"]),
     ("return {'schedule': 'roundrobin'}", ["study 'checked'", "unknown schedule 'roundrobin'"]),
     ("return {'ratios': {'primary': 1, 'helpfull_0': r}}", ["study 'checked'", "unknown task(s) ['helpfull_0']"]),
@@ -85,8 +89,13 @@ def tiny_suite():
 
 
 def spec_with(suite, space, name="grown"):
-    return StudySpec(name=name, primary=suite.primary, auxiliaries=suite.auxiliaries, space=space,
-                     base={"max_steps": 4, "eval_every": 2, "max_length": 16, "device": "cpu"})
+    return StudySpec(
+        name=name,
+        primary=suite.primary,
+        auxiliaries=suite.auxiliaries,
+        space=space,
+        base={"max_steps": 4, "eval_every": 2, "max_length": 16, "device": "cpu"},
+    )
 
 
 def test_the_scratch_trial_logs_nothing(tiny_suite, capfd):
@@ -116,8 +125,10 @@ def lr_space(trial):
 
 
 def lr_and_ratio_space(trial):
-    return {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-            "ratios": {"primary": 1, "helpful_0": trial.suggest_int("ratio_helpful_0", 0, 2)}}
+    return {
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "ratios": {"primary": 1, "helpful_0": trial.suggest_int("ratio_helpful_0", 0, 2)},
+    }
 
 
 def test_a_space_that_adds_or_drops_a_parameter_is_refused(tmp_path, tiny_suite):
@@ -136,8 +147,10 @@ def test_a_space_that_adds_or_drops_a_parameter_is_refused(tmp_path, tiny_suite)
     with pytest.raises(AuxoptError, match=r"no longer suggests \['ratio_helpful_0'\].*keep the space as it was"):
         spec_with(tiny_suite, lr_space, name="shrunk").load_study(url2)
     for name, db in (("grown", url), ("shrunk", url2)):  # nothing was written by the refused loads
-        assert len(optuna.load_study(study_name=name, storage=db).get_trials(
-            states=(optuna.trial.TrialState.COMPLETE,))) == 1
+        assert (
+            len(optuna.load_study(study_name=name, storage=db).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+            == 1
+        )
 
 
 def conditional_space(trial):

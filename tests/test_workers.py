@@ -43,11 +43,14 @@ def postgres_url() -> str:
         from sqlalchemy.engine import make_url
 
         u = make_url(url)
-        psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
-                        dbname=u.database, connect_timeout=3).close()
+        psycopg.connect(
+            host=u.host, port=u.port or 5432, user=u.username, password=u.password, dbname=u.database, connect_timeout=3
+        ).close()
     except Exception as e:  # no server here: say why the test does not run
-        pytest.skip(f"no PostgreSQL server reachable at {url.split('@')[-1]} ({type(e).__name__}); "
-                    "set AUXOPT_TEST_POSTGRES_URL or run .ci/run, which starts one")
+        pytest.skip(
+            f"no PostgreSQL server reachable at {url.split('@')[-1]} ({type(e).__name__}); "
+            "set AUXOPT_TEST_POSTGRES_URL or run .ci/run, which starts one"
+        )
     return url
 
 
@@ -66,8 +69,13 @@ def test_four_workers_share_one_study_exactly(storage_url):
     until = WORKERS * TRIALS
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [
-        subprocess.Popen([sys.executable, "-c", SCRIPT, storage_url, name, str(until), str(seed)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, storage_url, name, str(until), str(seed)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for seed in range(WORKERS)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -100,8 +108,11 @@ def test_the_ask_lock_holds_on_the_study_storage(storage_url):
                 got = other.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": 0x6175786F7074}).scalar()
             assert got is False
         else:
-            path = journal_path(storage_url) if storage_url.startswith("journal") else \
-                Path(storage_url[len("sqlite:///"):])
+            path = (
+                journal_path(storage_url)
+                if storage_url.startswith("journal")
+                else Path(storage_url[len("sqlite:///") :])
+            )
             with open(path.with_name(path.name + ".auxopt-lock"), "a") as other:
                 with pytest.raises(BlockingIOError):
                     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -86,7 +86,6 @@ LossFn = Callable[[dict[str, torch.Tensor], Any], torch.Tensor]
 Loss = torch.Tensor | Callable[[], torch.Tensor]
 
 
-
 def _named(params: Any, label: str) -> dict[str, torch.Tensor]:
     """``params`` (a mapping or (name, tensor) pairs) as a dict, checked."""
     if isinstance(params, torch.Tensor):
@@ -234,7 +233,9 @@ class Attittud:
         step = self.steps + 1 if step is None else step
         return self.basis_kind == "subspace" and (self.basis is None or step - self.last_refresh >= self.every)
 
-    def refresh(self, loss_fn: LossFn, batch: Any, *, module: torch.nn.Module | None = None, step: int | None = None) -> torch.Tensor | None:
+    def refresh(
+        self, loss_fn: LossFn, batch: Any, *, module: torch.nn.Module | None = None, step: int | None = None
+    ) -> torch.Tensor | None:
         """Recompute V from the per-example primary losses of a reference ``batch`` (m examples).
 
         Args:
@@ -276,8 +277,13 @@ class Attittud:
                     method = self._per_example_failed(error)
             if method == "randomized":
                 basis, s = randomized_basis(
-                    lambda p: loss_fn(p, batch), self.params, self.k, oversample=self.oversample,
-                    power_iters=self.power_iters, generator=self.generator, chunk_size=self.chunk_size,
+                    lambda p: loss_fn(p, batch),
+                    self.params,
+                    self.k,
+                    oversample=self.oversample,
+                    power_iters=self.power_iters,
+                    generator=self.generator,
+                    chunk_size=self.chunk_size,
                 )
         self.basis = basis.float()
         self.singular_values = [float(x) for x in s]
@@ -297,7 +303,8 @@ class Attittud:
         warnings.warn(
             f"{self._name}: the per-example basis failed under torch.func.vmap ({str(error).splitlines()[0]}); "
             "using method='randomized' for this run",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning,
+            stacklevel=3,
         )
         self._fallback, self.method = True, "randomized"
         return "randomized"

@@ -20,6 +20,7 @@ so that it agrees with the primary's. The η presets (:data:`ATTITTUD_PRESETS`) 
 
 All arithmetic runs in fp32 (or the inputs' wider dtype), whatever autocast is active.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,12 +46,13 @@ ATTITTUD_PRESETS: dict[str, tuple[tuple[float, float, float], str]] = {
 }
 
 
-
 def resolve_eta(eta: tuple[float, float, float] | list[float] | str) -> tuple[tuple[float, float, float], str]:
     """``(η_⊥, η_+, η_-)`` and the basis kind ("subspace" or "primary_grad") for an eta or preset."""
     if isinstance(eta, str):
         if eta not in ATTITTUD_PRESETS:
-            raise AuxoptError(f"unknown eta preset {eta!r}; choose one of {sorted(ATTITTUD_PRESETS)} or give (η⊥, η+, η−)")
+            raise AuxoptError(
+                f"unknown eta preset {eta!r}; choose one of {sorted(ATTITTUD_PRESETS)} or give (η⊥, η+, η−)"
+            )
         return ATTITTUD_PRESETS[eta]
     try:
         values = tuple(float(x) for x in eta)
@@ -133,7 +135,9 @@ def recombine_(
     no D-sized temporaries). Returns ``(c, p)``; row 1 no longer holds ``g_aux`` afterwards, so take
     :func:`part_norms` before."""
     if pair.dim() != 2 or pair.shape[0] != 2 or basis.dim() != 2 or basis.shape[1] != pair.shape[1]:
-        raise AuxoptError(f"recombine_ needs a 2 × D pair and a k × D basis; got {tuple(pair.shape)} and {tuple(basis.shape)}")
+        raise AuxoptError(
+            f"recombine_ needs a 2 × D pair and a k × D basis; got {tuple(pair.shape)} and {tuple(basis.shape)}"
+        )
     if pair.dtype not in (torch.float32, torch.float64):
         raise AuxoptError(f"recombine_ works in place on a float32/float64 pair, not {pair.dtype}")
     eta_perp, eta_pos, eta_neg = eta
@@ -164,4 +168,3 @@ def primary_grad_basis(g_prim: torch.Tensor) -> torch.Tensor:
     g = _fp32(g_prim.reshape(-1))
     norm = torch.linalg.vector_norm(g)
     return (g / norm if norm > 0 else torch.zeros_like(g)).unsqueeze(0)
-

@@ -65,9 +65,10 @@ Choices worth knowing:
 * **Precision**: the basis is computed without autocast, in the parameters' dtype (fp32); the
   projections and the recombination run in fp32 even when training under bf16 autocast.
 * **Per step** (:meth:`Attittud.backward`), the two backward passes accumulate straight into the
-  rows of one 2 × D fp32 buffer (the selected parameters' ``.grad`` are views of it), both coordinate vectors come from one pass
-  over V and the direction is written in place by one more, and the parameters' ``.grad`` are left
-  as views of that row: no D-sized copies beyond the two passes over V (a third on logging steps).
+  rows of one 2 × D fp32 buffer (the selected parameters' ``.grad`` are views of it), both
+  coordinate vectors come from one pass over V and the direction is written in place by one more,
+  and the parameters' ``.grad`` are left as views of that row: no D-sized copies beyond the two
+  passes over V (a third on logging steps).
 * **Memory**: the basis holds ``k × D`` fp32 numbers (4·k·D bytes; D = the selected parameters'
   size: 11.0 M for MiniLM-L6 by default, 22.7 M with its 11.7 M word embeddings, so k = 10 → 0.44
   or 0.9 GB), and the step two D-sized fp32 gradient rows; a refresh needs for a moment about
@@ -175,7 +176,9 @@ class GradientDecomposer:
             )
         object.__setattr__(self, "params", self.params if isinstance(self.params, str) else patterns)
         if not (isinstance(self.memory_budget, int | float) and self.memory_budget > 0):
-            raise AuxoptError(f"GradientDecomposer: memory_budget must be a positive number of bytes, not {self.memory_budget!r}")
+            raise AuxoptError(
+                f"GradientDecomposer: memory_budget must be a positive number of bytes, not {self.memory_budget!r}"
+            )
         if self.method not in METHODS:
             raise AuxoptError(
                 f"GradientDecomposer: method must be one of {', '.join(map(repr, METHODS))}, not {self.method!r}"
@@ -188,11 +191,21 @@ class GradientDecomposer:
     def describe(self) -> dict[str, Any]:
         eta, kind = resolve_eta(self.eta)
         return {
-            "kind": "GradientDecomposer", "k": self.k, "m": self.m, "every": self.every,
-            "eta": list(eta), "preset": self.eta if isinstance(self.eta, str) else None, "basis": kind,
-            "eta_prim": self.eta_prim, "params": self.params if isinstance(self.params, str) else list(self.params),
-            "memory_budget": self.memory_budget, "method": self.method, "oversample": self.oversample,
-            "power_iters": self.power_iters, "log_every": self.log_every, "seed": self.seed,
+            "kind": "GradientDecomposer",
+            "k": self.k,
+            "m": self.m,
+            "every": self.every,
+            "eta": list(eta),
+            "preset": self.eta if isinstance(self.eta, str) else None,
+            "basis": kind,
+            "eta_prim": self.eta_prim,
+            "params": self.params if isinstance(self.params, str) else list(self.params),
+            "memory_budget": self.memory_budget,
+            "method": self.method,
+            "oversample": self.oversample,
+            "power_iters": self.power_iters,
+            "log_every": self.log_every,
+            "seed": self.seed,
         }
 
     def make_step(self, ctx) -> DecomposerStep:
@@ -211,8 +224,7 @@ class GradientDecomposer:
         n_train = len(primary.train)
         if self.basis_kind == "subspace" and n_train < self.k:
             raise AuxoptError(
-                f"GradientDecomposer: k={self.k} but the primary task has only {n_train} training "
-                "examples; lower k"
+                f"GradientDecomposer: k={self.k} but the primary task has only {n_train} training examples; lower k"
             )
 
     def check(self, config) -> None:
@@ -253,7 +265,9 @@ class GradientDecomposer:
         every_value = integer("every", every)
         if isinstance(eta, tuple) and len(eta) == 2:
             low, high = eta
-            eta_value: Any = tuple(trial.suggest_float(prefix + f"eta_{part}", low, high) for part in ("perp", "pos", "neg"))
+            eta_value: Any = tuple(
+                trial.suggest_float(prefix + f"eta_{part}", low, high) for part in ("perp", "pos", "neg")
+            )
         else:
             eta_value = eta
         if isinstance(eta_prim, tuple):

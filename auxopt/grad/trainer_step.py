@@ -50,9 +50,17 @@ class DecomposerStep:
         self.m = min(spec.m, n_train)
         #: the method itself: the subspace, its refreshes and the decomposed backward pass
         self.attittud = _TrainerAttittud(
-            chosen, k=spec.k, every=spec.every, eta=spec.eta, eta_prim=spec.eta_prim, method=spec.method,
-            m=self.m, memory_budget=spec.memory_budget, oversample=spec.oversample,
-            power_iters=spec.power_iters, seed=seed * 7919 + 18,
+            chosen,
+            k=spec.k,
+            every=spec.every,
+            eta=spec.eta,
+            eta_prim=spec.eta_prim,
+            method=spec.method,
+            m=self.m,
+            memory_budget=spec.memory_budget,
+            oversample=spec.oversample,
+            power_iters=spec.power_iters,
+            seed=seed * 7919 + 18,
         )
         self.names = self.attittud.names
         self.shared = list(self.attittud.params.values())
@@ -126,8 +134,13 @@ class DecomposerStep:
         return {
             GRAD_PARTS: {key: list(values) for key, values in self.log.items()},
             GRAD_BASIS: {
-                "kind": self.basis_kind, "method": self.method, "dim": self.dim, "k": self.spec.k, "m": self.m,
-                "refreshes": self.refreshes, "seconds": round(self.basis_seconds, 3),
+                "kind": self.basis_kind,
+                "method": self.method,
+                "dim": self.dim,
+                "k": self.spec.k,
+                "m": self.m,
+                "refreshes": self.refreshes,
+                "seconds": round(self.basis_seconds, 3),
                 "singular_values": [round(s, 6) for s in self.singular_values],
             },
         }
@@ -148,7 +161,10 @@ class DecomposerStep:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.attittud.load_state_dict(
-            {key: state[key] for key in ("basis", "singular_values", "last_refresh", "refreshes", "basis_seconds", "generator")}
+            {
+                key: state[key]
+                for key in ("basis", "singular_values", "last_refresh", "refreshes", "basis_seconds", "generator")
+            }
         )
         self.next_aux = int(state["next_aux"])
         self.reference.load_state_dict(state["reference"])

@@ -256,7 +256,9 @@ class MixingBatchSampler(Sampler[list[int]]):
             raise AuxoptError(f"the mixing schedule must be 'auto', 'round_robin' or 'proportional', not {kind!r}")
         unknown = set(ratios) - set(sizes)
         if unknown:
-            raise AuxoptError(f"ratios name task(s) {sorted(unknown)} without a training dataset; the tasks are {list(sizes)}")
+            raise AuxoptError(
+                f"ratios name task(s) {sorted(unknown)} without a training dataset; the tasks are {list(sizes)}"
+            )
         self.primary, self.paired, self.batch_size = primary, paired, int(batch_size)
         self.offsets, start = {}, 0
         for name, n in sizes.items():
@@ -265,7 +267,9 @@ class MixingBatchSampler(Sampler[list[int]]):
         self.active = [n for n, r in ratios.items() if float(r) > 0]
         self.auxiliaries = [n for n in self.active if n != primary]
         if paired and not self.auxiliaries:
-            raise AuxoptError("ATTITTUD needs an auxiliary task with a positive mixing ratio; every auxiliary ratio is 0")
+            raise AuxoptError(
+                "ATTITTUD needs an auxiliary task with a positive mixing ratio; every auxiliary ratio is 0"
+            )
         self.streams = {n: Batches(int(sizes[n]), self.batch_size, seed * 7919 + 101 + i) for i, n in enumerate(sizes)}
         per_batch = self.batch_size * (2 if paired else 1)
         self.num_batches = num_batches or max(1, math.ceil(sum(int(sizes[n]) for n in self.active) / per_batch))
@@ -357,7 +361,9 @@ def _attittud_args(value: Any) -> AttittudArgs | None:
         if unknown:
             raise AuxoptError(f"attittud: unknown setting(s) {sorted(unknown)}; the settings are {sorted(known)}")
         return AttittudArgs(**value)
-    raise AuxoptError(f"attittud must be AttittudArgs(...), a dict of its fields, True or None, not {type(value).__name__}")
+    raise AuxoptError(
+        f"attittud must be AttittudArgs(...), a dict of its fields, True or None, not {type(value).__name__}"
+    )
 
 
 class _ReportPrimary(TrainerCallback):
@@ -436,10 +442,14 @@ class MultiTaskTrainer(Trainer):
         **kwargs,
     ):
         if not isinstance(train_datasets, Mapping) or not train_datasets:
-            raise AuxoptError("MultiTaskTrainer needs train_datasets: a dict {task name: dataset}, the primary's among them")
+            raise AuxoptError(
+                "MultiTaskTrainer needs train_datasets: a dict {task name: dataset}, the primary's among them"
+            )
         self.primary = primary or (primary_task.name if primary_task is not None else next(iter(train_datasets)))
         if self.primary not in train_datasets:
-            raise AuxoptError(f"the primary task {self.primary!r} has no training dataset; the datasets are {list(train_datasets)}")
+            raise AuxoptError(
+                f"the primary task {self.primary!r} has no training dataset; the datasets are {list(train_datasets)}"
+            )
         self.train_datasets = dict(train_datasets)
         self.schedule_kind = schedule
         self.attittud_args = _attittud_args(attittud)
@@ -451,14 +461,20 @@ class MultiTaskTrainer(Trainer):
             processing = kwargs.get("processing_class")
             data_collator = MultiTaskCollator(getattr(processing, "pad_token_id", None) or 0)
         super().__init__(
-            model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics,
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            compute_metrics=compute_metrics,
             eval_dataset=eval_dataset,  # tagged with the task ids below, once the model is there
-            callbacks=callbacks, **kwargs,
+            callbacks=callbacks,
+            **kwargs,
         )
         names = list(getattr(self.model, "task_names", None) or self.train_datasets)
         missing = [n for n in self.train_datasets if n not in names]
         if missing:
-            raise AuxoptError(f"train_datasets name task(s) {missing} that the model has no head for; its tasks are {names}")
+            raise AuxoptError(
+                f"train_datasets name task(s) {missing} that the model has no head for; its tasks are {names}"
+            )
         self.task_names = names
         self.base_ratios = self._check_ratios(ratios)
         self.ratios = dict(self.base_ratios)
@@ -473,7 +489,9 @@ class MultiTaskTrainer(Trainer):
             if isinstance(eval_dataset, Mapping) and self.primary in eval_dataset:
                 metric = metric.replace("eval_", f"eval_{self.primary}_", 1)
         self.primary_metric = metric if metric.startswith("eval_") else f"eval_{metric}"
-        self.greater_is_better = ("loss" not in self.primary_metric) if greater_is_better is None else bool(greater_is_better)
+        self.greater_is_better = (
+            ("loss" not in self.primary_metric) if greater_is_better is None else bool(greater_is_better)
+        )
         self.task_batches: Counter[str] = Counter()
         self.grad_parts: dict[str, list] = {"steps": [], "prim": [], "pos": [], "neg": [], "perp": []}
         self.primary_history: list[tuple[int, float]] = []
@@ -520,8 +538,13 @@ class MultiTaskTrainer(Trainer):
         kwargs.setdefault("eval_dataset", TaskDataset(ordered[0], "dev", tokenizer, max_length, 0))
         kwargs.setdefault("processing_class", tokenizer)
         trainer = cls(
-            model_init=model_init, args=args, train_datasets=train, primary=primary, primary_task=ordered[0],
-            data_collator=kwargs.pop("data_collator", MultiTaskCollator(tokenizer.pad_token_id or 0)), **kwargs,
+            model_init=model_init,
+            args=args,
+            train_datasets=train,
+            primary=primary,
+            primary_task=ordered[0],
+            data_collator=kwargs.pop("data_collator", MultiTaskCollator(tokenizer.pad_token_id or 0)),
+            **kwargs,
         )
         return trainer
 
@@ -530,7 +553,10 @@ class MultiTaskTrainer(Trainer):
         ratios = dict(ratios or {})
         unknown = set(ratios) - set(self.train_datasets)
         if unknown:
-            raise AuxoptError(f"ratios name task(s) {sorted(unknown)} without a training dataset; the tasks are {list(self.train_datasets)}")
+            raise AuxoptError(
+                f"ratios name task(s) {sorted(unknown)} without a training dataset; "
+                f"the tasks are {list(self.train_datasets)}"
+            )
         out = {}
         for name in self.train_datasets:
             out[name] = check_ratio(name, ratios.get(name, 1.0), primary=name == self.primary)
@@ -540,16 +566,24 @@ class MultiTaskTrainer(Trainer):
         """The sampler of the next ``train()``: the current ratios, the trainer's batch size and seed."""
         sizes = {n: len(d) for n, d in self.train_datasets.items()}
         return MixingBatchSampler(
-            sizes, self.ratios, self._train_batch_size, primary=self.primary, kind=self.schedule_kind,
-            seed=self.args.seed, paired=self.attittud_args is not None,
+            sizes,
+            self.ratios,
+            self._train_batch_size,
+            primary=self.primary,
+            kind=self.schedule_kind,
+            seed=self.args.seed,
+            paired=self.attittud_args is not None,
         )
 
     def get_train_dataloader(self) -> DataLoader:
         """Batches from one task each (or a primary + an auxiliary one, with ATTITTUD), by the ratios."""
         self.batch_sampler = self.make_batch_sampler()
         loader = DataLoader(
-            self.train_dataset, batch_sampler=self.batch_sampler, collate_fn=self.data_collator,
-            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
+            self.train_dataset,
+            batch_sampler=self.batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
         )
         return self.accelerator.prepare(loader)
 
@@ -571,8 +605,14 @@ class MultiTaskTrainer(Trainer):
         return float(metrics[self.primary_metric])
 
     def hyperparameter_search(
-        self, hp_space=None, compute_objective=None, n_trials: int = 20, direction=None, backend="optuna",
-        hp_name=None, **kwargs,
+        self,
+        hp_space=None,
+        compute_objective=None,
+        n_trials: int = 20,
+        direction=None,
+        backend="optuna",
+        hp_name=None,
+        **kwargs,
     ):
         """``Trainer.hyperparameter_search`` with the primary's metric as the objective (``direction``
         from ``greater_is_better``) and mixing ratios in the space: ``hp_space(trial)`` may return
@@ -586,22 +626,28 @@ class MultiTaskTrainer(Trainer):
             ratios = dict(self.base_ratios)
             ratios.update(params.pop("ratios", None) or {})
             for key in list(params):
-                if key.startswith("ratio_") and key[len("ratio_"):] in self.train_datasets:
-                    ratios[key[len("ratio_"):]] = params.pop(key)
+                if key.startswith("ratio_") and key[len("ratio_") :] in self.train_datasets:
+                    ratios[key[len("ratio_") :]] = params.pop(key)
             self.ratios = self._check_ratios(ratios)
-            changes = {k[len("attittud_"):]: params.pop(k) for k in list(params) if k.startswith("attittud_")}
+            changes = {k[len("attittud_") :]: params.pop(k) for k in list(params) if k.startswith("attittud_")}
             if changes:
                 if self._base_attittud is None:
-                    raise AuxoptError(f"hp_space sets {sorted('attittud_' + k for k in changes)} but the trainer has no attittud=")
+                    raise AuxoptError(
+                        f"hp_space sets {sorted('attittud_' + k for k in changes)} but the trainer has no attittud="
+                    )
                 self.attittud_args = _with_changes(self._base_attittud, changes)
             return params
 
         self._base_attittud = self.attittud_args
         try:
             return super().hyperparameter_search(
-                hp_space=wrapped, compute_objective=compute_objective or self.primary_objective, n_trials=n_trials,
-                direction=direction or ("maximize" if self.greater_is_better else "minimize"), backend=backend,
-                hp_name=hp_name, **kwargs,
+                hp_space=wrapped,
+                compute_objective=compute_objective or self.primary_objective,
+                n_trials=n_trials,
+                direction=direction or ("maximize" if self.greater_is_better else "minimize"),
+                backend=backend,
+                hp_name=hp_name,
+                **kwargs,
             )
         finally:
             self.ratios, self.attittud_args = dict(self.base_ratios), self._base_attittud
@@ -628,7 +674,11 @@ class MultiTaskTrainer(Trainer):
             if isinstance(value, torch.Tensor) and value.dim() > 0:
                 value = value[rows.to(value.device)]
             out[key] = value
-        if "attention_mask" in out and isinstance(out["attention_mask"], torch.Tensor) and out["attention_mask"].dim() == 2:
+        if (
+            "attention_mask" in out
+            and isinstance(out["attention_mask"], torch.Tensor)
+            and out["attention_mask"].dim() == 2
+        ):
             width = int(out["attention_mask"].sum(1).max())  # trim the other task's padding
             for key in ("input_ids", "attention_mask", "token_type_ids"):
                 if isinstance(out.get(key), torch.Tensor) and out[key].dim() == 2:
@@ -637,7 +687,9 @@ class MultiTaskTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.task_loss is None:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
         groups = self._groups(inputs)
         total, outputs, n = 0.0, None, None
         for name, rows in groups.items():
@@ -657,7 +709,10 @@ class MultiTaskTrainer(Trainer):
         args = self.args
         problems = []
         if args.gradient_accumulation_steps != 1:
-            problems.append(f"gradient_accumulation_steps={args.gradient_accumulation_steps} (use 1: ATTITTUD replaces .grad each step)")
+            problems.append(
+                f"gradient_accumulation_steps={args.gradient_accumulation_steps} "
+                "(use 1: ATTITTUD replaces .grad each step)"
+            )
         if args.fp16:
             problems.append("fp16=True (its loss scaling; use bf16=True or fp32)")
         if args.world_size > 1 or args.n_gpu > 1:
@@ -669,8 +724,15 @@ class MultiTaskTrainer(Trainer):
         m = min(spec.m, n_primary)
         seed = args.seed if spec.seed is None else spec.seed
         self.attittud = Attittud(
-            shared, k=spec.k, every=spec.every, eta=spec.eta, eta_prim=spec.eta_prim,
-            method=spec.method, m=m, memory_budget=spec.memory_budget, seed=seed * 7919 + 18,
+            shared,
+            k=spec.k,
+            every=spec.every,
+            eta=spec.eta,
+            eta_prim=spec.eta_prim,
+            method=spec.method,
+            m=m,
+            memory_budget=spec.memory_budget,
+            seed=seed * 7919 + 18,
         )
         self._attittud_model = model
         self._reference = Batches(n_primary, m, seed * 7919 + 17)

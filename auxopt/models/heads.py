@@ -46,8 +46,9 @@ class MultiTaskModel(nn.Module):
         return self.heads[head](self.dropout(pooled))
 
 
-def select_parameters(model: torch.nn.Module, patterns=("encoder",), *,
-                      owner: str = "GradientDecomposer") -> list[tuple[str, torch.nn.Parameter]]:
+def select_parameters(
+    model: torch.nn.Module, patterns=("encoder",), *, owner: str = "GradientDecomposer"
+) -> list[tuple[str, torch.nn.Parameter]]:
     """The shared parameters: the trainable non-head parameters whose names match any pattern
     (exact name, a dotted prefix such as ``"encoder"`` or ``"encoder.encoder.layer.5"``, or an
     ``fnmatch`` glob) and no ``"!"`` pattern (the same rules: ``"!*word_embeddings*"`` drops the
@@ -59,7 +60,9 @@ def select_parameters(model: torch.nn.Module, patterns=("encoder",), *,
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("heads.")]
 
     def matches(name: str, pats) -> bool:
-        return any(name == pat or name.startswith(pat.rstrip(".") + ".") or fnmatch.fnmatchcase(name, pat) for pat in pats)
+        return any(
+            name == pat or name.startswith(pat.rstrip(".") + ".") or fnmatch.fnmatchcase(name, pat) for pat in pats
+        )
 
     chosen = [(n, p) for n, p in named if matches(n, include) and not matches(n, exclude)]
     if not chosen:

@@ -60,8 +60,9 @@ def check_max_length(max_length: int, *, pair: bool = False, special: int | None
 def check_room(tokenizer, task: Task, max_length: int) -> None:
     """:func:`check_max_length` for ``task`` with ``tokenizer``'s own count of special tokens."""
     pair = task.train.pairs is not None
-    check_max_length(max_length, pair=pair, special=tokenizer.num_special_tokens_to_add(pair=pair),
-                     what=f"task {task.name!r}")
+    check_max_length(
+        max_length, pair=pair, special=tokenizer.num_special_tokens_to_add(pair=pair), what=f"task {task.name!r}"
+    )
 
 
 def encode_split(tokenizer, task: Task, split: str, max_length: int) -> Encoded:

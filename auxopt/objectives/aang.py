@@ -18,7 +18,8 @@ Two modes:
   dev gradient describes the encoder, not the training head. (The dev split drives the weights;
   report test scores.)
 * **fixed objectives** (``learn=False``) — ``objectives`` with fixed ``weights`` every step, loss
-  ``primary_weight · L_prim + Σ_t w_t L_t`` (what :meth:`AANG.suggest_fixed` returns for an Optuna search, and TAPT-style MLM).
+  ``primary_weight · L_prim + Σ_t w_t L_t`` (what :meth:`AANG.suggest_fixed` returns for an Optuna
+  search, and TAPT-style MLM).
 
 Every objective trains its own output head (:mod:`auxopt.objectives.losses`).
 
@@ -124,10 +125,11 @@ class AANG:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise AuxoptError(f"AANG: {key} must be an integer >= 1, not {value!r}")
-        if isinstance(self.finetune, bool) or not (
-                isinstance(self.finetune, int | float) and 0 <= self.finetune < 1):
-            raise AuxoptError(f"AANG: finetune must be a share of max_steps in [0, 1) (0: no final "
-                              f"fine-tuning), not {self.finetune!r}")
+        if isinstance(self.finetune, bool) or not (isinstance(self.finetune, int | float) and 0 <= self.finetune < 1):
+            raise AuxoptError(
+                f"AANG: finetune must be a share of max_steps in [0, 1) (0: no final "
+                f"fine-tuning), not {self.finetune!r}"
+            )
         if self.space is not None and not isinstance(self.space, ObjectiveSpace):
             raise AuxoptError(f"AANG: space must be an ObjectiveSpace, not {type(self.space).__name__}")
         if self.objectives is not None:
@@ -162,9 +164,11 @@ class AANG:
     def _k_too_large(self, n: int, space: ObjectiveSpace | None) -> str:
         missing = getattr(space, "missing_domain", None)
         if missing is not None:
-            return (f"AANG: k={self.k} objectives per step, but task {missing!r} has no domain text "
-                    f"(domain.txt beside its data), so its space only has {n} objectives; lower k to at "
-                    "most that, or add a domain.txt (or pass domain=PATH to the ObjectiveSpace)")
+            return (
+                f"AANG: k={self.k} objectives per step, but task {missing!r} has no domain text "
+                f"(domain.txt beside its data), so its space only has {n} objectives; lower k to at "
+                "most that, or add a domain.txt (or pass domain=PATH to the ObjectiveSpace)"
+            )
         return f"AANG: k={self.k} is larger than the {n} objectives to sample from; lower k"
 
     def resolve(self, primary) -> tuple[ObjectiveSpace, list[AuxObjective]]:
@@ -184,8 +188,9 @@ class AANG:
         from auxopt.objectives.losses import data_sources
 
         space, objectives = self.resolve(config.primary)
-        data_sources(objectives, config.primary, config.active_tasks(), domain=space.domain,
-                     out_of_domain=space.out_of_domain)
+        data_sources(
+            objectives, config.primary, config.active_tasks(), domain=space.domain, out_of_domain=space.out_of_domain
+        )
 
     def n_candidates(self) -> int | None:
         if self.objectives is not None:
@@ -194,16 +199,28 @@ class AANG:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "kind": "AANG", "learn": self.learn, "k": self.k,
+            "kind": "AANG",
+            "learn": self.learn,
+            "k": self.k,
             "space": None if self.space is None else self.space.describe(),
             "objectives": None if self.objectives is None else [str(o) for o in self.objectives],
             "weights": None if self.weights is None else list(self.weights),
-            "primary_weight": self.primary_weight, "weight_lr": self.weight_lr,
-            "joint_lr": self.joint_lr, "primary_lr": self.primary_lr, "init_primary": self.init_primary,
-            "update_every": self.update_every, "dev_batch_size": self.dev_batch_size,
-            "dev_fit_size": self.dev_fit_size, "dev_fit_split": "train", "sampling": "uniform",
-            "heads": "per_objective", "dev_head_steps": self.dev_head_steps, "dev_head_l2": self.dev_head_l2,
-            "log_every": self.log_every, "align_embeddings": self.align_embeddings, "seed": self.seed,
+            "primary_weight": self.primary_weight,
+            "weight_lr": self.weight_lr,
+            "joint_lr": self.joint_lr,
+            "primary_lr": self.primary_lr,
+            "init_primary": self.init_primary,
+            "update_every": self.update_every,
+            "dev_batch_size": self.dev_batch_size,
+            "dev_fit_size": self.dev_fit_size,
+            "dev_fit_split": "train",
+            "sampling": "uniform",
+            "heads": "per_objective",
+            "dev_head_steps": self.dev_head_steps,
+            "dev_head_l2": self.dev_head_l2,
+            "log_every": self.log_every,
+            "align_embeddings": self.align_embeddings,
+            "seed": self.seed,
             "finetune": self.finetune,
         }
 
@@ -224,6 +241,7 @@ class AANG:
     ) -> AANG:
         """Online AANG with its own hyperparameters suggested through an Optuna ``trial``: a tuple
         is a range (log scale for learning rates), a number is fixed."""
+
         def pick(name, value, log):
             if isinstance(value, tuple):
                 lo, hi = value
@@ -234,12 +252,25 @@ class AANG:
                 return trial.suggest_float(prefix + name, lo, hi, log=log)
             return value
 
-        return cls(space=space, k=pick("k", k, False), weight_lr=pick("weight_lr", weight_lr, True),
-                   primary_lr=pick("primary_lr", primary_lr, True), **fixed)
+        return cls(
+            space=space,
+            k=pick("k", k, False),
+            weight_lr=pick("weight_lr", weight_lr, True),
+            primary_lr=pick("primary_lr", primary_lr, True),
+            **fixed,
+        )
 
     @classmethod
-    def suggest_fixed(cls, trial, space: ObjectiveSpace, *, k: int = 2, weight: tuple[float, float] = (0.05, 1.0),
-                      prefix: str = "obj", **aang_kwargs: Any) -> AANG:
+    def suggest_fixed(
+        cls,
+        trial,
+        space: ObjectiveSpace,
+        *,
+        k: int = 2,
+        weight: tuple[float, float] = (0.05, 1.0),
+        prefix: str = "obj",
+        **aang_kwargs: Any,
+    ) -> AANG:
         """A fixed-weight AANG config (``learn=False``) over objectives of ``space`` suggested through
         an Optuna ``trial``.
 
@@ -259,8 +290,15 @@ class AANG:
             w = trial.suggest_float(f"{prefix}{i}_weight", *weight)
             obj = space.nearest(stages)
             chosen[obj] = chosen.get(obj, 0.0) + w
-            record.append({"slot": i, "objective": str(obj), "weight": round(w, 6),
-                           "suggested": "|".join(stages), "mapped": obj.stages != tuple(stages)})
+            record.append(
+                {
+                    "slot": i,
+                    "objective": str(obj),
+                    "weight": round(w, 6),
+                    "suggested": "|".join(stages),
+                    "mapped": obj.stages != tuple(stages),
+                }
+            )
         trial.set_user_attr(records.AANG_OBJECTIVES, record)
         return cls(space=space, objectives=list(chosen), weights=list(chosen.values()), learn=False, **aang_kwargs)
 
@@ -273,8 +311,14 @@ class AANGStep:
         seed = ctx.config.seed if spec.seed is None else spec.seed
         space, self.objectives = spec.resolve(ctx.primary)
         self.space = space
-        self.losses = ObjectiveLosses(ctx, self.objectives, select_prob=space.select_prob, domain=space.domain,
-                                      out_of_domain=space.out_of_domain, seed=seed + 1)
+        self.losses = ObjectiveLosses(
+            ctx,
+            self.objectives,
+            select_prob=space.select_prob,
+            domain=space.domain,
+            out_of_domain=space.out_of_domain,
+            seed=seed + 1,
+        )
         self.generator = torch.Generator().manual_seed(seed + 2)
         self.params = [p for p in ctx.model.parameters() if p.requires_grad]
         patterns = ("encoder",) if spec.align_embeddings else ("encoder", "!*embeddings*")
@@ -285,9 +329,12 @@ class AANGStep:
         if spec.learn:
             options = {s: sorted({o.stages[i] for o in self.objectives}) for i, s in enumerate(STAGES)}
             self.online = OnlineWeights(
-                self.objectives, options, lr=spec.weight_lr,
+                self.objectives,
+                options,
+                lr=spec.weight_lr,
                 joint_lr=spec.weight_lr if spec.joint_lr is None else spec.joint_lr,
-                primary_lr=spec.primary_lr, init_primary=spec.init_primary,
+                primary_lr=spec.primary_lr,
+                init_primary=spec.init_primary,
             )
             primary = ctx.primary
             hidden = ctx.model.encoder.config.hidden_size
@@ -295,7 +342,8 @@ class AANGStep:
             self.dev_w = torch.zeros(hidden, outputs, device=ctx.device)
             self.dev_b = torch.zeros(outputs, device=ctx.device)
             self.dev_labels = torch.as_tensor(
-                primary.dev.labels, dtype=torch.long if primary.kind == "classification" else torch.float32)
+                primary.dev.labels, dtype=torch.long if primary.kind == "classification" else torch.float32
+            )
             dev_size = spec.dev_batch_size or ctx.config.batch_size
             self.dev_batches = Batches(len(ctx.dev_data), dev_size, seed + 3)
             # the dev head is fitted on the primary's train split, never on the dev batch of the gradient
@@ -305,8 +353,12 @@ class AANGStep:
         #: the first step of the final primary-only phase (None: none); the loop restores the best
         #: dev state and clears the optimiser's moments before it
         self.finetune_start: int | None = max_steps - n_finetune + 1 if n_finetune > 0 else None
-        self.record: dict[str, list] = {"steps": [], "objectives": [str(o) for o in self.objectives],
-                                        "weights": [], "primary_weight": []}
+        self.record: dict[str, list] = {
+            "steps": [],
+            "objectives": [str(o) for o in self.objectives],
+            "weights": [],
+            "primary_weight": [],
+        }
         self.cosines: list[list[float]] = []
 
     # -- weights --------------------------------------------------------------------------------
@@ -353,8 +405,7 @@ class AANGStep:
         w = self.dev_w.clone().requires_grad_(True)
         b = self.dev_b.clone().requires_grad_(True)
         with torch.enable_grad():
-            opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=self.spec.dev_head_steps,
-                                    line_search_fn="strong_wolfe")
+            opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=self.spec.dev_head_steps, line_search_fn="strong_wolfe")
 
             def closure():
                 opt.zero_grad()
@@ -414,15 +465,22 @@ class AANGStep:
                 key = self.ctx.primary.name if obj is None else str(obj)
                 used[key] = used.get(key, 0) + n
                 return value
+
             return loss
 
         # the same backward pass and weight update as AANG in a loop of your own (OnlineWeights.backward)
         primary_cosine, aux_cosines = self.online.backward(
-            sampled, term(None), [term(obj) for obj, _ in terms[1:]], dev, shared=self.shared, params=self.params)
+            sampled, term(None), [term(obj) for obj, _ in terms[1:]], dev, shared=self.shared, params=self.params
+        )
         cosines = [primary_cosine, *aux_cosines]
         if step == 1 or step % self.spec.log_every == 0:
-            self.cosines.append([int(step), round(cosines[0], 5),
-                                 *[[str(self.objectives[int(i)]), round(c, 5)] for i, c in zip(sampled, cosines[1:], strict=True)]])
+            self.cosines.append(
+                [
+                    int(step),
+                    round(cosines[0], 5),
+                    *[[str(self.objectives[int(i)]), round(c, 5)] for i, c in zip(sampled, cosines[1:], strict=True)],
+                ]
+            )
         return used
 
     def summary(self) -> dict[str, Any]:
@@ -432,19 +490,27 @@ class AANGStep:
         if self.cosines:
             out["aang_cosines"] = self.cosines
         if self.finetune_start is not None:
-            out["aang_finetune"] = {"start": self.finetune_start,
-                                    "steps": self.ctx.config.max_steps - self.finetune_start + 1}
+            out["aang_finetune"] = {
+                "start": self.finetune_start,
+                "steps": self.ctx.config.max_steps - self.finetune_start + 1,
+            }
         return out
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "losses": self.losses.state_dict(), "generator": self.generator.get_state(),
-            "record": copy.deepcopy(self.record), "cosines": copy.deepcopy(self.cosines),
+            "losses": self.losses.state_dict(),
+            "generator": self.generator.get_state(),
+            "record": copy.deepcopy(self.record),
+            "cosines": copy.deepcopy(self.cosines),
         }
         if self.online is not None:
-            state.update(online=self.online.state_dict(), dev_w=self.dev_w.cpu().clone(),
-                         dev_b=self.dev_b.cpu().clone(), dev_batches=self.dev_batches.state_dict(),
-                         fit_batches=self.fit_batches.state_dict())
+            state.update(
+                online=self.online.state_dict(),
+                dev_w=self.dev_w.cpu().clone(),
+                dev_b=self.dev_b.cpu().clone(),
+                dev_batches=self.dev_batches.state_dict(),
+                fit_batches=self.fit_batches.state_dict(),
+            )
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -459,4 +525,3 @@ class AANGStep:
             self.dev_batches.load_state_dict(state["dev_batches"])
             if "fit_batches" in state:
                 self.fit_batches.load_state_dict(state["fit_batches"])
-

@@ -83,8 +83,14 @@ def encode_texts(tokenizer, texts: tuple[str, ...], max_length: int) -> Encoded:
     if hit is not None:
         _TEXT_CACHE.move_to_end(key)
         return hit
-    out = tokenizer(list(texts), truncation=True, max_length=max_length, padding="longest",
-                    return_tensors="pt", return_token_type_ids=True)
+    out = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        padding="longest",
+        return_tensors="pt",
+        return_token_type_ids=True,
+    )
     mask = out["attention_mask"]
     encoded = Encoded(out["input_ids"], mask, out["token_type_ids"], mask.sum(dim=1))
     _TEXT_CACHE[key] = encoded
@@ -134,8 +140,9 @@ class ObjectiveLosses:
     raised by :meth:`check` before training starts.
     """
 
-    def __init__(self, ctx, objectives: list[AuxObjective], *, select_prob: float, domain: Any,
-                 out_of_domain: Any, seed: int):
+    def __init__(
+        self, ctx, objectives: list[AuxObjective], *, select_prob: float, domain: Any, out_of_domain: Any, seed: int
+    ):
         self.ctx = ctx
         self.select_prob = select_prob
         self.generator = torch.Generator().manual_seed(seed)
@@ -168,8 +175,10 @@ class ObjectiveLosses:
         if any(o.output in ("denoise", "next_token") for o in objectives):
             embeddings = encoder.get_input_embeddings()
             if embeddings.num_embeddings < vocab:
-                raise AuxoptError(f"the encoder's {embeddings.num_embeddings} embeddings are fewer than the "
-                                  f"tokenizer's {vocab} tokens")
+                raise AuxoptError(
+                    f"the encoder's {embeddings.num_embeddings} embeddings are fewer than the "
+                    f"tokenizer's {vocab} tokens"
+                )
         heads = getattr(ctx.model, "aang_heads", None)
         if heads is None:
             heads = nn.ModuleDict()
@@ -180,8 +189,10 @@ class ObjectiveLosses:
         for obj in objectives:
             key = head_key(obj)
             if any(head_key(o) == key for o in self.heads):
-                raise AuxoptError(f"objectives {str(obj)!r} and another share the head name {key!r}; "
-                                  "rename a task so that its name differs by more than '.' vs '_'")
+                raise AuxoptError(
+                    f"objectives {str(obj)!r} and another share the head name {key!r}; "
+                    "rename a task so that its name differs by more than '.' vs '_'"
+                )
             if key not in heads:
                 if obj.output == "labels":
                     head = nn.Linear(hidden_size, self.source_task[obj.data].num_labels)
@@ -191,8 +202,10 @@ class ObjectiveLosses:
             self.heads[obj] = heads[key]
         if any(o.output == "next_token" and o.representation == "random_factorised" for o in objectives):
             if getattr(getattr(ctx.model.encoder, "embeddings", None), "position_embeddings", None) is None:
-                raise AuxoptError("random-factorised next-token prediction needs an encoder with absolute "
-                                  "position embeddings (BERT-style); drop it from the space")
+                raise AuxoptError(
+                    "random-factorised next-token prediction needs an encoder with absolute "
+                    "position embeddings (BERT-style); drop it from the space"
+                )
 
     def _batch(self, data: str):
         index = self.batches[data].next()
@@ -215,14 +228,16 @@ class ObjectiveLosses:
         ids, real = enc["input_ids"], enc["attention_mask"].bool()
         special = torch.isin(ids, self.special)
         selected = select_tokens(real, special, self.select_prob, gen)
-        corrupted = apply_transform(ids, selected, obj.transform, mask_id=self.mask_id,
-                                    vocabulary=self.vocabulary, generator=gen)
+        corrupted = apply_transform(
+            ids, selected, obj.transform, mask_id=self.mask_id, vocabulary=self.vocabulary, generator=gen
+        )
         n = ids.shape[0]
         with autocast(ctx.device, ctx.bf16):
             if obj.output == "labels":
                 task = self.source_task[obj.data]
-                pooled = ctx.model.pool(corrupted.to(ctx.device), enc["attention_mask"].to(ctx.device),
-                                        enc["token_type_ids"].to(ctx.device))
+                pooled = ctx.model.pool(
+                    corrupted.to(ctx.device), enc["attention_mask"].to(ctx.device), enc["token_type_ids"].to(ctx.device)
+                )
                 logits = self.heads[obj](ctx.model.dropout(pooled))
                 return task_loss(task, logits, labels.to(ctx.device)), n
             order = rank = None
@@ -249,8 +264,10 @@ class ObjectiveLosses:
         return F.cross_entropy(logits.float(), targets.to(ctx.device)), n
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(),
-                "batches": {k: b.state_dict() for k, b in self.batches.items()}}
+        return {
+            "generator": self.generator.get_state(),
+            "batches": {k: b.state_dict() for k, b in self.batches.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])

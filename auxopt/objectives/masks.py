@@ -73,9 +73,7 @@ def factorisation_order(real: torch.Tensor, generator: torch.Generator) -> tuple
     return order, rank
 
 
-def representation_mask(
-    real: torch.Tensor, representation: str, rank: torch.Tensor | None = None
-) -> torch.Tensor:
+def representation_mask(real: torch.Tensor, representation: str, rank: torch.Tensor | None = None) -> torch.Tensor:
     """Boolean ``(batch, query, key)``: may query ``i`` attend key ``j`` (see the module docstring)."""
     _, length = real.shape
     i = torch.arange(length).unsqueeze(1)

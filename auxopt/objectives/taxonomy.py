@@ -81,9 +81,11 @@ class AuxObjective:
             raise AuxoptError(
                 f"unknown data stage {self.data!r}; use 'task', 'domain', 'out_of_domain' or 'task:<name>'"
             )
-        for value, options, stage in ((self.transform, TRANSFORMS, "transform"),
-                                      (self.representation, REPRESENTATIONS, "representation"),
-                                      (self.output, OUTPUTS, "output")):
+        for value, options, stage in (
+            (self.transform, TRANSFORMS, "transform"),
+            (self.representation, REPRESENTATIONS, "representation"),
+            (self.output, OUTPUTS, "output"),
+        ):
             if value not in options:
                 raise AuxoptError(f"unknown {stage} {value!r}; use one of {', '.join(options)}")
 
@@ -138,9 +140,7 @@ def _texts_option(value: Any, what: str) -> Any:
     if isinstance(value, str | Path):
         path = Path(value).expanduser()
         if not path.is_file():
-            raise AuxoptError(
-                f"the {what} text file {str(path)!r} does not exist; give a file with one passage a line"
-            )
+            raise AuxoptError(f"the {what} text file {str(path)!r} does not exist; give a file with one passage a line")
         return str(path)
     if isinstance(value, Sequence) and value and all(isinstance(t, str) for t in value):
         return tuple(value)
@@ -196,8 +196,11 @@ class ObjectiveSpace:
         if self.out_of_domain is True:
             raise AuxoptError("out_of_domain must be a file path or a list of passages, not True")
         if data is None:
-            data = ["task"] + (["domain"] if domain is not None else []) + (
-                ["out_of_domain"] if out_of_domain is not None else [])
+            data = (
+                ["task"]
+                + (["domain"] if domain is not None else [])
+                + (["out_of_domain"] if out_of_domain is not None else [])
+            )
         self.options: dict[str, tuple[str, ...]] = {}
         for stage, given in zip(STAGES, (data, transforms, representations, outputs), strict=True):
             values = (given,) if isinstance(given, str) else tuple(given)
@@ -220,7 +223,8 @@ class ObjectiveSpace:
             raise AuxoptError(f"select_prob must be in (0, 1], not {select_prob!r}")
         self.select_prob = float(select_prob)
         self.objectives: tuple[AuxObjective, ...] = tuple(
-            o for o in itertools.starmap(AuxObjective, itertools.product(*self.options.values()))
+            o
+            for o in itertools.starmap(AuxObjective, itertools.product(*self.options.values()))
             if why_illegal(o) is None
         )
         if not self.objectives:
@@ -267,16 +271,20 @@ class ObjectiveSpace:
         """The legal objective closest to a (maybe illegal) tuple: the most stages in common, ties
         broken by keeping data, then output, then representation, then transform; then by order."""
         priority = (8, 1, 2, 4)  # data, transform, representation, output
+
         def score(o: AuxObjective) -> int:
             return sum(p for p, a, b in zip(priority, o.stages, stages, strict=True) if a == b)
+
         return max(self.objectives, key=score)  # max keeps the first of equal scores
 
     def describe(self) -> dict[str, Any]:
         return {
             "options": {k: list(v) for k, v in self.options.items()},
-            "size": len(self), "size_before_legality": self.size_before_legality,
+            "size": len(self),
+            "size_before_legality": self.size_before_legality,
             "select_prob": self.select_prob,
-            "domain": _describe_source(self.domain), "out_of_domain": _describe_source(self.out_of_domain),
+            "domain": _describe_source(self.domain),
+            "out_of_domain": _describe_source(self.out_of_domain),
         }
 
 

@@ -61,8 +61,9 @@ Loss = torch.Tensor | Callable[[], torch.Tensor]
 
 def _flat(grads, params) -> torch.Tensor:
     """The gradients ``grads`` of ``params`` (None: zero) as one flat fp32 vector."""
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
-                      for g, p in zip(grads, params, strict=True)])
+    return torch.cat(
+        [(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, params, strict=True)]
+    )
 
 
 def _stages(objective: Any) -> tuple:
@@ -112,8 +113,10 @@ class OnlineWeights:
         stages = [_stages(o) for o in self.objectives]
         width = len(stages[0])
         if any(len(t) != width for t in stages):
-            raise AuxoptError("OnlineWeights: mix of objectives with different numbers of factors; give "
-                              "all names, all Objectives, or tuples of one length")
+            raise AuxoptError(
+                "OnlineWeights: mix of objectives with different numbers of factors; give "
+                "all names, all Objectives, or tuples of one length"
+            )
         keys = list(STAGES) if isinstance(self.objectives[0], AuxObjective) else list(range(width))
         if options is None:
             options = {key: sorted({t[i] for t in stages}, key=str) for i, key in enumerate(keys)}
@@ -171,8 +174,9 @@ class OnlineWeights:
         """One meta-gradient step from the cosines of the sampled objectives (and the primary)."""
         cosines = torch.as_tensor(cosines, dtype=torch.float32)
         if cosines.shape != (len(sampled),):
-            raise AuxoptError(f"update: one cosine per sampled objective ({len(sampled)}), not shape "
-                              f"{tuple(cosines.shape)}")
+            raise AuxoptError(
+                f"update: one cosine per sampled objective ({len(sampled)}), not shape {tuple(cosines.shape)}"
+            )
         with torch.enable_grad():
             factors = [f.clone().requires_grad_(True) for f in self.factors]
             joint = self.joint.clone().requires_grad_(True)
@@ -243,8 +247,9 @@ class OnlineWeights:
         terms = [(primary_loss, primary_weight), *zip(aux_losses, aux_weights, strict=True)]
         for j, (term, weight) in enumerate(terms):
             loss = term() if callable(term) else term
-            grads = torch.autograd.grad(loss, params, allow_unused=True,
-                                        retain_graph=not callable(term) and j < len(terms) - 1)
+            grads = torch.autograd.grad(
+                loss, params, allow_unused=True, retain_graph=not callable(term) and j < len(terms) - 1
+            )
             flat = _flat([grads[i] for i in index], shared)
             cosines.append(float(F.cosine_similarity(flat, dev_grad, dim=0)))
             for p, g in zip(params, grads, strict=True):

@@ -196,10 +196,12 @@ class AutoSeM:
     def _off(self) -> float:
         return 0 if self.integer_ratios else self.ratio_range[0] / 2
 
-    def candidate_points(self, selected: list[str], utilities: Mapping[str, float],
-                         with_primary_alone: bool = True) -> list[dict[str, float]]:
+    def candidate_points(
+        self, selected: list[str], utilities: Mapping[str, float], with_primary_alone: bool = True
+    ) -> list[dict[str, float]]:
         """Stage 2's fixed first trials: equal mixing, the stage-1 utilities mapped linearly onto
         log₂ ratios −1 … 1 (1/2 … 2; left out when they are all equal), and the primary alone."""
+
         def snap(r: float) -> float:
             low, high = self.ratio_range
             return float(min(max(round(r), 1), int(high))) if self.integer_ratios else min(max(r, low), high)
@@ -207,8 +209,9 @@ class AutoSeM:
         points = [{f"ratio_{t}": snap(1.0) for t in selected}]
         u = [utilities[t] for t in selected]
         if len(selected) > 1 and max(u) > min(u):
-            points.append({f"ratio_{t}": snap(2.0 ** (-1 + 2 * (utilities[t] - min(u)) / (max(u) - min(u))))
-                           for t in selected})
+            points.append(
+                {f"ratio_{t}": snap(2.0 ** (-1 + 2 * (utilities[t] - min(u)) / (max(u) - min(u)))) for t in selected}
+            )
         if with_primary_alone:
             points.append({f"ratio_{t}": self._off() for t in selected})
         return points
@@ -233,8 +236,7 @@ class AutoSeM:
         """Queue the candidate points that the stage-2 study has not run or queued yet (once: a
         resumed study finds them there)."""
         study = spec.load_study(storage)
-        seen = [t.params for t in study.get_trials(deepcopy=False)
-                if t.state != optuna.trial.TrialState.FAIL]
+        seen = [t.params for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.FAIL]
         for point in points:
             if not any(all(math.isclose(p.get(k, math.nan), v) for k, v in point.items()) for p in seen):
                 study.enqueue_trial(point)
@@ -242,8 +244,14 @@ class AutoSeM:
     def _primary_only_spec(self) -> StudySpec:
         """Stage 2 when stage 1 kept no task: one run of the primary task alone."""
         primary = self.primary.name
-        return self._spec(self.stage2_name, lambda trial: {"ratios": {primary: 1}},
-                          optuna.samplers.RandomSampler(seed=self.seed), 1, 2, selected_tasks=[])
+        return self._spec(
+            self.stage2_name,
+            lambda trial: {"ratios": {primary: 1}},
+            optuna.samplers.RandomSampler(seed=self.seed),
+            1,
+            2,
+            selected_tasks=[],
+        )
 
     # -- running ------------------------------------------------------------------------------
     def storage_url(self, storage: str | None = None) -> str:
@@ -277,12 +285,9 @@ class AutoSeM:
         baseline = none if self.baseline == "primary" and none in evidence else self.baseline
         if self.baseline == "primary" and none not in evidence:
             baseline = "median"
-        return [str(t) for t in select_tasks(evidence, self.threshold, self.top_k, none_arm=none,
-                                             baseline=baseline)]
+        return [str(t) for t in select_tasks(evidence, self.threshold, self.top_k, none_arm=none, baseline=baseline)]
 
-    def optimize(
-        self, n_trials: int | None = None, storage: str | None = None, **run: Any
-    ) -> optuna.Study:
+    def optimize(self, n_trials: int | None = None, storage: str | None = None, **run: Any) -> optuna.Study:
         """Run (or continue) both stages; return the final study. ``n_trials`` overrides
         ``stage2_trials``; ``run`` (``progress``, ``publish_every``, ``callbacks``) goes to each
         stage's :meth:`StudySpec.optimize`. The outcome is in :attr:`result`."""
@@ -303,21 +308,38 @@ class AutoSeM:
         selected = self.select(evidence)
         study1.set_user_attr("selected_tasks", selected)
         study1.set_user_attr("utilities", utilities)
-        logger.info("AutoSeM stage 1 kept %s (utilities %s)", selected or "no task",
-                    {k: round(v, 3) for k, v in utilities.items()})
+        logger.info(
+            "AutoSeM stage 1 kept %s (utilities %s)",
+            selected or "no task",
+            {k: round(v, 3) for k, v in utilities.items()},
+        )
         aux_evidence = {k: v for k, v in evidence.items() if k not in (self.primary.name, "none")}
 
         baseline = self._primary_only_trials(study1)  # the sampler's stage 1 trained it already
         if not selected and baseline:
             best = max(baseline, key=lambda t: t.value)
-            self.result = AutoSeMResult([], aux_evidence, {self.primary.name: 1.0}, float(best.value),
-                                        best.user_attrs.get("test_metric"), self.stage1_name, None)
+            self.result = AutoSeMResult(
+                [],
+                aux_evidence,
+                {self.primary.name: 1.0},
+                float(best.value),
+                best.user_attrs.get("test_metric"),
+                self.stage1_name,
+                None,
+            )
             return study1
         if not selected:  # nothing beat the primary's own arm: the answer is the primary alone
             study2 = self._continue(self._primary_only_spec(), url, 1, run)
             best = study2.best_trial
-            self.result = AutoSeMResult([], aux_evidence, {self.primary.name: 1.0}, float(best.value),
-                                        best.user_attrs.get("test_metric"), self.stage1_name, self.stage2_name)
+            self.result = AutoSeMResult(
+                [],
+                aux_evidence,
+                {self.primary.name: 1.0},
+                float(best.value),
+                best.user_attrs.get("test_metric"),
+                self.stage1_name,
+                self.stage2_name,
+            )
             return study2
         points = self.candidate_points(selected, utilities, with_primary_alone=not baseline)
         spec2 = self._stage2_spec(selected, points)
@@ -331,8 +353,13 @@ class AutoSeM:
         else:
             ratios = {self.primary.name: 1.0, **best.user_attrs["ratios"]}
         self.result = AutoSeMResult(
-            selected, aux_evidence, {k: float(v) for k, v in ratios.items()}, float(best.value),
-            best.user_attrs.get("test_metric"), self.stage1_name, self.stage2_name,
+            selected,
+            aux_evidence,
+            {k: float(v) for k, v in ratios.items()},
+            float(best.value),
+            best.user_attrs.get("test_metric"),
+            self.stage1_name,
+            self.stage2_name,
         )
         return study2
 
@@ -341,8 +368,11 @@ class AutoSeM:
         stage 1 has none: its one run mixes every task)."""
         if self.stage1 != "sampler":
             return []
-        return [t for t in study1.get_trials(deepcopy=False)
-                if t.state == optuna.trial.TrialState.COMPLETE and t.params.get("aux_task") == "none"]
+        return [
+            t
+            for t in study1.get_trials(deepcopy=False)
+            if t.state == optuna.trial.TrialState.COMPLETE and t.params.get("aux_task") == "none"
+        ]
 
     def summary(self) -> str:
         if self.result is None:
@@ -350,4 +380,3 @@ class AutoSeM:
         r = self.result
         ratios = ", ".join(f"{k}: {v:.3g}" for k, v in r.ratios.items())
         return f"AutoSeM kept {r.selected or 'no auxiliary task'}; mixing ratios {{{ratios}}}"
-

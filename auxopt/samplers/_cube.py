@@ -81,9 +81,7 @@ class UnitCube:
         dims = []
         for name, dist in search_space.items():
             if not isinstance(dist, (FloatDistribution, IntDistribution)) or dist.single():
-                raise AuxoptError(
-                    f"UnitCube needs float or int distributions with low < high; {name!r} is {dist}"
-                )
+                raise AuxoptError(f"UnitCube needs float or int distributions with low < high; {name!r} is {dist}")
             g_low = math.log(dist.low) if dist.log else float(dist.low)
             g_high = math.log(dist.high) if dist.log else float(dist.high)
             step = dist.step  # always set for ints; None for continuous floats
@@ -191,4 +189,3 @@ class UnitCube:
             z_lo, z_hi = d.g(lo), d.g(hi)
             out[d.name] = d.snap(d.g_inv(z_lo + ui * (z_hi - z_lo)))
         return out
-

@@ -63,9 +63,7 @@ def fit_gp(train_X: torch.Tensor, train_Y: torch.Tensor) -> SingleTaskGP:
     model = SingleTaskGP(
         train_X,
         train_Y,
-        covar_module=get_covar_module_with_dim_scaled_prior(
-            ard_num_dims=train_X.shape[-1], use_rbf_kernel=False
-        ),
+        covar_module=get_covar_module_with_dim_scaled_prior(ard_num_dims=train_X.shape[-1], use_rbf_kernel=False),
         outcome_transform=Standardize(m=1),
     )
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))

@@ -177,19 +177,11 @@ class MixingRatioSampler(BaseSampler):
             ("raw_samples", raw_samples, 1),
             ("mc_samples", mc_samples, 1),
         ):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, np.integer))
-                or value < minimum
-            ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
                 raise AuxoptError(f"{name} must be a whole number >= {minimum}, not {value!r}")
         if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
-            raise AuxoptError(
-                f"independent_sampler must be an Optuna sampler, not {type(independent_sampler)}"
-            )
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
-        ):
+            raise AuxoptError(f"independent_sampler must be an Optuna sampler, not {type(independent_sampler)}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise AuxoptError(f"seed must be a whole number >= 0 or None, not {seed!r}")
         self._n_startup_trials = None if n_startup_trials is None else int(n_startup_trials)
         self._warm_start = _check_warm_start(warm_start)
@@ -225,9 +217,7 @@ class MixingRatioSampler(BaseSampler):
         if not self._seed_given:
             self._seed = _fresh_seed()
 
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         _check_single_objective(study)
         trials = trials_of(study, states=(TrialState.COMPLETE,))
         return {
@@ -254,9 +244,7 @@ class MixingRatioSampler(BaseSampler):
                 else:
                     numeric[name] = dist
             else:
-                params[name] = self._independent_sampler.sample_independent(
-                    study, trial, name, dist
-                )
+                params[name] = self._independent_sampler.sample_independent(study, trial, name, dist)
         if numeric:
             params.update(self._propose(study, trial, UnitCube(numeric)))
         return params
@@ -278,9 +266,7 @@ class MixingRatioSampler(BaseSampler):
             trials = trials_of(study)
             if _is_first(trials, trial):
                 return self._warm_value(param_name, param_distribution)
-        return self._independent_sampler.sample_independent(
-            study, trial, param_name, param_distribution
-        )
+        return self._independent_sampler.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         _check_single_objective(study)
@@ -316,8 +302,7 @@ class MixingRatioSampler(BaseSampler):
             return cube.sample(sobol)
         if len(y) < 2 or np.ptp(y) == 0.0:
             _logger.info(
-                "MixingRatioSampler: all %d values are equal, nothing to model; trial %d takes "
-                "its Sobol point",
+                "MixingRatioSampler: all %d values are equal, nothing to model; trial %d takes its Sobol point",
                 len(y),
                 trial.number,
             )
@@ -330,13 +315,10 @@ class MixingRatioSampler(BaseSampler):
             if u is not None
         ]
         try:
-            u = self._gp_candidate(
-                cube, X, y, np.array(pending).reshape(-1, cube.dim), trial.number
-            )
+            u = self._gp_candidate(cube, X, y, np.array(pending).reshape(-1, cube.dim), trial.number)
         except NUMERICAL_ERRORS as e:
             _logger.warning(
-                "MixingRatioSampler: the GP step failed for trial %d (%s: %s); using its Sobol "
-                "point instead",
+                "MixingRatioSampler: the GP step failed for trial %d (%s: %s); using its Sobol point instead",
                 trial.number,
                 type(e).__name__,
                 e,
@@ -366,9 +348,7 @@ class MixingRatioSampler(BaseSampler):
 
     def _sobol_point(self, dim: int, number: int) -> np.ndarray:
         """Point ``number`` of the scrambled Sobol sequence seeded by the sampler's seed."""
-        engine = torch.quasirandom.SobolEngine(
-            dimension=dim, scramble=True, seed=self._trial_seed(-1, "sobol")
-        )
+        engine = torch.quasirandom.SobolEngine(dimension=dim, scramble=True, seed=self._trial_seed(-1, "sobol"))
         if number > 0:
             engine.fast_forward(number)
         return engine.draw(1, dtype=torch.float64).numpy().reshape(-1)
@@ -390,9 +370,7 @@ class MixingRatioSampler(BaseSampler):
 # -- helpers ----------------------------------------------------------------------------------------
 def _is_first(trials: Sequence[FrozenTrial], trial: FrozenTrial) -> bool:
     """No other trial has run or is running (all others FAIL or WAITING)."""
-    return all(
-        t.number == trial.number or t.state in (TrialState.FAIL, TrialState.WAITING) for t in trials
-    )
+    return all(t.number == trial.number or t.state in (TrialState.FAIL, TrialState.WAITING) for t in trials)
 
 
 def _check_single_objective(study: Study) -> None:
@@ -424,9 +402,7 @@ def _check_warm_start(warm_start: Mapping[str, float] | None) -> dict[str, float
             or not math.isfinite(float(mean))
             or mean < 0
         ):
-            raise AuxoptError(
-                f"warm_start[{name!r}] must be a finite number >= 0 (a posterior mean), not {mean!r}"
-            )
+            raise AuxoptError(f"warm_start[{name!r}] must be a finite number >= 0 (a posterior mean), not {mean!r}")
         out[name] = float(mean)
     return out
 
@@ -440,13 +416,9 @@ def _check_device(device: str | torch.device) -> torch.device:
         raise AuxoptError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), not {device!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise AuxoptError(
-                f"device={device!r} was asked for, but CUDA is not available here; use device='cpu'"
-            )
+            raise AuxoptError(f"device={device!r} was asked for, but CUDA is not available here; use device='cpu'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise AuxoptError(
-                f"device={device!r}: there are only {torch.cuda.device_count()} CUDA devices"
-            )
+            raise AuxoptError(f"device={device!r}: there are only {torch.cuda.device_count()} CUDA devices")
     return dev
 
 

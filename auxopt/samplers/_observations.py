@@ -71,9 +71,7 @@ def mixing_observations(
     return MixingObservations(cube=cube, trials=kept, X=X, y=y, minimize=minimize)
 
 
-def observations(
-    trials: Sequence[FrozenTrial], cube: UnitCube, minimize: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def observations(trials: Sequence[FrozenTrial], cube: UnitCube, minimize: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(X, y)``: the unit-cube points and values (negated when minimising) that count as data."""
     xs, ys = [], []
     for t in trials:

@@ -138,9 +138,7 @@ class ThompsonTaskSampler(BaseSampler):
     ):
         names = [param_names] if isinstance(param_names, str) else list(param_names)
         if not names or not all(isinstance(n, str) and n for n in names):
-            raise AuxoptError(
-                f"param_names must be a parameter name or a list of them, not {param_names!r}"
-            )
+            raise AuxoptError(f"param_names must be a parameter name or a list of them, not {param_names!r}")
         if len(set(names)) != len(names):
             raise AuxoptError(f"param_names {names!r} lists a parameter twice")
         if not (callable(reward) or reward in ("baseline", "previous")):
@@ -149,12 +147,8 @@ class ThompsonTaskSampler(BaseSampler):
                 f"(study, trial, previous_trials) -> 0/1, not {reward!r}"
             )
         if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
-            raise AuxoptError(
-                f"independent_sampler must be an Optuna sampler, not {type(independent_sampler)}"
-            )
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
-        ):
+            raise AuxoptError(f"independent_sampler must be an Optuna sampler, not {type(independent_sampler)}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise AuxoptError(f"seed must be a whole number >= 0 or None, not {seed!r}")
         self._param_names = tuple(names)
         self._reward = reward
@@ -178,9 +172,7 @@ class ThompsonTaskSampler(BaseSampler):
         if not self._seed_given:
             self._seed = _fresh_seed()
 
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return {}
 
     def sample_relative(
@@ -196,25 +188,17 @@ class ThompsonTaskSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         if param_name not in self._param_names:
-            return self._independent_sampler.sample_independent(
-                study, trial, param_name, param_distribution
-            )
+            return self._independent_sampler.sample_independent(study, trial, param_name, param_distribution)
         choices = self._check_distribution(param_name, param_distribution)
         trials = trials_of(study)
         replay = self._replay(study, trials)
         pending: dict[Hashable, int] = {}
         for t in trials:
-            if (
-                t.state == TrialState.RUNNING
-                and t.number != trial.number
-                and param_name in t.params
-            ):
+            if t.state == TrialState.RUNNING and t.number != trial.number and param_name in t.params:
                 arm = t.params[param_name]
                 pending[arm] = pending.get(arm, 0) + 1
         bandit = replay.bandits[param_name]
-        return bandit.choose(
-            self._trial_rng(trial.number, param_name), arms=choices, pending=pending
-        )
+        return bandit.choose(self._trial_rng(trial.number, param_name), arms=choices, pending=pending)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._independent_sampler.before_trial(study, trial)
@@ -234,9 +218,7 @@ class ThompsonTaskSampler(BaseSampler):
             self._independent_sampler.after_trial(study, trial, state, values)
 
     # -- public reading ---------------------------------------------------------------------------
-    def posterior(
-        self, study: Study, param_name: str | None = None
-    ) -> dict[Hashable, tuple[float, float]]:
+    def posterior(self, study: Study, param_name: str | None = None) -> dict[Hashable, tuple[float, float]]:
         """``{task: (α, β)}`` after the study's finished trials (pending pulls not included).
 
         ``param_name`` defaults to the first bandit parameter. Tasks that were offered but never
@@ -248,9 +230,7 @@ class ThompsonTaskSampler(BaseSampler):
         """``{task: number of pulls}`` after the study's finished trials."""
         return self._bandit_for(study, param_name).pulls()
 
-    def evidence(
-        self, study: Study, param_name: str | None = None
-    ) -> dict[Hashable, tuple[float, float]]:
+    def evidence(self, study: Study, param_name: str | None = None) -> dict[Hashable, tuple[float, float]]:
         """``{task: (α0 + wins, β0 + losses)}``: the undecayed evidence that task selection reads
         (the decay drives only which task the next trial tries)."""
         return self._bandit_for(study, param_name).evidence()
@@ -258,15 +238,11 @@ class ThompsonTaskSampler(BaseSampler):
     def _bandit_for(self, study: Study, param_name: str | None) -> BetaBernoulliBandit:
         name = self._param_names[0] if param_name is None else param_name
         if name not in self._param_names:
-            raise AuxoptError(
-                f"{name!r} is not a bandit parameter of this sampler; it has {list(self._param_names)}"
-            )
+            raise AuxoptError(f"{name!r} is not a bandit parameter of this sampler; it has {list(self._param_names)}")
         return self._replay(study, trials_of(study, use_cache=False)).bandits[name]
 
     # -- internals --------------------------------------------------------------------------------
-    def _check_distribution(
-        self, param_name: str, distribution: BaseDistribution
-    ) -> list[Hashable]:
+    def _check_distribution(self, param_name: str, distribution: BaseDistribution) -> list[Hashable]:
         if not isinstance(distribution, CategoricalDistribution):
             raise AuxoptError(
                 f"ThompsonTaskSampler chooses {param_name!r} among tasks, so it must be suggested "
@@ -288,10 +264,7 @@ class ThompsonTaskSampler(BaseSampler):
 
     def _new_replay(self) -> _Replay:
         return _Replay(
-            bandits={
-                p: BetaBernoulliBandit((), self._alpha0, self._beta0, self._gamma)
-                for p in self._param_names
-            }
+            bandits={p: BetaBernoulliBandit((), self._alpha0, self._beta0, self._gamma) for p in self._param_names}
         )
 
     def _replay(

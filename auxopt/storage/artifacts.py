@@ -136,10 +136,8 @@ def _record_artifact(storage, trial_id: int, filename: str) -> str:
     from optuna.artifacts import ArtifactMeta
 
     artifact_id = str(uuid.uuid4())
-    meta = ArtifactMeta(artifact_id=artifact_id, filename=filename, mimetype="application/octet-stream",
-                        encoding=None)
-    storage.set_trial_system_attr(trial_id, _optuna.artifacts_attr_prefix() + artifact_id,
-                                  json.dumps(asdict(meta)))
+    meta = ArtifactMeta(artifact_id=artifact_id, filename=filename, mimetype="application/octet-stream", encoding=None)
+    storage.set_trial_system_attr(trial_id, _optuna.artifacts_attr_prefix() + artifact_id, json.dumps(asdict(meta)))
     return artifact_id
 
 
@@ -164,8 +162,7 @@ def _forget_artifacts(storage, trial_id: int, artifact_ids: list[str]) -> None:
     attr = _optuna.rdb_models().TrialSystemAttributeModel
     session = backend.scoped_session()
     try:
-        session.query(attr).filter(attr.trial_id == trial_id, attr.key.in_(keys)).delete(
-            synchronize_session=False)
+        session.query(attr).filter(attr.trial_id == trial_id, attr.key.in_(keys)).delete(synchronize_session=False)
         session.commit()
     except BaseException:
         session.rollback()

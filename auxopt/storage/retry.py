@@ -77,9 +77,12 @@ class RetryDeadTrials:
 
     def __call__(self, study, trial) -> None:
         if not self.quiet:  # Optuna calls it for a trial whose heartbeat went stale
-            logger.warning("auxopt: trial %d's worker sent no heartbeat for over %d s (it died or lost the "
-                           "storage); the trial runs again from its last checkpoint",
-                           trial.number, heartbeat_settings()[1])
+            logger.warning(
+                "auxopt: trial %d's worker sent no heartbeat for over %d s (it died or lost the "
+                "storage); the trial runs again from its last checkpoint",
+                trial.number,
+                heartbeat_settings()[1],
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._callback(study, trial)
@@ -238,8 +241,11 @@ def fail_gone_local_trials(study) -> list[int]:
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     gone = [t for t in running if local_worker_gone(t.system_attrs.get(records.WORKER))]
     for t in gone:
-        logger.warning("auxopt: trial %d's worker (process %s on this machine) is gone; it runs again now",
-                       t.number, t.system_attrs[records.WORKER]["pid"])
+        logger.warning(
+            "auxopt: trial %d's worker (process %s on this machine) is gone; it runs again now",
+            t.number,
+            t.system_attrs[records.WORKER]["pid"],
+        )
     return _fail_and_retry(study, [_optuna.trial_id(t) for t in gone], quiet=True) if gone else []
 
 

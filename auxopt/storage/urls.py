@@ -124,8 +124,7 @@ def open_storage(url: str, *, heartbeat: bool = True):
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     if heartbeat:
         interval, grace = heartbeat_settings()
-        kwargs.update(heartbeat_interval=interval, grace_period=grace,
-                      heartbeat_stale_trial_callback=RetryDeadTrials())
+        kwargs.update(heartbeat_interval=interval, grace_period=grace, heartbeat_stale_trial_callback=RetryDeadTrials())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat
@@ -141,8 +140,10 @@ def open_storage(url: str, *, heartbeat: bool = True):
                 if "not a database" in low or "malformed" in low or "file is encrypted" in low:
                     hint = "it is not an SQLite database, or it is damaged; give another file name"
                 elif "locked" in low or "busy" in low:
-                    hint = (f"it is locked by another process (waited {SQLITE_TIMEOUT_S} s); "
-                            "wait for it to finish or stop it")
+                    hint = (
+                        f"it is locked by another process (waited {SQLITE_TIMEOUT_S} s); "
+                        "wait for it to finish or stop it"
+                    )
                 elif "readonly" in low or "read-only" in low or "permission" in low:
                     hint = "it or its folder is not writable; fix the permissions or use another path"
                 else:

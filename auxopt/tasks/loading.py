@@ -95,16 +95,26 @@ def load_task(
         max_train: keep at most this many train examples (a seeded random subset), for small budgets.
     """
     options = TaskOptions(
-        kind=kind, metric=metric, pair=pair, head=head, labels=labels, text_field=text_field,
-        pair_field=pair_field, label_field=label_field, dev_fraction=dev_fraction,
-        test_fraction=test_fraction, seed=seed, max_train=max_train,
+        kind=kind,
+        metric=metric,
+        pair=pair,
+        head=head,
+        labels=labels,
+        text_field=text_field,
+        pair_field=pair_field,
+        label_field=label_field,
+        dev_fraction=dev_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        max_train=max_train,
     )
     found = read_source(source, config)
     task_name = name or found.default_name
     if found.default_name is None and not task_name:
         raise AuxoptError("an in-memory task needs a name: load_task({...}, name='my_task')")
-    return _build(task_name, found.records, options, source=found.origin, domain_text=found.domain_text,
-                  files=found.files)
+    return _build(
+        task_name, found.records, options, source=found.origin, domain_text=found.domain_text, files=found.files
+    )
 
 
 def build_task(
@@ -130,9 +140,18 @@ def build_task(
     """Turn split → records into a validated :class:`Task` (see :func:`load_task`); ``files``
     (split → the file it was read from) lets errors name the file and its lines."""
     options = TaskOptions(
-        kind=kind, metric=metric, pair=pair, head=head, labels=labels, text_field=text_field,
-        pair_field=pair_field, label_field=label_field, dev_fraction=dev_fraction,
-        test_fraction=test_fraction, seed=seed, max_train=max_train,
+        kind=kind,
+        metric=metric,
+        pair=pair,
+        head=head,
+        labels=labels,
+        text_field=text_field,
+        pair_field=pair_field,
+        label_field=label_field,
+        dev_fraction=dev_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        max_train=max_train,
     )
     return _build(name, records, options, source=source, domain_text=domain_text, files=files)
 
@@ -143,8 +162,15 @@ def build_task(
 Columns = dict[str, tuple[list[str], list[str] | None, list[Any]]]
 
 
-def _build(name: str, records: Mapping[str, Records], options: TaskOptions, *, source: str,
-           domain_text: Sequence[str] | None, files: Mapping[str, Path] | None) -> Task:
+def _build(
+    name: str,
+    records: Mapping[str, Records],
+    options: TaskOptions,
+    *,
+    source: str,
+    domain_text: Sequence[str] | None,
+    files: Mapping[str, Path] | None,
+) -> Task:
     """:func:`build_task` with its options gathered: check the splits, read the columns, label them
     by kind, carve the missing splits."""
     _check_splits(name, records)
@@ -191,9 +217,7 @@ def _check_splits(name: str, records: Mapping[str, Records]) -> None:
             raise AuxoptError(f"task {name!r}: the {split_name} split is empty")
     sample = records["train"][0]
     if not isinstance(sample, Mapping):
-        raise AuxoptError(
-            f"task {name!r}: records must be dicts with 'text' and 'label', got {type(sample).__name__}"
-        )
+        raise AuxoptError(f"task {name!r}: records must be dicts with 'text' and 'label', got {type(sample).__name__}")
 
 
 def _fields(name: str, sample: Mapping[str, Any], options: TaskOptions) -> tuple[str, str | None, bool]:
@@ -213,8 +237,15 @@ def _fields(name: str, sample: Mapping[str, Any], options: TaskOptions) -> tuple
     return text_field, pair_field, has_pair
 
 
-def _columns(name: str, records: Mapping[str, Records], text_field: str, pair_field: str | None, has_pair: bool,
-             options: TaskOptions, files: Mapping[str, Path] | None) -> Columns:
+def _columns(
+    name: str,
+    records: Mapping[str, Records],
+    text_field: str,
+    pair_field: str | None,
+    has_pair: bool,
+    options: TaskOptions,
+    files: Mapping[str, Path] | None,
+) -> Columns:
     """Split → (texts, second texts, raw labels), with empty labels refused (unless they are to be
     dropped by ``labels=[...]``)."""
     label_field = options.label_field
@@ -234,13 +265,20 @@ def _columns(name: str, records: Mapping[str, Records], text_field: str, pair_fi
                 ) from None
         raw[split_name] = (texts, pairs, labels)
         if options.labels is None or options.kind == "regression":  # with labels=[...] they are dropped instead
-            _check_no_missing_labels(name, split_name, labels, label_field, (files or {}).get(split_name),
-                                     drop_hint=options.kind != "regression")
+            _check_no_missing_labels(
+                name,
+                split_name,
+                labels,
+                label_field,
+                (files or {}).get(split_name),
+                drop_hint=options.kind != "regression",
+            )
     return raw
 
 
-def _classification_splits(name: str, raw: Columns, expected: tuple[str, ...] | None,
-                           carved: dict[str, str]) -> tuple[tuple[str, ...], dict[str, Split]]:
+def _classification_splits(
+    name: str, raw: Columns, expected: tuple[str, ...] | None, carved: dict[str, str]
+) -> tuple[tuple[str, ...], dict[str, Split]]:
     """The label names (class-id order) and the splits with label ids; with ``expected`` labels,
     examples with others are dropped (and recorded in ``carved``)."""
     label_names = expected if expected is not None else _label_names(raw["train"][2])
@@ -328,8 +366,9 @@ def _is_missing(label: Any) -> bool:
     return False
 
 
-def _check_no_missing_labels(name: str, split: str, labels: Sequence[Any], field: str, file: Path | None,
-                             *, drop_hint: bool = True) -> None:
+def _check_no_missing_labels(
+    name: str, split: str, labels: Sequence[Any], field: str, file: Path | None, *, drop_hint: bool = True
+) -> None:
     """An :class:`AuxoptError` naming the file, the rows and the column of empty or NaN labels
     (else they would become a class of their own)."""
     missing = [i for i, lab in enumerate(labels) if _is_missing(lab)]
@@ -358,8 +397,7 @@ def _detect(sample: Mapping[str, Any], candidates: Iterable[str], name: str, wha
         if field_name in sample:
             return field_name
     raise AuxoptError(
-        f"task {name!r}: no {what} field in the examples (have {sorted(sample)}); "
-        f"name it with text_field=..."
+        f"task {name!r}: no {what} field in the examples (have {sorted(sample)}); name it with text_field=..."
     )
 
 

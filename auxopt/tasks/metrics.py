@@ -64,6 +64,4 @@ def get_metric(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
     try:
         return METRICS[name]
     except KeyError:
-        raise AuxoptError(
-            f"unknown metric {name!r}; choose one of {', '.join(sorted(METRICS))}"
-        ) from None
+        raise AuxoptError(f"unknown metric {name!r}; choose one of {', '.join(sorted(METRICS))}") from None

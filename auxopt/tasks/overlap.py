@@ -84,7 +84,9 @@ def example_keys(split: Split) -> list[str]:
     """The normalised key of every example of ``split`` (pairs: both texts joined by ``"|"``)."""
     if split.pairs is None:
         return [normalize_text(t) for t in split.texts]
-    return [normalize_text(a) + PAIR_SEPARATOR + normalize_text(b) for a, b in zip(split.texts, split.pairs, strict=True)]
+    return [
+        normalize_text(a) + PAIR_SEPARATOR + normalize_text(b) for a, b in zip(split.texts, split.pairs, strict=True)
+    ]
 
 
 def _hash_keys(keys: Sequence[str]) -> np.ndarray:
@@ -275,9 +277,7 @@ def validate_on_overlap(value: object, where: str = "") -> str:
     """``value`` when it is one of ``"warn"``, ``"error"``, ``"ignore"``; an AuxoptError otherwise."""
     if value not in ON_OVERLAP:
         prefix = f"{where}: " if where else ""
-        raise AuxoptError(
-            f"{prefix}on_overlap must be 'warn', 'error' or 'ignore', not {value!r}"
-        )
+        raise AuxoptError(f"{prefix}on_overlap must be 'warn', 'error' or 'ignore', not {value!r}")
     return value  # type: ignore[return-value]
 
 

@@ -107,8 +107,14 @@ def _task(name, lang, rng, weights, sizes, noise, classes, head=None) -> Task:
     train, dev, test = (_split(lang, rng, n, weights, noise, classes) for n in sizes)
     labels = ("neg", "pos") if classes == 2 else ("low", "mid", "high")
     return Task(
-        name=name, train=train, dev=dev, test=test, labels=labels, metric="accuracy",
-        head=head, source="synthetic",
+        name=name,
+        train=train,
+        dev=dev,
+        test=test,
+        labels=labels,
+        metric="accuracy",
+        head=head,
+        source="synthetic",
     )
 
 

@@ -66,9 +66,7 @@ class Task:
         if not self.name or not isinstance(self.name, str):
             raise AuxoptError("a task needs a non-empty string name")
         if self.kind not in ("classification", "regression"):
-            raise AuxoptError(
-                f"task {self.name!r}: kind must be 'classification' or 'regression', not {self.kind!r}"
-            )
+            raise AuxoptError(f"task {self.name!r}: kind must be 'classification' or 'regression', not {self.kind!r}")
         get_metric(self.metric)
         if self.kind == "regression" and self.metric != "pearson":
             raise AuxoptError(f"task {self.name!r}: a regression task is scored with 'pearson'")

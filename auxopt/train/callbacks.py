@@ -74,10 +74,10 @@ def as_callbacks(reporter: ReporterLike, callbacks: Sequence[TrainCallback] = ()
     """The callbacks a run calls: the reporter's adapter first (when given), then ``callbacks``."""
     out: list[TrainCallback] = [] if reporter is None else [ReporterCallback(reporter)]
     for callback in callbacks:
-        if not all(callable(getattr(callback, m, None))
-                   for m in ("on_train_begin", "on_step_end", "on_evaluate", "should_stop")):
-            raise AuxoptError(
-                f"callbacks must be auxopt.train.TrainCallback objects, not {type(callback).__name__}"
-            )
+        if not all(
+            callable(getattr(callback, m, None))
+            for m in ("on_train_begin", "on_step_end", "on_evaluate", "should_stop")
+        ):
+            raise AuxoptError(f"callbacks must be auxopt.train.TrainCallback objects, not {type(callback).__name__}")
         out.append(callback)
     return out

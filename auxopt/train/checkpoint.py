@@ -173,7 +173,9 @@ def load_latest(store: CheckpointStore, restore) -> int | None:
             skipped.append(step)
             logger.warning(
                 "auxopt: checkpoint at step %d does not load (%s: %s); trying an older one",
-                step, type(e).__name__, str(e)[:200],
+                step,
+                type(e).__name__,
+                str(e)[:200],
             )
             continue
         if skipped:

@@ -32,7 +32,6 @@ class StepPlugin(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-
 @dataclass
 class TrainConfig:
     """One multi-task training run.
@@ -118,9 +117,7 @@ class TrainConfig:
                 )
             unknown = set(self.ratios) - set(names)
             if unknown:
-                raise AuxoptError(
-                    f"ratios name unknown task(s) {sorted(unknown)}; the tasks are {names}"
-                )
+                raise AuxoptError(f"ratios name unknown task(s) {sorted(unknown)}; the tasks are {names}")
             for name, value in self.ratios.items():
                 check_ratio(name, value, primary=name == self.primary.name)
         for key in ("max_length", "batch_size", "eval_batch_size", "max_steps", "eval_every"):
@@ -176,8 +173,7 @@ class TrainConfig:
             if set(given) == set(PLUGIN_ALIASES):
                 raise AuxoptError("objectives (AANG) and decomposer (ATTITTUD) cannot be combined in one run yet")
             raise AuxoptError(
-                f"a run takes one step plugin, but {' and '.join(sorted(given))} are both set; "
-                "set only one of them"
+                f"a run takes one step plugin, but {' and '.join(sorted(given))} are both set; set only one of them"
             )
         for key, plugin in given.items():
             if not callable(getattr(plugin, "make_step", None)):
@@ -221,9 +217,11 @@ class TrainConfig:
         plugin = self.plugin
         if plugin is not None:
             out[self._plugin_key] = plugin.describe() if hasattr(plugin, "describe") else repr(plugin)
-        out["schedule"] = self.schedule if isinstance(self.schedule, str) else {
-            "kind": type(self.schedule).__name__, **asdict(self.schedule)
-        }
+        out["schedule"] = (
+            self.schedule
+            if isinstance(self.schedule, str)
+            else {"kind": type(self.schedule).__name__, **asdict(self.schedule)}
+        )
         out.update(
             primary=self.primary.name,
             auxiliaries=[t.name for t in self.auxiliaries],

@@ -54,9 +54,7 @@ class JacobianDescentStep(StatelessStep):
         try:
             import torchjd.aggregation as aggregation
         except ImportError:
-            raise AuxoptError(
-                "JacobianDescent needs torchjd: pip install 'auxopt[baselines]'"
-            ) from None
+            raise AuxoptError("JacobianDescent needs torchjd: pip install 'auxopt[baselines]'") from None
         self.ctx = ctx
         self.auxiliaries = [n for n in ctx.tasks if n != ctx.primary.name]
         if not self.auxiliaries:

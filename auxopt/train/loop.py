@@ -50,7 +50,7 @@ def evaluate(
         with autocast(device, bf16):
             out = model(task.head_name, **batch).float()
         if with_loss:
-            target = torch.as_tensor(labels[start:start + len(index)], device=device)
+            target = torch.as_tensor(labels[start : start + len(index)], device=device)
             if task.kind == "classification":
                 loss += float(torch.nn.functional.cross_entropy(out, target.long(), reduction="sum"))
             else:
@@ -91,9 +91,7 @@ def build_model(config: TrainConfig, tasks: list[Task]):
     return model, loaded.tokenizer
 
 
-def train(
-    config: TrainConfig, reporter: ReporterLike = None, callbacks: Sequence[TrainCallback] = ()
-) -> TrainResult:
+def train(config: TrainConfig, reporter: ReporterLike = None, callbacks: Sequence[TrainCallback] = ()) -> TrainResult:
     """Train the primary task jointly with the auxiliaries that have a positive ratio.
 
     Every ``eval_every`` steps the primary dev metric is computed and passed to ``reporter`` and to
@@ -128,18 +126,31 @@ def train(
     }
     primary = config.primary
     dev_data = encode_split(tokenizer, primary, "dev", config.max_length)
-    batches = {n: Batches(len(d), config.batch_size, config.seed * 1000 + i) for i, (n, d) in enumerate(train_data.items())}
+    batches = {
+        n: Batches(len(d), config.batch_size, config.seed * 1000 + i) for i, (n, d) in enumerate(train_data.items())
+    }
     schedule = make_schedule(ratios, config.schedule, seed=config.seed)
 
     ctx = TrainContext(
-        config=config, model=model, tokenizer=tokenizer, tasks=tasks, train_data=train_data,
-        train_labels=train_labels, batches=batches, dev_data=dev_data, schedule=schedule,
-        device=device, bf16=bf16,
+        config=config,
+        model=model,
+        tokenizer=tokenizer,
+        tasks=tasks,
+        train_data=train_data,
+        train_labels=train_labels,
+        batches=batches,
+        dev_data=dev_data,
+        schedule=schedule,
+        device=device,
+        bf16=bf16,
     )
     strategy = make_step(ctx)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     params = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": config.weight_decay,
+        },
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
@@ -149,8 +160,14 @@ def train(
 
     def quick_dev() -> tuple[float, float]:  # the online schedule's reward: a bounded dev evaluation
         return evaluate(
-            model, primary, dev_data, primary.dev.labels, device=device,
-            batch_size=config.eval_batch_size, bf16=bf16, max_batches=schedule.spec.eval_batches,
+            model,
+            primary,
+            dev_data,
+            primary.dev.labels,
+            device=device,
+            batch_size=config.eval_batch_size,
+            bf16=bf16,
+            max_batches=schedule.spec.eval_batches,
             with_loss=True,
         )
 
@@ -160,8 +177,9 @@ def train(
     evals_since_best, stopped, step = 0, "max_steps", 0
     resumed_from, saver = None, None
     if config.checkpoint is not None:  # resume mid-run from the newest checkpoint that loads
-        saver = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, schedule=schedule,
-                           batches=batches, strategy=strategy)
+        saver = TrainState(
+            model=model, optimizer=optimizer, scheduler=scheduler, schedule=schedule, batches=batches, strategy=strategy
+        )
         resumed = saver.resume(config.checkpoint.store)
         if resumed is not None:
             resumed_from = step = int(resumed["step"])
@@ -198,8 +216,14 @@ def train(
 
         if step % config.eval_every == 0 or step == config.max_steps:
             dev = evaluate(
-                model, primary, dev_data, primary.dev.labels, device=device,
-                batch_size=config.eval_batch_size, bf16=bf16, max_batches=config.eval_batches,
+                model,
+                primary,
+                dev_data,
+                primary.dev.labels,
+                device=device,
+                batch_size=config.eval_batch_size,
+                bf16=bf16,
+                max_batches=config.eval_batches,
             )
             curve.append((step, dev))
             if dev > best_dev:
@@ -216,17 +240,30 @@ def train(
                 stopped = "early_stopping"
                 break
         if saver is not None and step % config.checkpoint.every == 0 and step < config.max_steps:
-            saver.save(config.checkpoint.store, step, {
-                "curve": curve, "examples": examples, "best_dev": best_dev, "best_step": best_step,
-                "best_state": best_state, "evals_since_best": evals_since_best,
-            })
+            saver.save(
+                config.checkpoint.store,
+                step,
+                {
+                    "curve": curve,
+                    "examples": examples,
+                    "best_dev": best_dev,
+                    "best_step": best_step,
+                    "best_state": best_state,
+                    "evals_since_best": evals_since_best,
+                },
+            )
 
     test = None
     if primary.test is not None and best_state is not None:
         model.load_state_dict(best_state)
         test = evaluate(
-            model, primary, encode_split(tokenizer, primary, "test", config.max_length), primary.test.labels,
-            device=device, batch_size=config.eval_batch_size, bf16=bf16,
+            model,
+            primary,
+            encode_split(tokenizer, primary, "test", config.max_length),
+            primary.test.labels,
+            device=device,
+            batch_size=config.eval_batch_size,
+            bf16=bf16,
         )
     return TrainResult(
         metric=primary.metric,

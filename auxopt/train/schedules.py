@@ -68,8 +68,9 @@ class Schedule:
         iterators: dict[Hashable, Iterator[Any]] = {}
         for task in self:
             if task not in loaders:
-                raise AuxoptError(f"the schedule chose task {task!r}, which has no loader; the loaders "
-                                  f"are {list(loaders)!r}")
+                raise AuxoptError(
+                    f"the schedule chose task {task!r}, which has no loader; the loaders are {list(loaders)!r}"
+                )
             for _ in range(2):
                 if task not in iterators:
                     iterators[task] = iter(loaders[task])
@@ -292,13 +293,16 @@ class ThompsonSchedule(Schedule):
         metric, loss = value if isinstance(value, tuple) else (value, None)
         reward = None
         if self.last_value is not None and self.current is not None:
-            last_metric, last_loss = (self.last_value if isinstance(self.last_value, (tuple, list))
-                                      else (self.last_value, None))
+            last_metric, last_loss = (
+                self.last_value if isinstance(self.last_value, (tuple, list)) else (self.last_value, None)
+            )
             if metric != last_metric:
                 reward = int(metric > last_metric)
             else:
                 reward = int(loss is not None and last_loss is not None and loss < last_loss)
-            self._record(step, self.current, reward, {"dev": metric, **({"dev_loss": loss} if loss is not None else {})})
+            self._record(
+                step, self.current, reward, {"dev": metric, **({"dev_loss": loss} if loss is not None else {})}
+            )
         self.last_value = (metric, loss) if loss is not None else metric
         return reward
 
@@ -326,8 +330,14 @@ class ThompsonSchedule(Schedule):
         (the decayed posterior, :meth:`BetaBernoulliBandit.means`, only steers the next draw)."""
         return self.bandit.utilities()
 
-    def select(self, threshold: float = 0.5, top_k: int | None = None, *,
-               baseline: str | None = "median", none_arm: str | None = None) -> list[str]:
+    def select(
+        self,
+        threshold: float = 0.5,
+        top_k: int | None = None,
+        *,
+        baseline: str | None = "median",
+        none_arm: str | None = None,
+    ) -> list[str]:
         """AutoSeM's task selection on this schedule's evidence
         (:func:`~auxopt.bandit.select_tasks`): the tasks whose utility beats ``baseline`` (``"median"``,
         an arm such as the primary's own, or None for ``threshold``), best first, at most ``top_k``;

@@ -45,8 +45,13 @@ def setup(scale: dict, seed: int):
         task = load_task("trec")
     else:
         task = make_synthetic_suite(n_helpful=0, n_neutral=0, n_harmful=0).primary
-    spec = TinyBertSpec(hidden_size=scale["hidden"], num_layers=scale["layers"], num_heads=2,
-                        intermediate_size=2 * scale["hidden"], vocab_size=500)
+    spec = TinyBertSpec(
+        hidden_size=scale["hidden"],
+        num_layers=scale["layers"],
+        num_heads=2,
+        intermediate_size=2 * scale["hidden"],
+        vocab_size=500,
+    )
     loaded = load_encoder("tiny", corpus=task.train.texts, seed=seed, tiny=spec)
     loaded.model.config._attn_implementation = "eager"
     torch.manual_seed(seed)
@@ -98,19 +103,28 @@ def main(argv=None) -> int:
                         p32 = {n: t.to(dtype) for n, t in params.items()}
                         fn = fns[dtype]
                         start = time.perf_counter()
-                        v, s = randomized_basis(fn, p32, k, oversample=5, power_iters=q,
-                                                generator=torch.Generator().manual_seed(seed))
+                        v, s = randomized_basis(
+                            fn, p32, k, oversample=5, power_iters=q, generator=torch.Generator().manual_seed(seed)
+                        )
                         seconds = time.perf_counter() - start
                         v = v.double()
                         angles = principal_angles(v, exact[:k])
                         resid = torch.linalg.matrix_norm(jac - (jac @ v.T) @ v, ord=2) / s_exact[k]
-                        rows.append(dict(
-                            seed=seed, k=k, q=q, dtype=str(dtype).replace("torch.", ""),
-                            gap=float(s_exact[k - 1] / s_exact[k]),
-                            max_deg=math.degrees(float(angles.max())), mean_deg=math.degrees(float(angles.mean())),
-                            sv_err=float(((s.double() - s_exact[:k]).abs() / s_exact[:k]).max()),
-                            resid=float(resid), seconds=seconds, exact_seconds=exact_seconds,
-                        ))
+                        rows.append(
+                            dict(
+                                seed=seed,
+                                k=k,
+                                q=q,
+                                dtype=str(dtype).replace("torch.", ""),
+                                gap=float(s_exact[k - 1] / s_exact[k]),
+                                max_deg=math.degrees(float(angles.max())),
+                                mean_deg=math.degrees(float(angles.mean())),
+                                sv_err=float(((s.double() - s_exact[:k]).abs() / s_exact[:k]).max()),
+                                resid=float(resid),
+                                seconds=seconds,
+                                exact_seconds=exact_seconds,
+                            )
+                        )
                         print(rows[-1], flush=True)
 
     import statistics
@@ -125,7 +139,8 @@ def main(argv=None) -> int:
         "principal angles between the k-dimensional subspaces; gap = σ_k / σ_{k+1} of the exact spectrum "
         "(a small gap makes the k-th singular vector ill-determined for any method).",
         "",
-        "| k | q (power iters) | dtype | gap σ_k/σ_k+1 | max angle (°) | mean angle (°) | max rel. error of σ | ‖J − J VᵀV‖ / σ_k+1 | seconds (randomised) | seconds (exact Jacobian) |",
+        "| k | q (power iters) | dtype | gap σ_k/σ_k+1 | max angle (°) | mean angle (°) | max rel. error of σ "
+        "| ‖J − J VᵀV‖ / σ_k+1 | seconds (randomised) | seconds (exact Jacobian) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(r["k"], r["q"], r["dtype"]) for r in rows}, key=lambda t: (t[0], t[1], t[2] != "float64"))

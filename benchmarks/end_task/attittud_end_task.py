@@ -30,12 +30,48 @@ import _common  # noqa: E402
 
 TITLE = "ATTITTUD end task (benchmarks/end_task/attittud_end_task.py)"
 SCALES = {
-    "ci": dict(model="tiny", seeds=1, steps=60, max_train=200, aux_train=500, max_length=32, batch_size=16,
-               eval_every=30, k=5, m=16, every=10, etas=[(1.0, 1.0, 0.0)]),
-    "cpu": dict(model="tiny", seeds=3, steps=300, max_train=300, aux_train=3000, max_length=32, batch_size=16,
-                eval_every=50, k=5, m=32, every=10, etas=[(1.0, 1.0, 0.0), (0.0, 1.0, 0.0)]),
-    "gpu": dict(model="minilm", seeds=3, steps=1000, max_train=300, aux_train=None, max_length=64, batch_size=32,
-                eval_every=100, k=10, m=32, every=10, etas=[(1.0, 1.0, 0.0), (0.0, 1.0, 0.0), (0.5, 1.0, 0.0), (1.0, 1.0, 1.0)]),
+    "ci": dict(
+        model="tiny",
+        seeds=1,
+        steps=60,
+        max_train=200,
+        aux_train=500,
+        max_length=32,
+        batch_size=16,
+        eval_every=30,
+        k=5,
+        m=16,
+        every=10,
+        etas=[(1.0, 1.0, 0.0)],
+    ),
+    "cpu": dict(
+        model="tiny",
+        seeds=3,
+        steps=300,
+        max_train=300,
+        aux_train=3000,
+        max_length=32,
+        batch_size=16,
+        eval_every=50,
+        k=5,
+        m=32,
+        every=10,
+        etas=[(1.0, 1.0, 0.0), (0.0, 1.0, 0.0)],
+    ),
+    "gpu": dict(
+        model="minilm",
+        seeds=3,
+        steps=1000,
+        max_train=300,
+        aux_train=None,
+        max_length=64,
+        batch_size=32,
+        eval_every=100,
+        k=10,
+        m=32,
+        every=10,
+        etas=[(1.0, 1.0, 0.0), (0.0, 1.0, 0.0), (0.5, 1.0, 0.0), (1.0, 1.0, 1.0)],
+    ),
 }
 
 
@@ -43,8 +79,15 @@ def run(primary, aux, scale: dict, seed: int, decomposer=None, with_aux: bool = 
     from auxopt.train import TrainConfig, train
 
     base = {k: scale[k] for k in ("model", "max_length", "batch_size", "eval_every")}
-    config = TrainConfig(primary, [aux] if with_aux else [], max_steps=scale["steps"], seed=seed,
-                         decomposer=decomposer, eval_batch_size=256, **base)
+    config = TrainConfig(
+        primary,
+        [aux] if with_aux else [],
+        max_steps=scale["steps"],
+        seed=seed,
+        decomposer=decomposer,
+        eval_batch_size=256,
+        **base,
+    )
     result = train(config)
     return dict(dev=result.best_dev, test=result.test_at_best, wall=result.wall_time)
 
@@ -100,8 +143,10 @@ def main(argv=None) -> int:
         "|---|---|---|---|",
     ]
     for name, rs in results.items():
-        lines.append(f"| {name} | {fmt([r['dev'] for r in rs])} | {fmt([r['test'] for r in rs])} | "
-                     f"{statistics.mean(r['wall'] for r in rs):.1f} |")
+        lines.append(
+            f"| {name} | {fmt([r['dev'] for r in rs])} | {fmt([r['test'] for r in rs])} | "
+            f"{statistics.mean(r['wall'] for r in rs):.1f} |"
+        )
     _common.publish(TITLE, lines, args.write)
     return 0
 

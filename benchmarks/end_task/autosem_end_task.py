@@ -32,12 +32,42 @@ import _common  # noqa: E402
 
 TITLE = "AutoSeM end task (benchmarks/end_task/autosem_end_task.py)"
 SCALES = {
-    "ci": dict(model="tiny", seeds=1, steps=60, trials=2, startup=1, max_train=600, max_length=48,
-               batch_size=16, eval_every=30, lr=None),
-    "cpu": dict(model="minilm", seeds=3, steps=150, trials=3, startup=2, max_train=2000, max_length=48,
-                batch_size=16, eval_every=50, lr=1e-4),
-    "gpu": dict(model="minilm", seeds=3, steps=1500, trials=12, startup=4, max_train=None, max_length=128,
-                batch_size=32, eval_every=100, lr=5e-5),
+    "ci": dict(
+        model="tiny",
+        seeds=1,
+        steps=60,
+        trials=2,
+        startup=1,
+        max_train=600,
+        max_length=48,
+        batch_size=16,
+        eval_every=30,
+        lr=None,
+    ),
+    "cpu": dict(
+        model="minilm",
+        seeds=3,
+        steps=150,
+        trials=3,
+        startup=2,
+        max_train=2000,
+        max_length=48,
+        batch_size=16,
+        eval_every=50,
+        lr=1e-4,
+    ),
+    "gpu": dict(
+        model="minilm",
+        seeds=3,
+        steps=1500,
+        trials=12,
+        startup=4,
+        max_train=None,
+        max_length=128,
+        batch_size=32,
+        eval_every=100,
+        lr=5e-5,
+    ),
 }
 PRIMARY = "citation_intent"
 CANDIDATES = {"chemprot": {}, "sst2": {}, "trec": {}, "subj": {}}
@@ -71,9 +101,15 @@ def run_autosem(primary, auxiliaries, base: dict, scale: dict, seed: int) -> dic
 
     with tempfile.TemporaryDirectory() as folder:
         pipeline = AutoSeM(
-            name=f"autosem_end_task_{seed}", primary=primary, auxiliaries=auxiliaries, base=base,
-            stage1="online", stage2_trials=scale["trials"], n_startup_trials=scale["startup"],
-            seed=seed, storage=f"sqlite:///{folder}/bench.db",
+            name=f"autosem_end_task_{seed}",
+            primary=primary,
+            auxiliaries=auxiliaries,
+            base=base,
+            stage1="online",
+            stage2_trials=scale["trials"],
+            n_startup_trials=scale["startup"],
+            seed=seed,
+            storage=f"sqlite:///{folder}/bench.db",
         )
         start = time.perf_counter()
         study = pipeline.optimize()
@@ -85,8 +121,14 @@ def run_autosem(primary, auxiliaries, base: dict, scale: dict, seed: int) -> dic
             stage1 = optuna.load_study(study_name=pipeline.stage1_name, storage=pipeline.storage_url())
             steps += sum(t.user_attrs.get("steps", 0) for t in stage1.trials)
     r = pipeline.result
-    return dict(dev=r.best_dev, test=r.test_at_best, steps=steps, wall=wall, selected=r.selected,
-                ratios={k: round(v, 2) for k, v in r.ratios.items()})
+    return dict(
+        dev=r.best_dev,
+        test=r.test_at_best,
+        steps=steps,
+        wall=wall,
+        selected=r.selected,
+        ratios={k: round(v, 2) for k, v in r.ratios.items()},
+    )
 
 
 def main(argv=None) -> int:

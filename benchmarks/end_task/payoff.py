@@ -73,15 +73,66 @@ SUITES = {
 
 #: per scale: the run settings every final model shares, the seeds, the methods' search budgets
 SCALES = {
-    "ci": dict(model="tiny", seeds=2, steps=30, eval_every=10, max_length=32, batch_size=8, lr=None,
-               primary_max_train=200, aux_max_train=300, max_eval=150, max_candidates=2,
-               stage1_trials=3, stage2_trials=3, stage2_startup=None, k=2, m=8, every=10, threads=1),
-    "cpu": dict(model="minilm", seeds=3, steps=300, eval_every=50, max_length=48, batch_size=16, lr=1e-4,
-                primary_max_train=None, aux_max_train=None, max_eval=None, max_candidates=None,
-                stage1_trials=6, stage2_trials=4, stage2_startup=None, k=None, m=None, every=None, threads=1),
-    "gpu": dict(model="minilm", seeds=5, steps=2000, eval_every=100, max_length=128, batch_size=32, lr=5e-5,
-                primary_max_train=None, aux_max_train=None, max_eval=None, max_candidates=None,
-                stage1_trials=12, stage2_trials=12, stage2_startup=None, k=None, m=None, every=None, threads=None),
+    "ci": dict(
+        model="tiny",
+        seeds=2,
+        steps=30,
+        eval_every=10,
+        max_length=32,
+        batch_size=8,
+        lr=None,
+        primary_max_train=200,
+        aux_max_train=300,
+        max_eval=150,
+        max_candidates=2,
+        stage1_trials=3,
+        stage2_trials=3,
+        stage2_startup=None,
+        k=2,
+        m=8,
+        every=10,
+        threads=1,
+    ),
+    "cpu": dict(
+        model="minilm",
+        seeds=3,
+        steps=300,
+        eval_every=50,
+        max_length=48,
+        batch_size=16,
+        lr=1e-4,
+        primary_max_train=None,
+        aux_max_train=None,
+        max_eval=None,
+        max_candidates=None,
+        stage1_trials=6,
+        stage2_trials=4,
+        stage2_startup=None,
+        k=None,
+        m=None,
+        every=None,
+        threads=1,
+    ),
+    "gpu": dict(
+        model="minilm",
+        seeds=5,
+        steps=2000,
+        eval_every=100,
+        max_length=128,
+        batch_size=32,
+        lr=5e-5,
+        primary_max_train=None,
+        aux_max_train=None,
+        max_eval=None,
+        max_candidates=None,
+        stage1_trials=12,
+        stage2_trials=12,
+        stage2_startup=None,
+        k=None,
+        m=None,
+        every=None,
+        threads=None,
+    ),
 }
 
 #: (row key, table label); ``single:<task>`` rows are expanded per candidate
@@ -101,9 +152,11 @@ ROWS = {
 #: runs are superseded (kept in the file, left out of the table) while every other row stays.
 REVISION = {"autosem-online": 3, "autosem-sampler": 3, "attittud": 2, "aang": 2}
 #: per row key, the scale settings only that row depends on (the shared ones must match the study's)
-METHOD_KEYS = {"autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
-               "autosem-sampler": ("stage1_trials", "stage2_trials", "stage2_startup"),
-               "attittud": ("k", "m", "every")}
+METHOD_KEYS = {
+    "autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
+    "autosem-sampler": ("stage1_trials", "stage2_trials", "stage2_startup"),
+    "attittud": ("k", "m", "every"),
+}
 
 
 _METHOD_ONLY = tuple(sorted({k for keys in METHOD_KEYS.values() for k in keys}))
@@ -167,16 +220,20 @@ def load_suite(suite: Suite, scale: dict):
     def capped(task, cap):
         if cap is None:
             return task
+
         def sub(split):
             if split is None or len(split) <= cap:
                 return split
             return split.subset(np.sort(np.random.default_rng(0).choice(len(split), cap, replace=False)))
+
         return dataclasses.replace(task, dev=sub(task.dev), test=sub(task.test))
 
     cap = suite.max_train or scale["primary_max_train"]
     primary = capped(load_task(suite.primary, max_train=cap), scale["max_eval"])
-    auxiliaries = [capped(load_task(name, max_train=scale["aux_max_train"]), scale["max_eval"])
-                   for name in candidates_of(suite, scale)]
+    auxiliaries = [
+        capped(load_task(name, max_train=scale["aux_max_train"]), scale["max_eval"])
+        for name in candidates_of(suite, scale)
+    ]
     return primary, auxiliaries
 
 
@@ -195,8 +252,12 @@ def check_suite(study, primary, auxiliaries) -> None:
 
 def base_config(scale: dict) -> dict:
     base = {k: scale[k] for k in ("model", "max_length", "batch_size", "eval_every")}
-    base.update(max_steps=scale["steps"], eval_batch_size=128, device="cpu" if scale["model"] == "tiny" else "auto",
-                on_overlap="ignore")  # checked once per suite instead (check_suite)
+    base.update(
+        max_steps=scale["steps"],
+        eval_batch_size=128,
+        device="cpu" if scale["model"] == "tiny" else "auto",
+        on_overlap="ignore",
+    )  # checked once per suite instead (check_suite)
     if scale["lr"] is not None:
         base["lr"] = scale["lr"]
     return base
@@ -204,9 +265,14 @@ def base_config(scale: dict) -> dict:
 
 def settings(suite: Suite, scale: dict) -> dict:
     """What a study was made with; a study file is only continued with the same settings."""
-    return {"suite": {"primary": suite.primary, "candidates": list(candidates_of(suite, scale)),
-                      "max_train": suite.max_train},
-            **{k: v for k, v in scale.items() if k not in ("seeds", "threads", *_METHOD_ONLY)}}
+    return {
+        "suite": {
+            "primary": suite.primary,
+            "candidates": list(candidates_of(suite, scale)),
+            "max_train": suite.max_train,
+        },
+        **{k: v for k, v in scale.items() if k not in ("seeds", "threads", *_METHOD_ONLY)},
+    }
 
 
 def job_rows(suite: Suite, scale: dict) -> list[str]:
@@ -248,8 +314,11 @@ def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, st
 
         tasks = []
         # TAPT is the multitask MLM baseline: no final fine-tune phase (AANG's default has one)
-        kwargs["objectives"] = (AANG(objectives=["tapt"], learn=False, finetune=0) if row == "tapt"
-                                else AANG(space=ObjectiveSpace.for_task(primary)))
+        kwargs["objectives"] = (
+            AANG(objectives=["tapt"], learn=False, finetune=0)
+            if row == "tapt"
+            else AANG(space=ObjectiveSpace.for_task(primary))
+        )
     elif row == "attittud":
         from auxopt.grad import GradientDecomposer
 
@@ -283,11 +352,21 @@ def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, st
         energy = {k: sum(v * v for v in parts[k]) for k in ("pos", "neg", "perp")}
         total = sum(energy.values()) or 1.0
         detail["grad_energy"] = {k: round(v / total, 4) for k, v in energy.items()}
-        aux = [math.sqrt(a * a + b * b + c * c) for a, b, c in zip(parts["pos"], parts["neg"], parts["perp"], strict=True)]
-        detail["aux_over_prim_norm"] = round(sum(a / max(p, 1e-12) for a, p in zip(aux, parts["prim"], strict=True)) / len(aux), 3)
-    return dict(dev=result.best_dev, test=result.test_at_best, steps=result.steps,
-                wall=time.perf_counter() - start, best_step=result.best_step,
-                curve=[[int(s), float(v)] for s, v in result.curve], detail=detail)
+        aux = [
+            math.sqrt(a * a + b * b + c * c) for a, b, c in zip(parts["pos"], parts["neg"], parts["perp"], strict=True)
+        ]
+        detail["aux_over_prim_norm"] = round(
+            sum(a / max(p, 1e-12) for a, p in zip(aux, parts["prim"], strict=True)) / len(aux), 3
+        )
+    return dict(
+        dev=result.best_dev,
+        test=result.test_at_best,
+        steps=result.steps,
+        wall=time.perf_counter() - start,
+        best_step=result.best_step,
+        curve=[[int(s), float(v)] for s, v in result.curve],
+        detail=detail,
+    )
 
 
 def run_autosem(row, seed, primary, auxiliaries, scale, base, url, study_name) -> dict:
@@ -299,10 +378,16 @@ def run_autosem(row, seed, primary, auxiliaries, scale, base, url, study_name) -
 
     base = {k: v for k, v in base.items() if k != "on_overlap"}  # a setting of AutoSeM's studies
     pipeline = AutoSeM(
-        name=stage_prefix(study_name, row, seed, scale), primary=primary, auxiliaries=auxiliaries, base=base,
+        name=stage_prefix(study_name, row, seed, scale),
+        primary=primary,
+        auxiliaries=auxiliaries,
+        base=base,
         on_overlap="ignore",
-        stage1=row.split("-", 1)[1], stage1_trials=scale["stage1_trials"],
-        stage2_trials=scale["stage2_trials"], n_startup_trials=scale["stage2_startup"], seed=seed,
+        stage1=row.split("-", 1)[1],
+        stage1_trials=scale["stage1_trials"],
+        stage2_trials=scale["stage2_trials"],
+        n_startup_trials=scale["stage2_startup"],
+        seed=seed,
         storage=url,
     )
     pipeline.optimize(publish_every=None)
@@ -316,11 +401,19 @@ def run_autosem(row, seed, primary, auxiliaries, scale, base, url, study_name) -
             steps += t.user_attrs.get("steps", 0)
             wall += t.user_attrs.get("wall_time_s", 0.0)
     r = pipeline.result
-    return dict(dev=r.best_dev, test=r.test_at_best, steps=int(steps), wall=wall,
-                detail={"selected": r.selected, "ratios": {k: round(v, 3) for k, v in r.ratios.items()},
-                        "utility": {k: round(a / (a + b), 3) for k, (a, b) in r.posterior.items()},
-                        "evidence": {k: [int(a - 1), int(a + b - 2)] for k, (a, b) in r.posterior.items()},
-                        "stage2": _stage2_runs(pipeline, url)})
+    return dict(
+        dev=r.best_dev,
+        test=r.test_at_best,
+        steps=int(steps),
+        wall=wall,
+        detail={
+            "selected": r.selected,
+            "ratios": {k: round(v, 3) for k, v in r.ratios.items()},
+            "utility": {k: round(a / (a + b), 3) for k, (a, b) in r.posterior.items()},
+            "evidence": {k: [int(a - 1), int(a + b - 2)] for k, (a, b) in r.posterior.items()},
+            "stage2": _stage2_runs(pipeline, url),
+        },
+    )
 
 
 def _stage2_runs(pipeline, url: str) -> list:
@@ -331,8 +424,11 @@ def _stage2_runs(pipeline, url: str) -> list:
         stage = optuna.load_study(study_name=pipeline.stage2_name, storage=url)
     except KeyError:
         return []
-    return [[{k: round(v, 3) for k, v in t.user_attrs.get("ratios", {}).items()}, round(t.value, 4)]
-            for t in stage.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    return [
+        [{k: round(v, 3) for k, v in t.user_attrs.get("ratios", {}).items()}, round(t.value, 4)]
+        for t in stage.get_trials(deepcopy=False)
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
 
 
 # -- the study: jobs as trials, resumable, shared by workers ---------------------------------------
@@ -341,8 +437,9 @@ def open_study(url: str, name: str, made_with: dict):
 
     from auxopt.storage import open_storage
 
-    study = optuna.create_study(study_name=name, storage=open_storage(url, heartbeat=False),
-                                direction="maximize", load_if_exists=True)
+    study = optuna.create_study(
+        study_name=name, storage=open_storage(url, heartbeat=False), direction="maximize", load_if_exists=True
+    )
     stored = study.user_attrs.get("settings")
     if stored is not None and any(k in stored for k in _METHOD_ONLY):  # method budgets moved to each run
         study.set_user_attr("method_budgets_before", {k: stored[k] for k in _METHOD_ONLY if k in stored})
@@ -352,8 +449,10 @@ def open_study(url: str, name: str, made_with: dict):
         study.set_user_attr("settings", made_with)
     elif stored != json.loads(json.dumps(made_with)):
         changed = sorted(k for k in set(stored) | set(made_with) if stored.get(k) != made_with.get(k))
-        raise SystemExit(f"study {name!r} in {url} was made with other settings ({', '.join(changed)}); "
-                         "pass another --storage or remove the study to start again")
+        raise SystemExit(
+            f"study {name!r} in {url} was made with other settings ({', '.join(changed)}); "
+            "pass another --storage or remove the study to start again"
+        )
     return study
 
 
@@ -374,7 +473,8 @@ def _reap(study, url: str, scale: dict, everyone: bool = False) -> None:
                 for stage in ("stage1", "stage2"):
                     try:
                         inner = optuna.load_study(
-                            study_name=f"{stage_prefix(study.study_name, row, seed, scale)}.{stage}", storage=url)
+                            study_name=f"{stage_prefix(study.study_name, row, seed, scale)}.{stage}", storage=url
+                        )
                     except KeyError:
                         continue
                     reset_running(inner)
@@ -390,8 +490,11 @@ def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], scale:
 
     with ask_lock(storage_of(study), url):
         _reap(study, url, scale, everyone=reset)
-        taken = {(t.params.get("row"), t.params.get("seed")) for t in study.get_trials(deepcopy=False)
-                 if t.state in (TrialState.COMPLETE, TrialState.RUNNING) and is_current(study, t, scale)}
+        taken = {
+            (t.params.get("row"), t.params.get("seed"))
+            for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.RUNNING) and is_current(study, t, scale)
+        }
         todo = [job for job in order if job not in taken]
         if not todo:
             return None
@@ -425,8 +528,11 @@ def work(study, url: str, order, rows: list[str], primary, auxiliaries, scale: d
         study.tell(trial, out["dev"])
         done += 1
         test = "–" if out["test"] is None else f"{out['test']:.4f}"
-        print(f"{study.study_name}: {row} seed {seed}: dev {out['dev']:.4f} test {test} "
-              f"steps {out['steps']} wall {out['wall']:.0f} s", flush=True)
+        print(
+            f"{study.study_name}: {row} seed {seed}: dev {out['dev']:.4f} test {test} "
+            f"steps {out['steps']} wall {out['wall']:.0f} s",
+            flush=True,
+        )
     return done
 
 
@@ -441,8 +547,11 @@ def collect(study, suite: Suite, scale: dict) -> dict[str, dict[int, dict]]:
         if not is_current(study, t, scale):
             continue  # superseded by a later revision of its method
         runs.setdefault(t.params["row"], {})[t.params["seed"]] = {
-            "dev": t.user_attrs["dev"], "test": t.user_attrs.get("test"), "steps": t.user_attrs.get("steps", 0),
-            "wall": t.user_attrs.get("wall_s", 0.0), "detail": t.user_attrs.get("detail", {}),
+            "dev": t.user_attrs["dev"],
+            "test": t.user_attrs.get("test"),
+            "steps": t.user_attrs.get("steps", 0),
+            "wall": t.user_attrs.get("wall_s", 0.0),
+            "detail": t.user_attrs.get("detail", {}),
         }
     out: dict[str, dict[int, dict]] = {}
     singles = [f"single:{c}" for c in candidates_of(suite, scale)]
@@ -455,9 +564,12 @@ def collect(study, suite: Suite, scale: dict) -> dict[str, dict[int, dict]]:
         best = {}
         for seed in sorted(seeds):
             chosen = max(singles, key=lambda s: runs[s][seed]["dev"])  # first candidate wins a tie
-            best[seed] = {**runs[chosen][seed], "steps": sum(runs[s][seed]["steps"] for s in singles),
-                          "wall": sum(runs[s][seed]["wall"] for s in singles),
-                          "detail": {"chosen": chosen.split(":", 1)[1]}}
+            best[seed] = {
+                **runs[chosen][seed],
+                "steps": sum(runs[s][seed]["steps"] for s in singles),
+                "wall": sum(runs[s][seed]["wall"] for s in singles),
+                "detail": {"chosen": chosen.split(":", 1)[1]},
+            }
         if best:
             out[label] = best
     out["_singles"] = {s.split(":", 1)[1]: runs[s] for s in singles if s in runs}
@@ -475,8 +587,15 @@ def paired(row: dict[int, dict], base: dict[int, dict]) -> dict | None:
     mean = statistics.mean(d)
     half = (stats.t.ppf(0.975, len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))) if len(d) > 1 else math.nan
     eps = 1e-9
-    return {"n": len(d), "mean": mean, "low": mean - half, "high": mean + half,
-            "wins": sum(x > eps for x in d), "ties": sum(abs(x) <= eps for x in d), "losses": sum(x < -eps for x in d)}
+    return {
+        "n": len(d),
+        "mean": mean,
+        "low": mean - half,
+        "high": mean + half,
+        "wins": sum(x > eps for x in d),
+        "ties": sum(abs(x) <= eps for x in d),
+        "losses": sum(x < -eps for x in d),
+    }
 
 
 def suite_lines(name: str, suite: Suite, data: dict, metric: str, scale: dict) -> list[str]:
@@ -502,16 +621,24 @@ def suite_lines(name: str, suite: Suite, data: dict, metric: str, scale: dict) -
             delta, wtl = f"{diff['mean']:+.3f}{ci}", f"{diff['wins']}/{diff['ties']}/{diff['losses']}"
         steps = statistics.mean(v["steps"] for v in row.values())
         wall = statistics.mean(v["wall"] for v in row.values())
-        lines.append(f"| {label} | {_common.mean_sd(v['test'] for v in row.values())} | "
-                     f"{_common.mean_sd(v['dev'] for v in row.values())} | {delta} | {wtl} | {len(row)} | "
-                     f"{steps:.0f} | {wall:.0f} s |")
+        lines.append(
+            f"| {label} | {_common.mean_sd(v['test'] for v in row.values())} | "
+            f"{_common.mean_sd(v['dev'] for v in row.values())} | {delta} | {wtl} | {len(row)} | "
+            f"{steps:.0f} | {wall:.0f} s |"
+        )
     singles = data.get("_singles", {})
     if singles:
-        lines += ["", "Each single auxiliary (1:1 with the primary), the runs the `best single` row chooses "
-                  "from on dev: " + "; ".join(
-                      f"{c} test {_common.mean_sd(v['test'] for v in runs.values())}, dev "
-                      f"{_common.mean_sd(v['dev'] for v in runs.values())} ({len(runs)} seeds)"
-                      for c, runs in singles.items()) + "."]
+        lines += [
+            "",
+            "Each single auxiliary (1:1 with the primary), the runs the `best single` row chooses "
+            "from on dev: "
+            + "; ".join(
+                f"{c} test {_common.mean_sd(v['test'] for v in runs.values())}, dev "
+                f"{_common.mean_sd(v['dev'] for v in runs.values())} ({len(runs)} seeds)"
+                for c, runs in singles.items()
+            )
+            + ".",
+        ]
     notes = []
     for label in ("best single (dev)", "AutoSeM (online)", "AutoSeM (sampler)", "AANG (online)"):
         for seed, v in sorted(data.get(label, {}).items()):
@@ -519,10 +646,13 @@ def suite_lines(name: str, suite: Suite, data: dict, metric: str, scale: dict) -
             if "chosen" in d:
                 notes.append(f"{label} seed {seed}: {d['chosen']}")
             elif "selected" in d:
-                util = ", ".join(f"{k} {u:.2f}" for k, u in sorted((d.get("utility") or {}).items(),
-                                                                    key=lambda kv: -kv[1]))
-                notes.append(f"{label} seed {seed}: kept {d['selected'] or 'none'} (stage-1 utilities "
-                             f"{util}), ratios {d['ratios']}")
+                util = ", ".join(
+                    f"{k} {u:.2f}" for k, u in sorted((d.get("utility") or {}).items(), key=lambda kv: -kv[1])
+                )
+                notes.append(
+                    f"{label} seed {seed}: kept {d['selected'] or 'none'} (stage-1 utilities "
+                    f"{util}), ratios {d['ratios']}"
+                )
             elif "aang_top" in d:
                 top = ", ".join(f"{n} {w:.3f}" for n, w in d["aang_top"][:3])
                 notes.append(f"{label} seed {seed}: top weights {top} (uniform {d['aang_uniform']:.3f})")
@@ -603,10 +733,19 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         lines += suite_lines(name, suite, data, metric, scale)
         found = study.user_attrs.get("contamination", {})
         pairs = [p for p in found.get("pairs", found.get("overlaps", [])) if p.get("count")]
-        lines += ["Contamination check (auxopt.check_overlap, normalised exact match against the primary's "
-                  "dev and test): " + ("; ".join(f"{p['split']} ← {p['source']} {p['source_split']}: "
-                                                 f"{p['count']} of {p['size']}" for p in pairs)
-                                       if pairs else "no overlap") + ".", ""]
+        lines += [
+            "Contamination check (auxopt.check_overlap, normalised exact match against the primary's "
+            "dev and test): "
+            + (
+                "; ".join(
+                    f"{p['split']} ← {p['source']} {p['source_split']}: {p['count']} of {p['size']}" for p in pairs
+                )
+                if pairs
+                else "no overlap"
+            )
+            + ".",
+            "",
+        ]
     if not results:
         print("nothing to report yet")
         return
@@ -634,8 +773,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, help="seeds per row (default: the scale's)")
     parser.add_argument("--storage", help="study storage URL (default sqlite:///benchmarks/payoff-<scale>.db)")
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the study file")
-    parser.add_argument("--reset-running", action="store_true",
-                        help="fail and redo every RUNNING run (when no other worker is alive, e.g. on another machine)")
+    parser.add_argument(
+        "--reset-running",
+        action="store_true",
+        help="fail and redo every RUNNING run (when no other worker is alive, e.g. on another machine)",
+    )
     parser.add_argument("--report", action="store_true", help="only read the study file and report")
     parser.add_argument("--figure", metavar="PATH", help=f"draw the figure to PATH (--write draws {FIGURE})")
     _common.add_threads_option(parser)
@@ -663,14 +805,15 @@ def main(argv=None) -> int:
     if args.workers > 1 and not args.report:
         argv = list(sys.argv[1:] if argv is None else argv)
         if "--workers" in argv:
-            del argv[argv.index("--workers"):argv.index("--workers") + 2]
+            del argv[argv.index("--workers") : argv.index("--workers") + 2]
         argv = [a for a in argv if not a.startswith("--workers=") and a not in ("--write", "--reset-running")]
         if args.reset_running:  # here, once, before any worker claims a run
             for name, suite in suites.items():
                 _reap(open_study(url, f"payoff-{name}", settings(suite, scale)), url, scale, everyone=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or 1)}
-        procs = [subprocess.Popen([sys.executable, __file__, *argv, "--workers", "1"], env=env)
-                 for _ in range(args.workers)]
+        procs = [
+            subprocess.Popen([sys.executable, __file__, *argv, "--workers", "1"], env=env) for _ in range(args.workers)
+        ]
         codes = [p.wait() for p in procs]
         if any(codes):
             return max(codes)
@@ -679,8 +822,16 @@ def main(argv=None) -> int:
             primary, auxiliaries = load_suite(suite, scale)
             study = open_study(url, f"payoff-{name}", settings(suite, scale))
             check_suite(study, primary, auxiliaries)
-            work(study, url, jobs(suite, scale, seeds, only), job_rows(suite, scale), primary, auxiliaries, scale,
-                 reset=args.reset_running)
+            work(
+                study,
+                url,
+                jobs(suite, scale, seeds, only),
+                job_rows(suite, scale),
+                primary,
+                auxiliaries,
+                scale,
+                reset=args.reset_running,
+            )
     report(url, suites, args.scale, args.write, args)
     return 0
 

@@ -85,8 +85,9 @@ class Landscape:
 def random_regret(d: int, n_seeds: int, n: int = 4000) -> float:
     """The regret of a uniformly random point, averaged over the landscapes of the seeds."""
     rng = np.random.default_rng(0)
-    return float(np.mean([-Landscape(d, s).true_value(r)
-                          for s in range(n_seeds) for r in rng.uniform(LOW, HIGH, (n, d))]))
+    return float(
+        np.mean([-Landscape(d, s).true_value(r) for s in range(n_seeds) for r in rng.uniform(LOW, HIGH, (n, d))])
+    )
 
 
 def incumbents(study, checkpoints, score) -> list[float]:
@@ -138,8 +139,12 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     parser.add_argument("--seeds", type=int, help="synthetic seeds (default: by scale)")
     parser.add_argument("--dims", default="3,5,8", help="numbers of ratios of the landscapes")
-    parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=None,
-                        help="also run the real-data stage 2 (default: on at --scale cpu)")
+    parser.add_argument(
+        "--real",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run the real-data stage 2 (default: on at --scale cpu)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the whole run")
     parser.add_argument("--write", action="store_true", help=f"write the tables into {_common.RESULTS}")
     args = parser.parse_args(argv)
@@ -168,8 +173,7 @@ def main(argv=None) -> int:
                 print(f"d={d} seed {seed} {name:18s} regret@{checks}: {shown} ({wall:.1f} s)", flush=True)
 
     lines = [  # the header (date, load average at the end) goes on top when the run is over
-        f"- Machine note: torch on {args.threads} thread(s) for the whole run (training and every "
-        "sampler's GP step).",
+        f"- Machine note: torch on {args.threads} thread(s) for the whole run (training and every sampler's GP step).",
         f"- Synthetic setting: d ratios in [{LOW:g}, {HIGH:g}], f(r) = -Σ w_i e_i² - Σ c_i e_i "
         "e_(i+1), e_i = log1p(r_i) - log1p(r*_i), r*_i ~ U(0.5, 4), w_i ~ U(0.5, 2), c_i ~ "
         f"U(-0.4, 0.4) (optimum f(r*) = 0), drawn per (d, seed); observed f + N(0, {SIGMA:g}²), the "
@@ -202,12 +206,13 @@ def main(argv=None) -> int:
             for other in ("RandomSampler", "TPESampler", "GPSampler"):
                 theirs = at20[other]
                 ok = mine.mean() <= theirs.mean() if other == "GPSampler" else mine.mean() < theirs.mean()
-                parts.append(f"{other} {theirs.mean():.3f} ({'met' if ok else 'NOT met'}; Mixing "
-                             f"lower in {int(np.sum(mine < theirs))}/{len(mine)} seeds)")
+                parts.append(
+                    f"{other} {theirs.mean():.3f} ({'met' if ok else 'NOT met'}; Mixing "
+                    f"lower in {int(np.sum(mine < theirs))}/{len(mine)} seeds)"
+                )
             verdicts.append(f"  - d = {d}: MixingRatioSampler {mine.mean():.3f} vs " + ", ".join(parts))
     if verdicts:
-        lines += ["", "- Target at 20 trials (mean regret; lower than Random and TPE, at most "
-                  "GPSampler's):", *verdicts]
+        lines += ["", "- Target at 20 trials (mean regret; lower than Random and TPE, at most GPSampler's):", *verdicts]
 
     if real:
         primary, auxiliaries = real_tasks()
@@ -216,8 +221,10 @@ def main(argv=None) -> int:
         from auxopt.train import TrainConfig, train
 
         references = {}
-        for label, ratios in (("TREC alone", {primary.name: 1.0}),
-                              ("all ratios 1", {t.name: 1.0 for t in [primary, *auxiliaries]})):
+        for label, ratios in (
+            ("TREC alone", {primary.name: 1.0}),
+            ("all ratios 1", {t.name: 1.0 for t in [primary, *auxiliaries]}),
+        ):
             result = train(TrainConfig(primary, auxiliaries, ratios=ratios, **TRAIN))
             references[label] = (result.best_dev, result.wall_time)
             print(f"real reference {label}: dev {result.best_dev:.4f} ({result.wall_time:.1f} s)", flush=True)
@@ -228,8 +235,11 @@ def main(argv=None) -> int:
                 best = incumbents(study, real_checks, lambda t: t.value)
                 rows.setdefault(name, []).append((best, wall, study.best_trial.params))
                 shown = " ".join(f"{b:.4f}" for b in best)
-                print(f"real seed {seed} {name:18s} best dev@{real_checks}: {shown} ({wall:.0f} s) "
-                      f"best {ratios_text(study.best_trial.params)}", flush=True)
+                print(
+                    f"real seed {seed} {name:18s} best dev@{real_checks}: {shown} ({wall:.0f} s) "
+                    f"best {ratios_text(study.best_trial.params)}",
+                    flush=True,
+                )
         trial_s = np.mean([w for runs in rows.values() for _, w, _ in runs]) / scale["real_trials"]
         lines += [
             "",
@@ -241,9 +251,11 @@ def main(argv=None) -> int:
             f"accuracy. {scale['real_trials']} trials a study, {scale['real_seeds']} sampler seed(s) "
             f"(training seed fixed at 0); best dev after k trials, mean ± sd over seeds (higher is "
             f"better); {trial_s:.1f} s a trial on average. References (one run each): "
-            + ", ".join(f"{k} {v:.4f}" for k, (v, _) in references.items()) + ".",
+            + ", ".join(f"{k} {v:.4f}" for k, (v, _) in references.items())
+            + ".",
             "",
-            "| sampler | " + " | ".join(f"best dev @{k}" for k in real_checks)
+            "| sampler | "
+            + " | ".join(f"best dev @{k}" for k in real_checks)
             + " | best trial's ratios sst2/subj/mr, per seed | s / study |",
             "|---|" + "---|" * len(real_checks) + "---|---|",
         ]

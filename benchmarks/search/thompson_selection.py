@@ -68,8 +68,14 @@ def run_online(suite, steps: int, seed: int):
     from auxopt.train import OnlineThompson, TrainConfig, train
 
     config = TrainConfig(
-        suite.primary, suite.auxiliaries, schedule=OnlineThompson(steps_per_pull=10, eval_batches=2),
-        max_steps=steps, eval_every=steps, seed=seed, lr_schedule="constant", **BASE,
+        suite.primary,
+        suite.auxiliaries,
+        schedule=OnlineThompson(steps_per_pull=10, eval_batches=2),
+        max_steps=steps,
+        eval_every=steps,
+        seed=seed,
+        lr_schedule="constant",
+        **BASE,
     )
     start = time.perf_counter()
     result = train(config)
@@ -91,8 +97,9 @@ def run_sampler(suite, trials: int, steps: int, seed: int):
     def build(trial):
         aux = trial.suggest_categorical("aux_task", ["none", *names])
         ratios = {suite.primary.name: 1} if aux == "none" else {suite.primary.name: 1, aux: 1}
-        return TrainConfig(suite.primary, suite.auxiliaries, ratios=ratios, max_steps=steps,
-                           eval_every=steps, seed=seed, **BASE)
+        return TrainConfig(
+            suite.primary, suite.auxiliaries, ratios=ratios, max_steps=steps, eval_every=steps, seed=seed, **BASE
+        )
 
     sampler = ThompsonTaskSampler(seed=seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)
@@ -124,8 +131,7 @@ def main(argv=None) -> int:
             if method == "online":
                 wall, evidence, posterior, arm = run_online(suite, scale["online_steps"], seed)
             else:
-                wall, evidence, posterior, arm = run_sampler(
-                    suite, scale["trials"], scale["trial_steps"], seed)
+                wall, evidence, posterior, arm = run_sampler(suite, scale["trials"], scale["trial_steps"], seed)
             for rule, select in RULES.items():
                 selected = select(evidence, posterior, arm)
                 p, r = precision_recall(selected, helpful)

@@ -53,16 +53,25 @@ def populated_study(url: str, n: int, seed: int = 0):
             "test_metric": value - 0.01,
             "thompson_posterior_mean": {a: 0.5 for a in ARMS},
             "thompson_pulls": dict(pulls),
-            "aang_weights": {"steps": steps, "objectives": [f"obj{j}" for j in range(20)],
-                             "weights": rng.dirichlet(np.ones(20), len(steps)).tolist(),
-                             "primary_weight": [1.0] * len(steps)},
-            "grad_parts": {"steps": steps, **{k: rng.random(len(steps)).tolist()
-                                              for k in ("pos", "neg", "perp", "prim")}},
+            "aang_weights": {
+                "steps": steps,
+                "objectives": [f"obj{j}" for j in range(20)],
+                "weights": rng.dirichlet(np.ones(20), len(steps)).tolist(),
+                "primary_weight": [1.0] * len(steps),
+            },
+            "grad_parts": {
+                "steps": steps,
+                **{k: rng.random(len(steps)).tolist() for k in ("pos", "neg", "perp", "prim")},
+            },
         }
-        trials.append(optuna.trial.create_trial(
-            params={"aux_task": arm, "aux_ratio": ratio}, distributions=dists, value=float(value),
-            user_attrs=attrs,
-        ))
+        trials.append(
+            optuna.trial.create_trial(
+                params={"aux_task": arm, "aux_ratio": ratio},
+                distributions=dists,
+                value=float(value),
+                user_attrs=attrs,
+            )
+        )
     study.add_trials(trials)
     return study, sampler
 
@@ -73,8 +82,16 @@ def quickstart_trial_seconds() -> float:
     from auxopt.train import train
 
     suite = make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=1, seed=0)
-    config = TrainConfig(suite.primary, suite.auxiliaries, ratios={"primary": 1, "helpful_0": 2},
-                         model="tiny", max_steps=300, eval_every=50, max_length=32, batch_size=32)
+    config = TrainConfig(
+        suite.primary,
+        suite.auxiliaries,
+        ratios={"primary": 1, "helpful_0": 2},
+        model="tiny",
+        max_steps=300,
+        eval_every=50,
+        max_length=32,
+        batch_size=32,
+    )
     train(TrainConfig(**{**config.__dict__, "max_steps": 20}))
     start = time.perf_counter()
     train(config)
@@ -109,9 +126,11 @@ def main(argv=None) -> int:
             stored = sum(len(v) for v in dashboard_plotly_graph_objects(attrs).values())
             median = float(np.median(times[1:]))
             rows.append((n, len(ids), times[0], median, stored, median / (EVERY * train_s)))
-            print(f"{n:>5} trials: {len(ids)} plots, first {times[0]:.2f} s, median {median:.2f} s, "
-                  f"{stored / 1024:.0f} KiB stored, {100 * rows[-1][-1]:.1f}% of {EVERY} trials",
-                  flush=True)
+            print(
+                f"{n:>5} trials: {len(ids)} plots, first {times[0]:.2f} s, median {median:.2f} s, "
+                f"{stored / 1024:.0f} KiB stored, {100 * rows[-1][-1]:.1f}% of {EVERY} trials",
+                flush=True,
+            )
     print(f"one quickstart trial (300 steps, tiny model): {train_s:.2f} s")
 
     lines = _common.header(TITLE) + [

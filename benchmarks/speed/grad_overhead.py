@@ -41,10 +41,18 @@ SCALES = {
     "ci": dict(models=["tiny"], lengths=[16], batch_size=16, per_model={"tiny": dict(rounds=1)}),
     # MiniLM without the randomized row on CPU: its l = 15 batched jvps over 64 examples of length 128
     # hold more activations than a 24 GiB machine spares (it runs on the tiny model and on a GPU)
-    "cpu": dict(models=["tiny", "minilm"], lengths=[48, 128], batch_size=16,
-                per_model={"tiny": dict(rounds=5), "minilm": dict(rounds=3, skip=["randomized"])}),
-    "gpu": dict(models=["tiny", "minilm"], lengths=[48, 128], batch_size=32,
-                per_model={"tiny": dict(rounds=5), "minilm": dict(rounds=5)}),
+    "cpu": dict(
+        models=["tiny", "minilm"],
+        lengths=[48, 128],
+        batch_size=16,
+        per_model={"tiny": dict(rounds=5), "minilm": dict(rounds=3, skip=["randomized"])},
+    ),
+    "gpu": dict(
+        models=["tiny", "minilm"],
+        lengths=[48, 128],
+        batch_size=32,
+        per_model={"tiny": dict(rounds=5), "minilm": dict(rounds=5)},
+    ),
 }
 #: (label, kind, GradientDecomposer overrides); the first two are the plain baselines
 CONFIGS = [
@@ -52,8 +60,11 @@ CONFIGS = [
     ("plain (pair)", "pair", None),
     ("ATTITTUD defaults", "attittud", {}),
     ("ATTITTUD defaults, randomized", "attittud", {"method": "randomized"}),
-    ('ATTITTUD defaults, params="encoder"', "attittud",
-     {"params": "encoder", "method": "per_example", "memory_budget": 8 * 2**30}),
+    (
+        'ATTITTUD defaults, params="encoder"',
+        "attittud",
+        {"params": "encoder", "method": "per_example", "memory_budget": 8 * 2**30},
+    ),
 ]
 
 
@@ -67,9 +78,12 @@ def build(model_name: str, max_length: int, batch_size: int, threads: int):
     from auxopt.train.loop import build_model
 
     torch.set_num_threads(threads)
-    suite = make_synthetic_suite(n_helpful=1, n_neutral=0, n_harmful=0, n_train=400, n_aux_train=400, n_dev=50, n_test=50)
-    config = TrainConfig(suite.primary, suite.auxiliaries, model=model_name, batch_size=batch_size,
-                         max_length=max_length, device="auto")
+    suite = make_synthetic_suite(
+        n_helpful=1, n_neutral=0, n_harmful=0, n_train=400, n_aux_train=400, n_dev=50, n_test=50
+    )
+    config = TrainConfig(
+        suite.primary, suite.auxiliaries, model=model_name, batch_size=batch_size, max_length=max_length, device="auto"
+    )
     tasks = {t.name: t for t in config.tasks}
     model, tokenizer = build_model(config, list(tasks.values()))
     data = {n: encode_split(tokenizer, t, "train", config.max_length) for n, t in tasks.items()}
@@ -91,11 +105,17 @@ def make_runner(kind: str, overrides: dict | None, shared):
     device = resolve_device("auto")
     model = copy.deepcopy(base_model).to(device).train()
     ctx = TrainContext(
-        config=config, model=model, tokenizer=tokenizer, tasks=tasks, train_data=data,
+        config=config,
+        model=model,
+        tokenizer=tokenizer,
+        tasks=tasks,
+        train_data=data,
         train_labels={n: torch.as_tensor(t.train.labels) for n, t in tasks.items()},
         batches={n: Batches(len(d), config.batch_size, i) for i, (n, d) in enumerate(data.items())},
-        dev_data=data[suite.primary.name], schedule=make_schedule(config.active_ratios(), "auto", seed=0),
-        device=device, bf16=use_bf16("auto", device),
+        dev_data=data[suite.primary.name],
+        schedule=make_schedule(config.active_ratios(), "auto", seed=0),
+        device=device,
+        bf16=use_bf16("auto", device),
     )
 
     class PairStep(ScheduleStep):  # primary + auxiliary minibatch, gradients summed
@@ -125,8 +145,15 @@ def make_runner(kind: str, overrides: dict | None, shared):
     return step, strategy, spec, device
 
 
-def measure(model_name: str, max_length: int, scale: dict, threads: int, rounds: int,
-            only: list[str] | None = None, skip: list[str] | None = None) -> list[dict]:
+def measure(
+    model_name: str,
+    max_length: int,
+    scale: dict,
+    threads: int,
+    rounds: int,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+) -> list[dict]:
     """Interleaved timing at one max length; the median per-step time over rounds for every
     configuration (those whose label contains one of ``only``, when given, and none of ``skip``)."""
     import gc
@@ -139,8 +166,11 @@ def measure(model_name: str, max_length: int, scale: dict, threads: int, rounds:
 
     block = GradientDecomposer().every  # one basis refresh a block
     shared = build(model_name, max_length, scale["batch_size"], threads)
-    configs = [c for c in CONFIGS if (not only or any(part in c[0] for part in only))
-               and not any(part in c[0] for part in skip or ())]
+    configs = [
+        c
+        for c in CONFIGS
+        if (not only or any(part in c[0] for part in only)) and not any(part in c[0] for part in skip or ())
+    ]
     runners = []
     for label, kind, overrides in configs:
         step, strategy, spec, device = make_runner(kind, overrides, shared)
@@ -157,14 +187,26 @@ def measure(model_name: str, max_length: int, scale: dict, threads: int, rounds:
                 step()
             sync()
             times.append((time.perf_counter() - start) / block)
-        print(f"{model_name} length {max_length} round {r + 1}/{rounds}: "
-              + ", ".join(f"{x[0]} {x[4][-1] * 1e3:.0f}ms" for x in runners), flush=True)
+        print(
+            f"{model_name} length {max_length} round {r + 1}/{rounds}: "
+            + ", ".join(f"{x[0]} {x[4][-1] * 1e3:.0f}ms" for x in runners),
+            flush=True,
+        )
     out = []
     for label, _, strategy, spec, times in runners:
         dim = getattr(strategy, "dim", None)
-        out.append(dict(label=label, length=max_length, block=block, seconds=statistics.median(times), dim=dim,
-                        settings=None if spec is None else spec.describe(),
-                        basis_bytes=0 if spec is None else 4 * spec.k * dim, device=str(device)))
+        out.append(
+            dict(
+                label=label,
+                length=max_length,
+                block=block,
+                seconds=statistics.median(times),
+                dim=dim,
+                settings=None if spec is None else spec.describe(),
+                basis_bytes=0 if spec is None else 4 * spec.k * dim,
+                device=str(device),
+            )
+        )
     del runners, shared
     gc.collect()
     return out
@@ -174,9 +216,11 @@ def settings_line() -> str:
     from auxopt.grad import GradientDecomposer
 
     d = GradientDecomposer().describe()
-    return (f"k = {d['k']}, every = {d['every']}, m = {d['m']}, η = {tuple(d['eta'])}, η_prim = {d['eta_prim']}, "
-            f"params = {d['params']}, method = {d['method']!r} (oversample {d['oversample']}, power_iters "
-            f"{d['power_iters']} for randomized), memory_budget = {d['memory_budget'] / 2**30:g} GiB")
+    return (
+        f"k = {d['k']}, every = {d['every']}, m = {d['m']}, η = {tuple(d['eta'])}, η_prim = {d['eta_prim']}, "
+        f"params = {d['params']}, method = {d['method']!r} (oversample {d['oversample']}, power_iters "
+        f"{d['power_iters']} for randomized), memory_budget = {d['memory_budget'] / 2**30:g} GiB"
+    )
 
 
 def main(argv=None) -> int:
@@ -186,8 +230,11 @@ def main(argv=None) -> int:
     parser.add_argument("--models", help="comma-separated subset of the scale's models (tiny, minilm)")
     parser.add_argument("--lengths", help="comma-separated max lengths (default: the scale's; cpu/gpu: 48,128)")
     parser.add_argument("--rounds", type=int, help="rounds per (model, length) (default: the scale's)")
-    parser.add_argument("--only", help="';'-separated label parts: run only the rows whose label contains one "
-                        "(e.g. 'ATTITTUD defaults;plain (1'); the plain pair row always runs, as the ratios need it")
+    parser.add_argument(
+        "--only",
+        help="';'-separated label parts: run only the rows whose label contains one "
+        "(e.g. 'ATTITTUD defaults;plain (1'); the plain pair row always runs, as the ratios need it",
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
 
@@ -212,8 +259,16 @@ def main(argv=None) -> int:
             results = measure(model, length, scale, args.threads, rounds, only, skip)
             pair = next(r for r in results if r["label"] == "plain (pair)")
             single = next((r for r in results if r["label"] == "plain (1 batch)"), None)
-            rows += [(model, rounds, r, r["seconds"] / pair["seconds"],
-                      None if single is None else r["seconds"] / single["seconds"]) for r in results]
+            rows += [
+                (
+                    model,
+                    rounds,
+                    r,
+                    r["seconds"] / pair["seconds"],
+                    None if single is None else r["seconds"] / single["seconds"],
+                )
+                for r in results
+            ]
 
     lines = [
         *_common.header(TITLE),
@@ -226,7 +281,8 @@ def main(argv=None) -> int:
         "gradients summed), and / the plain 1-batch step. Basis memory = 4·k·D bytes held between refreshes "
         "(a refresh needs for a moment about m·D floats more, per_example, or 2·(k+5)·D, randomized).",
         "",
-        "| model | length | step | D | rounds | ms / step | ratio vs plain pair | ratio vs plain 1 batch | basis memory (MiB) |",
+        "| model | length | step | D | rounds | ms / step | ratio vs plain pair | ratio vs plain 1 batch "
+        "| basis memory (MiB) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, rounds, r, ratio, ratio1 in rows:

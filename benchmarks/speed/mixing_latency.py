@@ -45,9 +45,7 @@ def populated_study(sampler, n: int, seed: int = 0):
     for _ in range(n):
         x = rng.uniform(LOW, HIGH, size=N_PARAMS)
         params = dict(zip(_names(), map(float, x), strict=True))
-        trials.append(
-            optuna.trial.create_trial(params=params, distributions=dists, value=_value(x, rng))
-        )
+        trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=_value(x, rng)))
     study.add_trials(trials)
     return study
 
@@ -109,8 +107,7 @@ def main(argv=None) -> int:
         "",
         f"- Date: {_common.today()}",
         f"- Machine: {_common.machine()} ({threads} torch threads)",
-        f"- Load average (1, 5, 15 min) at the start / end of the run: {load_start} / "
-        f"{_common.load_average()}",
+        f"- Load average (1, 5, 15 min) at the start / end of the run: {load_start} / {_common.load_average()}",
         f"- Command: `{_common.command_line()}`",
         f"- Setting: InMemoryStorage pre-filled (`study.add_trials`) with N COMPLETE trials over "
         f"{N_PARAMS} float ratios in [{LOW:g}, {HIGH:g}] (a smooth noisy function); then "
@@ -129,9 +126,7 @@ def main(argv=None) -> int:
         base = r["Mixing"][1]
         for name, (first, med, worst) in r.items():
             label = "MixingRatioSampler" if name == "Mixing" else name
-            lines.append(
-                f"| {n} | {label} | {first:.3f} | {med:.3f} | {worst:.3f} | {med / base:.2f} |"
-            )
+            lines.append(f"| {n} | {label} | {first:.3f} | {med:.3f} | {worst:.3f} | {med / base:.2f} |")
     section = "\n".join(lines) + "\n"
     print(section)
     if args.write:

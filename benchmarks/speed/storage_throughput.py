@@ -5,7 +5,8 @@ Throughput: each worker is ``auxopt.worker.run_trials`` (heartbeat, ask lock, re
 ``auxopt worker`` runs) on a study whose objective sleeps a fixed time (no CPU, so that two cores
 are no limit) and suggests two floats with TPE (constant liar). The rate is the trials finished
 over the wall time from the first trial's start to the last trial's end (workers start
-together after their imports; start-up is not counted). PostgreSQL needs ``AUXOPT_TEST_POSTGRES_URL`` (or a server on loopback 5432).
+together after their imports; start-up is not counted). PostgreSQL needs
+``AUXOPT_TEST_POSTGRES_URL`` (or a server on loopback 5432).
 
 Work lost: a tiny-model run checkpoints every 100 steps (the default) and crashes at a random step;
 the rerun resumes from the last checkpoint. Steps redone = steps done before the crash − the step
@@ -74,8 +75,12 @@ def throughput(url: str, workers: int, trials: int, pause: float) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     go = str(time.time() + 4 + workers)  # after every worker has imported and opened the study
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, url, name, str(trials), str(i), str(pause), go],
-                         stdout=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url, name, str(trials), str(i), str(pause), go],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for i in range(workers)
     ]
     done = sum(int(p.communicate()[0].split()[-1]) for p in procs)
@@ -93,7 +98,9 @@ def work_lost(steps: int, crashes: int, seed: int = 0) -> dict:
     from auxopt.train.checkpoint import DEFAULT_EVERY
     from auxopt.train.step import ScheduleStep
 
-    suite = make_synthetic_suite(n_helpful=1, n_neutral=0, n_harmful=0, n_train=300, n_aux_train=300, n_dev=100, n_test=100)
+    suite = make_synthetic_suite(
+        n_helpful=1, n_neutral=0, n_harmful=0, n_train=300, n_aux_train=300, n_dev=100, n_test=100
+    )
     base = dict(max_steps=steps, eval_every=steps, max_length=32, batch_size=16, device="cpu")
 
     class Crash(Exception):
@@ -122,15 +129,24 @@ def work_lost(steps: int, crashes: int, seed: int = 0) -> dict:
     times["plain"] = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        train(TrainConfig(suite.primary, suite.auxiliaries, **base,
-                          checkpoint=Checkpoint(FolderCheckpointStore(Path(tmp) / "full"))))
+        train(
+            TrainConfig(
+                suite.primary,
+                suite.auxiliaries,
+                **base,
+                checkpoint=Checkpoint(FolderCheckpointStore(Path(tmp) / "full")),
+            )
+        )
         times["checkpointed"] = time.perf_counter() - t
         for i in range(crashes):
             at = rng.randint(2, steps)
             store = FolderCheckpointStore(Path(tmp) / f"c{i}")
             try:
-                train(TrainConfig(suite.primary, suite.auxiliaries, **base, objectives=CrashAt(at),
-                                  checkpoint=Checkpoint(store)))
+                train(
+                    TrainConfig(
+                        suite.primary, suite.auxiliaries, **base, objectives=CrashAt(at), checkpoint=Checkpoint(store)
+                    )
+                )
             except Crash:
                 pass
             result = train(TrainConfig(suite.primary, suite.auxiliaries, **base, checkpoint=Checkpoint(store)))
@@ -167,13 +183,17 @@ def main(argv=None) -> int:
         "Trials/min over the wall time from the first trial's start to the last trial's end "
         "(workers start together after their imports).",
         "",
-        "| storage | " + " | ".join(f"{w} worker{'s' if w > 1 else ''} (trials/min)" for w in scale["workers"])
+        "| storage | "
+        + " | ".join(f"{w} worker{'s' if w > 1 else ''} (trials/min)" for w in scale["workers"])
         + " | speed-up 4 vs 1 |",
         "|---|" + "---|" * (len(scale["workers"]) + 1),
     ]
     for kind, rates in rows:
-        lines.append(f"| {kind} | " + " | ".join(f"{rates[w]:.0f}" for w in scale["workers"])
-                     + f" | {rates[max(scale['workers'])] / rates[1]:.2f}× |")
+        lines.append(
+            f"| {kind} | "
+            + " | ".join(f"{rates[w]:.0f}" for w in scale["workers"])
+            + f" | {rates[max(scale['workers'])] / rates[1]:.2f}× |"
+        )
     r = lost["redone"]
     lines += [
         "",

@@ -31,7 +31,10 @@ def populated_study(sampler, n: int, seed: int = 0):
     arms = rng.integers(0, len(ARMS), size=n)
     values = rng.normal(size=n) + 0.1 * arms
     study.add_trials(
-        [optuna.trial.create_trial(params={"aux_task": ARMS[a]}, distributions=dist, value=float(v)) for a, v in zip(arms, values, strict=True)]
+        [
+            optuna.trial.create_trial(params={"aux_task": ARMS[a]}, distributions=dist, value=float(v))
+            for a, v in zip(arms, values, strict=True)
+        ]
     )
     return study
 
@@ -78,7 +81,8 @@ def main(argv=None) -> int:
         f"{args.repeats} ask+suggest+tell in a row, median reported; 'first' is the first ask+tell "
         "on the pre-filled study, which replays all N trials into the posterior cache.",
         "",
-        "| finished trials | Thompson first (ms) | Thompson ask+tell (ms) | Random ask+tell (ms) | ratio Thompson / Random |",
+        "| finished trials | Thompson first (ms) | Thompson ask+tell (ms) | Random ask+tell (ms) "
+        "| ratio Thompson / Random |",
         "|---|---|---|---|---|",
     ]
     for n, r in rows:

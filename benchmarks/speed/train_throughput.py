@@ -374,8 +374,18 @@ def mib(n: int | None) -> str:
 
 def table(rows: list[dict]) -> str:
     header = [
-        "model", "params", "device", "batch", "seq len", "timed steps (+warm-up)", "s/step",
-        "steps/s", "examples/s", "peak GPU mem", "Trainer steps/s", "Trainer peak GPU mem",
+        "model",
+        "params",
+        "device",
+        "batch",
+        "seq len",
+        "timed steps (+warm-up)",
+        "s/step",
+        "steps/s",
+        "examples/s",
+        "peak GPU mem",
+        "Trainer steps/s",
+        "Trainer peak GPU mem",
         "auxopt / Trainer",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
@@ -434,11 +444,15 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="tiny,minilm", help="comma-separated: tiny, minilm, ...")
     parser.add_argument(
-        "--steps", type=int, default=None,
+        "--steps",
+        type=int,
+        default=None,
         help=f"timed steps per model (default: {DEFAULT_STEPS}, others {DEFAULT_STEPS['minilm']})",
     )
     parser.add_argument(
-        "--warmup", type=int, default=None,
+        "--warmup",
+        type=int,
+        default=None,
         help=f"untimed warm-up steps per model (default: {DEFAULT_WARMUP})",
     )
     parser.add_argument("--batch-size", type=int, default=32)
@@ -447,7 +461,9 @@ def parse_args(argv=None):
     parser.add_argument("--task", default="sst2", help="a task name under AUXOPT_DATA or a folder")
     parser.add_argument("--write", action="store_true", help=f"write the section into {_common.RESULTS}")
     parser.add_argument(
-        "--hf-trainer", choices=("auto", "on", "off"), default="auto",
+        "--hf-trainer",
+        choices=("auto", "on", "off"),
+        default="auto",
         help="compare with transformers.Trainer (auto: only on CUDA)",
     )
     args = parser.parse_args(argv)
@@ -498,8 +514,15 @@ def main(argv=None) -> int:
             f"in all, set-up and evaluation included)",
             flush=True,
         )
-        row = {"model": name, "device": device.type, "batch": args.batch_size, "warmup": warmup,
-               "auxopt": a, "trainer": None, "trainer_note": "not run"}
+        row = {
+            "model": name,
+            "device": device.type,
+            "batch": args.batch_size,
+            "warmup": warmup,
+            "auxopt": a,
+            "trainer": None,
+            "trainer_note": "not run",
+        }
         if compare and skip_reason:
             row["trainer_note"] = "skipped (no accelerate)"
         elif compare:

@@ -53,15 +53,28 @@ class FixedLength(MultiTaskCollator):
 
 def _args(out: str, steps: int, batch: int, seed: int = 0) -> TrainingArguments:
     return TrainingArguments(
-        out, max_steps=steps, per_device_train_batch_size=batch, learning_rate=1e-4, eval_strategy="no",
-        save_strategy="no", logging_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
-        log_level="error", seed=seed, dataloader_num_workers=0,
+        out,
+        max_steps=steps,
+        per_device_train_batch_size=batch,
+        learning_rate=1e-4,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        log_level="error",
+        seed=seed,
+        dataloader_num_workers=0,
     )
 
 
-def measure(model_name: str, steps: int, batch: int, length: int, rounds: int, attittud_params: str) -> dict[str, float]:
-    suite = make_synthetic_suite(n_helpful=1, n_neutral=1, n_harmful=0, n_train=500, n_aux_train=1000,
-                                 n_dev=50, n_test=50)
+def measure(
+    model_name: str, steps: int, batch: int, length: int, rounds: int, attittud_params: str
+) -> dict[str, float]:
+    suite = make_synthetic_suite(
+        n_helpful=1, n_neutral=1, n_harmful=0, n_train=500, n_aux_train=1000, n_dev=50, n_test=50
+    )
     tasks = list(suite.tasks)
     _, tokenizer = load_multitask_model(tasks, model_name)
     collator = FixedLength(tokenizer.pad_token_id or 0, length)
@@ -78,8 +91,13 @@ def measure(model_name: str, steps: int, batch: int, length: int, rounds: int, a
 
     def attittud(n):
         model = load_multitask_model(tasks, model_name)[0]
-        return MultiTaskTrainer(model, _args(out, n, batch), train_datasets=train, data_collator=collator,
-                                attittud=AttittudArgs(params=attittud_params, k=8, every=10, m=16))
+        return MultiTaskTrainer(
+            model,
+            _args(out, n, batch),
+            train_datasets=train,
+            data_collator=collator,
+            attittud=AttittudArgs(params=attittud_params, k=8, every=10, m=16),
+        )
 
     runs = {"Trainer": plain, "MultiTaskTrainer (mixing)": mixing, "MultiTaskTrainer + ATTITTUD": attittud}
     for make in runs.values():  # warm-up: first-call costs (kernels, tokenizer caches, vmap tracing)
@@ -114,8 +132,10 @@ def main(argv=None) -> None:
         base = result["Trainer"]
         for name, rate in result.items():
             rows.append((model_name, name, rate, rate / base, params if "ATTITTUD" in name else ""))
-    print(f"\n{a.steps} steps each, batch {a.batch}, length {a.length}, median of {a.rounds} round(s), "
-          f"torch threads {torch.get_num_threads()}\n")
+    print(
+        f"\n{a.steps} steps each, batch {a.batch}, length {a.length}, median of {a.rounds} round(s), "
+        f"torch threads {torch.get_num_threads()}\n"
+    )
     print("| model | trainer | steps/s | vs Trainer | ATTITTUD params |")
     print("|---|---|---|---|---|")
     for model_name, name, rate, ratio, params in rows:
