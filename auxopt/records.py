@@ -46,6 +46,7 @@ THOMPSON_POSTERIOR_MEAN = "thompson_posterior_mean"  # ThompsonTaskSampler: {tas
 # -- on a study ------------------------------------------------------------------------------------
 PRIMARY = "primary"  # the primary task's name
 SELECTED_TASKS = "selected_tasks"  # AutoSeM: the tasks stage 1 kept
+UTILITIES = "utilities"  # AutoSeM: {task: posterior mean of its stage-1 evidence, a / (a + b)}
 RATIOS = "ratios"  # AutoSeM stage 2: the trial's mixing ratios
 
 # -- trial system attrs ------------------------------------------------------------------------------

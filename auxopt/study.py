@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 
+from auxopt import records
 from auxopt.errors import AuxoptError
 from auxopt.objective import Objective
 from auxopt.propose import Distinct, quiet_optuna
@@ -205,7 +206,7 @@ class StudySpec:
             if t.distributions
             and (
                 t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-                or "config" in t.user_attrs
+                or records.CONFIG in t.user_attrs
             )
         }
         replays = [(t.params, t.distributions) for t in whole.values()] or [(None, None)]

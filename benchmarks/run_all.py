@@ -41,6 +41,11 @@ SUITE: dict[str, dict[str, list[str]]] = {
         "cpu": ["--hf-trainer", "on"],
         "gpu": ["--hf-trainer", "on"],
     },
+    "trainer_overhead": {
+        "ci": ["--steps", "3", "--models", "tiny"],
+        "cpu": ["--steps", "30", "--models", "tiny", "minilm", "--threads", "1"],
+        "gpu": ["--steps", "100", "--models", "tiny", "minilm"],
+    },
     "thompson_overhead": {"ci": ["--sizes", "1000", "--repeats", "5"], "cpu": [], "gpu": []},
     "mixing_latency": {"ci": ["--sizes", "50", "--repeats", "2"], "cpu": [], "gpu": []},
     "grad_correctness": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},

@@ -36,6 +36,7 @@ from typing import Any
 
 import optuna
 
+from auxopt import records
 from auxopt.errors import AuxoptError
 from auxopt.samplers import select_tasks
 from auxopt.study import StudySpec
@@ -225,7 +226,7 @@ class AutoSeM:
             ratios: dict[str, float] = {primary: 1}
             for task in selected:
                 ratios[task] = self._ratio_param(trial, task)
-            trial.set_user_attr("ratios", ratios)
+            trial.set_user_attr(records.RATIOS, ratios)
             return {"ratios": ratios}
 
         startup = len(points) if self.n_startup_trials is None else self.n_startup_trials
@@ -275,7 +276,7 @@ class AutoSeM:
         name online, ``none`` for the sampler)."""
         if self.stage1 == "online":
             done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-            evidence = done[-1].user_attrs["thompson_evidence"]
+            evidence = done[-1].user_attrs[records.THOMPSON_EVIDENCE]
             return {k: (float(a), float(b)) for k, (a, b) in evidence.items()}
         return {str(k): v for k, v in spec.sampler.evidence(study).items()}
 
@@ -306,8 +307,8 @@ class AutoSeM:
         evidence = self._evidence(study1, spec1)
         utilities = {k: a / (a + b) for k, (a, b) in evidence.items()}
         selected = self.select(evidence)
-        study1.set_user_attr("selected_tasks", selected)
-        study1.set_user_attr("utilities", utilities)
+        study1.set_user_attr(records.SELECTED_TASKS, selected)
+        study1.set_user_attr(records.UTILITIES, utilities)
         logger.info(
             "AutoSeM stage 1 kept %s (utilities %s)",
             selected or "no task",
@@ -323,7 +324,7 @@ class AutoSeM:
                 aux_evidence,
                 {self.primary.name: 1.0},
                 float(best.value),
-                best.user_attrs.get("test_metric"),
+                best.user_attrs.get(records.TEST_METRIC),
                 self.stage1_name,
                 None,
             )
@@ -336,7 +337,7 @@ class AutoSeM:
                 aux_evidence,
                 {self.primary.name: 1.0},
                 float(best.value),
-                best.user_attrs.get("test_metric"),
+                best.user_attrs.get(records.TEST_METRIC),
                 self.stage1_name,
                 self.stage2_name,
             )
@@ -351,13 +352,13 @@ class AutoSeM:
         if best in baseline:
             ratios = {self.primary.name: 1.0, **dict.fromkeys(selected, 0.0)}
         else:
-            ratios = {self.primary.name: 1.0, **best.user_attrs["ratios"]}
+            ratios = {self.primary.name: 1.0, **best.user_attrs[records.RATIOS]}
         self.result = AutoSeMResult(
             selected,
             aux_evidence,
             {k: float(v) for k, v in ratios.items()},
             float(best.value),
-            best.user_attrs.get("test_metric"),
+            best.user_attrs.get(records.TEST_METRIC),
             self.stage1_name,
             self.stage2_name,
         )

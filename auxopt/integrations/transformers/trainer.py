@@ -1,318 +1,31 @@
-"""A ``transformers.Trainer`` that trains one model on a primary and auxiliary datasets mixed by ratios.
-
-:class:`MultiTaskTrainer` is a :class:`transformers.Trainer` subclass; everything a ``Trainer``
-takes (``TrainingArguments``, ``model_init``, callbacks, ``compute_metrics``, …) it takes too, plus:
-
-* ``train_datasets`` — ``{task name: dataset}``: the primary's and each auxiliary's training set.
-  Each example becomes ``{**example, "task_ids": i}`` (``i``: the task's index in
-  ``model.task_names`` when the model has that attribute, else in ``train_datasets``).
-* ``ratios`` — ``{task name: ratio}`` (the primary defaults to 1, auxiliaries to 1): every training
-  batch comes from one task, drawn by auxopt's own task schedules
-  (:func:`auxopt.train.schedules.make_schedule`: round-robin for whole numbers, else proportional
-  sampling); a ratio of 0 leaves a task out. ``trainer.task_batches`` counts the batches per task.
-* ``attittud`` — :class:`AttittudArgs` (or a dict of its fields): each step then takes one primary
-  and one auxiliary batch and :meth:`MultiTaskTrainer.training_step` leaves ATTITTUD's decomposed
-  update (:class:`auxopt.grad.Attittud`) in the parameters' ``.grad``.
-* the primary's dev metric (``primary_task``'s :attr:`~auxopt.tasks.Task.metric`, ``eval_accuracy``
-  for the synthetic tasks) is the objective of :meth:`MultiTaskTrainer.hyperparameter_search`
-  (maximised), which also understands ``ratio_<task>`` and ``attittud_<field>`` parameters in
-  ``hp_space``; and ``trainer.train(trial=optuna_trial)`` outside a search reports it to that trial
-  at every evaluation (pruning when the trial says so).
-
-The model: any module whose ``forward`` takes the batch (with ``labels`` and ``task_ids``) and
-returns the loss, as ``Trainer`` expects; or a ``task_loss`` function ``(model, inputs, task_name)
--> loss`` for models that do not. :class:`MultiTaskModelForTrainer` is auxopt's own shared encoder
-with a head per task (:class:`auxopt.models.MultiTaskModel`) with that ``forward``;
-:meth:`MultiTaskTrainer.from_tasks` builds it, the tokenised datasets and the metric from
-:class:`~auxopt.tasks.Task` objects::
-
-    from transformers import TrainingArguments
-    from auxopt import make_synthetic_suite
-    from auxopt.integrations.transformers import AttittudArgs, MultiTaskTrainer
-
-    suite = make_synthetic_suite()
-    args = TrainingArguments("out", max_steps=300, per_device_train_batch_size=32, eval_strategy="steps",
-                             eval_steps=100, learning_rate=1e-3, report_to="none", save_strategy="no")
-    trainer = MultiTaskTrainer.from_tasks(suite.tasks, args, model="tiny",
-                                          ratios={"primary": 1, "helpful_0": 2, "neutral_0": 0.5},
-                                          attittud=AttittudArgs(k=8, every=10, eta=(1, 1, -1)))
-    trainer.train()
-    best = trainer.hyperparameter_search(
-        hp_space=lambda t: {"ratio_helpful_0": t.suggest_float("ratio_helpful_0", 0, 4)},
-        n_trials=10, sampler=MixingRatioSampler(seed=0))
-"""
+"""The trainer: :class:`MultiTaskTrainer`, a ``transformers.Trainer`` over a primary and auxiliary datasets
+mixed by ratios, optionally with ATTITTUD's decomposed update (:class:`AttittudArgs`); see
+:mod:`auxopt.integrations.transformers` for the whole picture."""
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from transformers import Trainer, TrainerCallback
 
 from auxopt.errors import AuxoptError
 from auxopt.grad.attittud import Attittud
 from auxopt.grad.project import DEFAULT_ETA, resolve_eta
 from auxopt.grad.subspace import GiB
-from auxopt.models import MultiTaskModel, encode_split, load_encoder
+from auxopt.integrations.transformers.data import MixingBatchSampler, MultiTaskCollator, TaskDataset, _tag, task_metrics
+from auxopt.integrations.transformers.model import load_multitask_model
 from auxopt.models.heads import select_parameters
-from auxopt.models.losses import per_example_loss as _per_example_loss
 from auxopt.tasks.batches import Batches
 from auxopt.tasks.task import Task
-from auxopt.train.schedules import check_ratio, make_schedule
+from auxopt.train.schedules import check_ratio
 
-__all__ = [
-    "AttittudArgs",
-    "MixingBatchSampler",
-    "MultiTaskCollator",
-    "MultiTaskModelForTrainer",
-    "MultiTaskTrainer",
-    "TaggedDataset",
-    "TaskDataset",
-    "load_multitask_model",
-    "task_metrics",
-]
-
-
-# -- the model ------------------------------------------------------------------------------
-class MultiTaskModelForTrainer(MultiTaskModel):
-    """auxopt's shared encoder + mean pooling + a head per task (:class:`~auxopt.models.MultiTaskModel`,
-    the same module and parameter names as auxopt's own trainer) with the ``forward`` that
-    ``transformers.Trainer`` calls: the batch in, ``{"loss", "logits"}`` out.
-
-    ``forward(input_ids, attention_mask, token_type_ids=None, labels=None, task_ids=None, task=None,
-    reduction="mean")``: the task is ``task`` (a name) or ``task_ids`` (indices into
-    :attr:`task_names`, one per example); a batch of one task returns its logits, a batch mixing
-    tasks the size-weighted mean of their losses and no logits. ``reduction="none"`` returns one
-    loss per example (ATTITTUD's per-example primary loss).
-    """
-
-    def __init__(self, encoder: nn.Module, hidden_size: int, tasks: Sequence[Task], dropout: float = 0.1):
-        tasks = list(tasks)
-        super().__init__(encoder, hidden_size, tasks, dropout=dropout)
-        self.task_names = [t.name for t in tasks]
-        self.tasks = {t.name: t for t in tasks}
-
-    def _task_loss(self, task: Task, logits: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
-        losses = _per_example_loss(task, logits, labels)  # fp32 cross-entropy / squared error
-        return losses if reduction == "none" else losses.mean()
-
-    def forward(  # type: ignore[override]
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        task_ids: torch.Tensor | None = None,
-        task: str | None = None,
-        reduction: str = "mean",
-    ) -> dict[str, torch.Tensor]:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        if task is None:
-            if task_ids is None:
-                if len(self.task_names) != 1:
-                    raise AuxoptError(
-                        f"MultiTaskModelForTrainer: a batch needs task_ids (or task=name) to pick one of "
-                        f"the heads {self.task_names}"
-                    )
-                task = self.task_names[0]
-            else:
-                ids = torch.as_tensor(task_ids).view(-1)
-                first = int(ids[0])
-                if bool((ids == first).all()):
-                    task = self.task_names[first]
-        if task is not None:
-            if task not in self.tasks:
-                raise AuxoptError(f"MultiTaskModelForTrainer: unknown task {task!r}; the tasks are {self.task_names}")
-            spec = self.tasks[task]
-            logits = super().forward(spec.head_name, input_ids, attention_mask, token_type_ids)
-            out = {"logits": logits}
-            if labels is not None:
-                out = {"loss": self._task_loss(spec, logits, labels, reduction), "logits": logits}
-            return out
-        # a batch mixing tasks: one encoder pass, each task's examples through its own head
-        pooled = self.dropout(self.pool(input_ids, attention_mask, token_type_ids))
-        if labels is None:
-            raise AuxoptError("MultiTaskModelForTrainer: a batch mixing tasks returns only a loss; give labels")
-        losses = torch.zeros(ids.shape[0], dtype=torch.float32, device=pooled.device)
-        for value in ids.unique().tolist():
-            spec = self.tasks[self.task_names[value]]
-            rows = ids == value
-            losses[rows] = self._task_loss(spec, self.heads[spec.head_name](pooled[rows]), labels[rows], "none")
-        return {"loss": losses if reduction == "none" else losses.mean()}
-
-
-def load_multitask_model(
-    tasks: Sequence[Task], model: str = "tiny", *, seed: int = 0, dropout: float = 0.1, tiny=None
-) -> tuple[MultiTaskModelForTrainer, Any]:
-    """``(MultiTaskModelForTrainer, tokenizer)`` for ``tasks`` on encoder ``model`` (``"tiny"``,
-    ``"minilm"``, a folder or a hub name, as :func:`auxopt.models.load_encoder` loads it; the tiny
-    model's tokenizer is trained on the first task's train text, as auxopt's trainer does)."""
-    tasks = list(tasks)
-    loaded = load_encoder(model, corpus=tasks[0].train.texts, seed=seed, tiny=tiny)
-    return MultiTaskModelForTrainer(loaded.model, loaded.hidden_size, tasks, dropout=dropout), loaded.tokenizer
-
-
-# -- data -------------------------------------------------------------------------------------
-class TaskDataset(Dataset):
-    """One split of a :class:`~auxopt.tasks.Task`, tokenised (cached, :func:`auxopt.models.encode_split`),
-    as examples ``{"input_ids", "attention_mask", "token_type_ids", "labels", "task_ids"}`` (unpadded)."""
-
-    def __init__(self, task: Task, split: str, tokenizer, max_length: int = 128, task_id: int = 0):
-        self.task, self.task_id = task, int(task_id)
-        self.encoded = encode_split(tokenizer, task, split, max_length)
-        labels = task.split(split).labels
-        dtype = torch.long if task.kind == "classification" else torch.float32
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=dtype)
-
-    def __len__(self) -> int:
-        return len(self.encoded)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        n = int(self.encoded.lengths[i])
-        return {
-            "input_ids": self.encoded.input_ids[i, :n],
-            "attention_mask": self.encoded.attention_mask[i, :n],
-            "token_type_ids": self.encoded.token_type_ids[i, :n],
-            "labels": self.labels[i],
-            "task_ids": self.task_id,
-        }
-
-
-class TaggedDataset(Dataset):
-    """``dataset``'s examples (dicts) with ``"task_ids": task_id`` added."""
-
-    def __init__(self, dataset, task_id: int):
-        self.dataset, self.task_id = dataset, int(task_id)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {**self.dataset[i], "task_ids": self.task_id}
-
-
-def _tag(dataset, task_id: int):
-    if isinstance(dataset, TaskDataset) and dataset.task_id == task_id:
-        return dataset
-    return TaggedDataset(dataset, task_id)
-
-
-class MultiTaskCollator:
-    """Pads a list of examples (dicts) into a batch: sequences (lists or 1-D tensors) to the longest
-    of the batch, ``input_ids`` with ``pad_token_id``, sequence ``labels`` with -100, other sequences
-    (attention mask, token types) with 0; scalars (class labels, ``task_ids``) stacked."""
-
-    def __init__(self, pad_token_id: int = 0):
-        self.pad_token_id = int(pad_token_id)
-
-    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        batch: dict[str, torch.Tensor] = {}
-        for key in examples[0]:
-            values = [e[key] for e in examples]
-            first = values[0]
-            if isinstance(first, list | tuple) or (isinstance(first, torch.Tensor) and first.dim() > 0):
-                tensors = [torch.as_tensor(v) for v in values]
-                pad = self.pad_token_id if key == "input_ids" else (-100 if key == "labels" else 0)
-                batch[key] = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True, padding_value=pad)
-            elif isinstance(first, torch.Tensor):
-                batch[key] = torch.stack(values)
-            else:
-                batch[key] = torch.tensor(values)
-        return batch
-
-
-class MixingBatchSampler(Sampler[list[int]]):
-    """Batches of indices into the concatenation of the tasks' datasets (in ``sizes`` order), each
-    batch from one task drawn by :func:`~auxopt.train.schedules.make_schedule` over ``ratios``
-    (``kind``: ``"auto"``, ``"round_robin"`` or ``"proportional"``). With ``paired=True`` (ATTITTUD)
-    every batch is one primary minibatch followed by one auxiliary minibatch, the auxiliary drawn
-    from the same schedule (its primary draws skipped, as auxopt's trainer does). Each task's
-    examples are visited in a seeded reshuffled order. ``counts`` counts the minibatches drawn per
-    task (a dataloader may draw one ahead of training; ``MultiTaskTrainer.task_batches`` counts those trained);
-    one pass (``len``) is ``num_batches`` batches (default: as many as the active tasks' examples
-    fill)."""
-
-    def __init__(
-        self,
-        sizes: Mapping[str, int],
-        ratios: Mapping[str, float],
-        batch_size: int,
-        *,
-        primary: str,
-        kind: str = "auto",
-        seed: int = 0,
-        paired: bool = False,
-        num_batches: int | None = None,
-    ):
-        if kind not in ("auto", "round_robin", "proportional"):
-            raise AuxoptError(f"the mixing schedule must be 'auto', 'round_robin' or 'proportional', not {kind!r}")
-        unknown = set(ratios) - set(sizes)
-        if unknown:
-            raise AuxoptError(
-                f"ratios name task(s) {sorted(unknown)} without a training dataset; the tasks are {list(sizes)}"
-            )
-        self.primary, self.paired, self.batch_size = primary, paired, int(batch_size)
-        self.offsets, start = {}, 0
-        for name, n in sizes.items():
-            self.offsets[name], start = start, start + int(n)
-        self.schedule = make_schedule(ratios, kind, seed=seed)
-        self.active = [n for n, r in ratios.items() if float(r) > 0]
-        self.auxiliaries = [n for n in self.active if n != primary]
-        if paired and not self.auxiliaries:
-            raise AuxoptError(
-                "ATTITTUD needs an auxiliary task with a positive mixing ratio; every auxiliary ratio is 0"
-            )
-        self.streams = {n: Batches(int(sizes[n]), self.batch_size, seed * 7919 + 101 + i) for i, n in enumerate(sizes)}
-        per_batch = self.batch_size * (2 if paired else 1)
-        self.num_batches = num_batches or max(1, math.ceil(sum(int(sizes[n]) for n in self.active) / per_batch))
-        self.counts: Counter[str] = Counter()
-        self._next_aux = 0
-
-    def _auxiliary(self) -> str:
-        for _ in range(4 * len(self.active)):
-            name = self.schedule.next_task()
-            if name != self.primary:
-                return name
-        name = self.auxiliaries[self._next_aux % len(self.auxiliaries)]
-        self._next_aux += 1
-        return name
-
-    def next_batch(self) -> list[int]:
-        names = [self.primary, self._auxiliary()] if self.paired else [self.schedule.next_task()]
-        out: list[int] = []
-        for name in names:
-            self.counts[name] += 1
-            out.extend((self.streams[name].next() + self.offsets[name]).tolist())
-        return out
-
-    def __iter__(self):
-        for _ in range(self.num_batches):
-            yield self.next_batch()
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-
-def task_metrics(task: Task) -> Callable[[Any], dict[str, float]]:
-    """A ``compute_metrics`` for ``Trainer``: ``{task.metric: score}`` from the logits (argmax for
-    classification, the single output for regression) and the labels."""
-
-    def compute(eval_pred) -> dict[str, float]:
-        logits, labels = eval_pred.predictions, eval_pred.label_ids
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        logits = np.asarray(logits)
-        preds = logits.argmax(-1) if task.kind == "classification" else logits.reshape(-1)
-        return {task.metric: float(task.score(np.asarray(labels), preds))}
-
-    return compute
+__all__ = ["AttittudArgs", "MultiTaskTrainer"]
 
 
 # -- ATTITTUD settings ------------------------------------------------------------------------
@@ -393,7 +106,7 @@ class _ReportPrimary(TrainerCallback):
 
 # -- the trainer ------------------------------------------------------------------------------
 class MultiTaskTrainer(Trainer):
-    """A ``transformers.Trainer`` over several datasets mixed by ratios (see the module docstring).
+    """A ``transformers.Trainer`` over several datasets mixed by ratios (see :mod:`auxopt.integrations.transformers`).
 
     Args (besides ``Trainer``'s own, all keyword):
         train_datasets: ``{task name: dataset of example dicts}``, the primary's among them.
