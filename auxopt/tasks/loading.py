@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,11 @@ class TaskOptions:
     test_fraction: float = 0.1
     seed: int = 0
     max_train: int | None = None
+
+    @classmethod
+    def of(cls, keywords: Mapping[str, Any]) -> TaskOptions:
+        """The options among a function's keywords (``TaskOptions.of(locals())``)."""
+        return cls(**{f.name: keywords[f.name] for f in fields(cls)})
 
     @property
     def expected_labels(self) -> tuple[str, ...] | None:
@@ -94,20 +99,7 @@ def load_task(
         dev_fraction, test_fraction, seed: how a missing dev/test split is carved from train.
         max_train: keep at most this many train examples (a seeded random subset), for small budgets.
     """
-    options = TaskOptions(
-        kind=kind,
-        metric=metric,
-        pair=pair,
-        head=head,
-        labels=labels,
-        text_field=text_field,
-        pair_field=pair_field,
-        label_field=label_field,
-        dev_fraction=dev_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        max_train=max_train,
-    )
+    options = TaskOptions.of(locals())
     found = read_source(source, config)
     task_name = name or found.default_name
     if found.default_name is None and not task_name:
@@ -139,20 +131,7 @@ def build_task(
 ) -> Task:
     """Turn split → records into a validated :class:`Task` (see :func:`load_task`); ``files``
     (split → the file it was read from) lets errors name the file and its lines."""
-    options = TaskOptions(
-        kind=kind,
-        metric=metric,
-        pair=pair,
-        head=head,
-        labels=labels,
-        text_field=text_field,
-        pair_field=pair_field,
-        label_field=label_field,
-        dev_fraction=dev_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        max_train=max_train,
-    )
+    options = TaskOptions.of(locals())
     return _build(name, records, options, source=source, domain_text=domain_text, files=files)
 
 
