@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -132,7 +132,7 @@ class AutoSeM:
             if getattr(self, key) < 1:
                 raise AuxoptError(f"{key} must be at least 1")
         if self.online.gamma != self.gamma:
-            self.online = OnlineThompson(**{**self.online.__dict__, "gamma": self.gamma})
+            self.online = replace(self.online, gamma=self.gamma)
         self._stage1_spec()  # validates base settings before any storage is touched
 
     # -- the two studies ----------------------------------------------------------------------
