@@ -325,9 +325,11 @@ BASE = dict(model="tiny", max_steps=12, eval_every=6, max_length=16, batch_size=
 def make_ctx(config):
     """A TrainContext built the way ``auxopt.train.train`` builds it."""
     from auxopt.models import encode_split
-    from auxopt.train.loop import build_model, resolve_device
+    from auxopt.tasks.batches import Batches
+    from auxopt.train.loop import build_model
+    from auxopt.train.runtime import resolve_device
     from auxopt.train.schedules import make_schedule
-    from auxopt.train.step import Batches, TrainContext
+    from auxopt.train.step import TrainContext
 
     torch.manual_seed(config.seed)
     ratios = config.active_ratios()

@@ -10,10 +10,11 @@ import torch
 from auxopt import TrainConfig, make_synthetic_suite
 from auxopt.errors import AuxoptError
 from auxopt.models import encode_split
+from auxopt.tasks.batches import Batches
 from auxopt.train import train
 from auxopt.train.loop import build_model
 from auxopt.train.schedules import make_schedule
-from auxopt.train.step import Batches, TrainContext
+from auxopt.train.step import TrainContext
 
 pytest.importorskip("torchjd", reason="torchjd is not installed (pip install 'auxopt[baselines]')")
 from auxopt.train.jd import JacobianDescent  # noqa: E402

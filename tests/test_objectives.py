@@ -35,9 +35,11 @@ def small():
 def make_ctx(primary, auxiliaries=(), seed=0, max_steps=10, **kw):
     """A TrainContext as the training loop builds it (tiny model, CPU)."""
     from auxopt.models import encode_split
-    from auxopt.train.loop import build_model, seed_everything
+    from auxopt.tasks.batches import Batches
+    from auxopt.train.loop import build_model
+    from auxopt.train.runtime import seed_everything
     from auxopt.train.schedules import make_schedule
-    from auxopt.train.step import Batches, TrainContext
+    from auxopt.train.step import TrainContext
 
     config = TrainConfig(
         primary, auxiliaries, max_length=24, batch_size=8, device="cpu", seed=seed, max_steps=max_steps, **kw

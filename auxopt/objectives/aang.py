@@ -60,7 +60,7 @@ from auxopt.tasks.batches import Batches
 @dataclass(frozen=True)
 class AANG:
     """AANG's auxiliary objectives for :class:`~auxopt.train.TrainConfig` (its ``objectives`` field).
-    Plain data: no Optuna in here (see :meth:`suggest` and :meth:`ObjectiveSpace.suggest`).
+    Plain data: no Optuna in here (see :meth:`suggest` and :meth:`suggest_fixed`).
 
     Args:
         space: the :class:`ObjectiveSpace` (None: ``ObjectiveSpace.for_task(primary)`` — the primary's

@@ -97,9 +97,11 @@ def make_runner(kind: str, overrides: dict | None, shared):
     import torch
 
     from auxopt.grad import GradientDecomposer
-    from auxopt.train.loop import resolve_device, use_bf16
+    from auxopt.models.precision import use_bf16
+    from auxopt.tasks.batches import Batches
+    from auxopt.train.runtime import resolve_device
     from auxopt.train.schedules import make_schedule
-    from auxopt.train.step import Batches, ScheduleStep, TrainContext
+    from auxopt.train.step import ScheduleStep, TrainContext
 
     suite, config, tasks, base_model, tokenizer, data = shared
     device = resolve_device("auto")

@@ -479,7 +479,8 @@ def main(argv=None) -> int:
     if not os.environ.get("AUXOPT_DATA") and (REPO.parent / "shared" / "data").is_dir():
         os.environ["AUXOPT_DATA"] = str(REPO.parent / "shared" / "data")
     sys.path.insert(0, str(REPO))
-    from auxopt.train.loop import resolve_device, use_bf16
+    from auxopt.models.precision import use_bf16
+    from auxopt.train.runtime import resolve_device
 
     device = resolve_device(args.device)
     bf16 = use_bf16("auto", device)  # TrainConfig's default, used by both runs
