@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from auxopt.version import __version__
 
 _EXPORTS = {
     "AuxoptError": "auxopt.errors",
@@ -24,6 +24,8 @@ _EXPORTS = {
     "TrainResult": "auxopt.train",
     "Objective": "auxopt.objective",
     "StudySpec": "auxopt.study",
+    "export": "auxopt.outcome",
+    "verify": "auxopt.outcome",
 }
 
 __all__ = [
@@ -37,13 +39,16 @@ __all__ = [
     "TrainResult",
     "__version__",
     "check_overlap",
+    "export",
     "load_task",
     "make_synthetic_suite",
+    "verify",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from auxopt.errors import AuxoptError
     from auxopt.objective import Objective
+    from auxopt.outcome import export, verify
     from auxopt.study import StudySpec
     from auxopt.tasks import (
         ContaminationWarning,

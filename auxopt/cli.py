@@ -16,6 +16,8 @@ EPILOG = """examples:
   auxopt dashboard --storage sqlite:///quickstart.db  # watch it (auxopt's plots included)
   auxopt studies --storage sqlite:///quickstart.db    # the studies in a storage and their state
   auxopt show quickstart --storage sqlite:///quickstart.db   # the best configuration
+  auxopt export studies/quickstart.py --out quickstart-model   # the best trial as a transformers model
+  auxopt verify studies/quickstart.py --seeds 5       # did the auxiliary data help? paired seeds
 """
 
 
@@ -62,7 +64,61 @@ def _parser() -> argparse.ArgumentParser:
     common(quick)
     _ux_parsers(sub)
     _worker_parser(sub)
+    _outcome_parsers(sub)
     return parser
+
+
+def _outcome_parsers(sub) -> None:
+    """``export`` and ``verify``: what a search comes to."""
+    raw = argparse.RawDescriptionHelpFormatter
+
+    def which(p: argparse.ArgumentParser) -> None:
+        p.add_argument("study_file", metavar="STUDY.py", nargs="?", help="the study (or AutoSeM pipeline) file")
+        p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: the study file's)")
+        p.add_argument(
+            "--study",
+            metavar="NAME",
+            help="a study name in --storage, instead of STUDY.py (its tasks are loaded again as they were)",
+        )
+        p.add_argument("--quiet", action="store_true", help="print only the outcome")
+
+    export = sub.add_parser(
+        "export",
+        help="write a study's best trial as a model transformers.pipeline loads, with a model card",
+        description="Train the best trial of STUDY.py's study (or --trial N) again from its stored settings, "
+        "check that it reproduces the dev score the study stored (exactly on a CPU), and write it to --out "
+        "as a transformers model folder with a model card (README.md). The study keeps scores, not "
+        "weights: the export costs one training run.",
+        epilog="examples:\n  auxopt export studies/quickstart.py --out quickstart-model\n"
+        "  auxopt export --storage sqlite:///runs.db --study cr_aux --trial 7 --out cr-model --force\n"
+        "then, in Python:\n"
+        '  pipeline("text-classification", model="quickstart-model", trust_remote_code=True, truncation=True)',
+        formatter_class=raw,
+    )
+    which(export)
+    export.add_argument("--out", metavar="DIR", required=True, help="the model folder to write")
+    export.add_argument("--trial", type=int, metavar="N", help="export trial number N (default: the best)")
+    export.add_argument("--force", action="store_true", help="replace --out when it exists and is not empty")
+
+    verify = sub.add_parser(
+        "verify",
+        help="did the auxiliary data help? the chosen configuration against the primary alone, paired seeds",
+        description="Train the study's chosen configuration and the primary task alone (the same run without "
+        "its auxiliary tasks) with N fresh paired seeds, as trials of the companion study <name>.verify in "
+        "the same storage (resumable; no run repeated), and report the paired difference of dev and test "
+        "scores with a 95 %% interval and wins/ties/losses. The verdict is stored on the study, shown in "
+        "the dashboard's note and written into the model card of a later auxopt export.",
+        epilog="examples:\n  auxopt verify studies/quickstart.py\n"
+        "  auxopt verify my_autosem.py --seeds 10 --workers 2 --threads 1",
+        formatter_class=raw,
+    )
+    which(verify)
+    verify.add_argument("--seeds", type=int, default=5, metavar="N", help="paired seeds (default: 5)")
+    verify.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="run N worker processes at once (default: 1)"
+    )
+    verify.add_argument("--threads", type=int, metavar="N", help="torch CPU threads of each worker process")
+    verify.add_argument("--worker-until", type=int, help=argparse.SUPPRESS)
 
 
 def _resume_options(p: argparse.ArgumentParser) -> None:
@@ -363,19 +419,9 @@ def _fmt(value) -> str:
 
 
 def _open_existing(url: str):
-    """An Optuna storage for ``url`` that must already exist (an SQLite file is never created)."""
-    from sqlalchemy.engine import make_url
+    from auxopt.storage import open_existing
 
-    from auxopt.errors import AuxoptError
-    from auxopt.storage import mask_url, open_storage, validate_storage_url
-
-    validate_storage_url(url)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).expanduser().is_file():
-        raise AuxoptError(
-            f"no study database at {mask_url(url)}; run a study first (auxopt run STUDY.py) or check the path"
-        )
-    return open_storage(url)
+    return open_existing(url)
 
 
 def _studies(args: argparse.Namespace) -> int:
@@ -471,6 +517,113 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search(args: argparse.Namespace):
+    """``(search, storage URL or None)`` from ``STUDY.py`` or ``--storage URL --study NAME``."""
+    from auxopt.errors import AuxoptError
+
+    storage = args.storage or os.environ.get("AUXOPT_STORAGE")
+    if args.study_file and args.study:
+        raise AuxoptError("give STUDY.py or --study NAME, not both")
+    if args.study_file:
+        from auxopt.study_file import load_study_file
+
+        return load_study_file(args.study_file), storage
+    if not args.study or not storage:
+        raise AuxoptError(f"auxopt {args.command}: give STUDY.py, or --storage URL with --study NAME")
+    return None, storage
+
+
+def _outcome_progress(args: argparse.Namespace):
+    import logging
+
+    from auxopt.progress import Progress
+
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return Progress(None, enabled=False if args.quiet else None)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from auxopt.outcome import chosen, export
+
+    search, storage = _search(args)
+    from auxopt.train.export import check_target
+
+    check_target(args.out, args.force)  # before anything is trained
+    picked = chosen(search, storage=storage, study=args.study, trial=args.trial)
+    if not args.quiet:
+        print(
+            f"training {picked.describe()} again to export it ({picked.config.max_steps} steps; the study keeps "
+            "scores, not weights)",
+            flush=True,
+        )
+    with _outcome_progress(args) as progress:
+        command = " ".join(["auxopt", *sys.argv[1:]])
+        done = export(picked, args.out, force=args.force, progress=progress, command=command)
+    r, metric = done.result, done.result.metric
+    how = "exactly" if done.exact and done.gap == 0 else f"within {done.gap:.2g}"
+    print(f"reproduced {how}: dev {metric} {r.best_dev:.4f} (stored {done.stored_dev:.4f})", end="")
+    if r.test_at_best is not None:
+        stored = f" (stored {done.stored_test:.4f})" if done.stored_test is not None else ""
+        print(f", test {metric} {r.test_at_best:.4f}{stored}", end="")
+    print(f"\nwrote {done.folder}")
+    print(f'load it: pipeline("text-classification", model="{done.folder}", trust_remote_code=True, truncation=True)')
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from auxopt.outcome import chosen, report, verify
+
+    if args.threads is not None:
+        set_threads(args.threads)
+    search, storage = _search(args)
+    picked = chosen(search, storage=storage, study=args.study)
+    if args.worker_until is not None:  # one of the processes of --workers N
+        from auxopt.outcome.verify import VerifyStudy, fresh_seeds
+
+        spec = VerifyStudy(picked, fresh_seeds(picked.seed, args.seeds))
+        spec.optimize(until=args.worker_until, storage=picked.url, publish_every=None)
+        return 0
+    workers = None
+    if args.workers != 1:
+        workers = _verify_workers(args)
+    with _outcome_progress(args) as progress:
+        verdict = verify(picked, seeds=args.seeds, progress=progress, workers=workers)
+    print(report(verdict, picked))
+    return 0
+
+
+def _verify_workers(args: argparse.Namespace):
+    """``workers(spec, until)`` for :func:`auxopt.outcome.verify.verify`: ``--workers`` processes of
+    ``auxopt verify`` on the companion study."""
+    import subprocess
+
+    from auxopt.errors import AuxoptError
+    from auxopt.storage import mask_url
+
+    if args.workers < 1:
+        raise AuxoptError(f"--workers must be at least 1, not {args.workers}")
+    threads = args.threads if args.threads is not None else max(1, cpu_count() // args.workers)
+
+    def run(spec, until: int) -> None:
+        command = [sys.executable, "-m", "auxopt.cli", "verify", "--seeds", str(args.seeds), "--threads", str(threads)]
+        command += [args.study_file] if args.study_file else ["--study", args.study]
+        command += ["--worker-until", str(until), "--quiet"]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        env["AUXOPT_STORAGE"] = spec.storage_url()  # not on the command line, where ps shows passwords
+        print(f"{args.workers} workers on {spec.name!r} in {mask_url(spec.storage_url())}", flush=True)
+        procs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env) for _ in range(args.workers)]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            code = next(c for c in codes if c)
+            raise AuxoptError(f"a verify worker failed (exit {code}); run the same command again")
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -482,8 +635,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "worker":
             return _run(args, Path(args.study_file), None)
-        if args.command in ("dashboard", "studies", "show"):
-            return {"dashboard": _dashboard, "studies": _studies, "show": _show}[args.command](args)
+        if args.command in ("dashboard", "studies", "show", "export", "verify"):
+            commands = {"dashboard": _dashboard, "studies": _studies, "show": _show}
+            return {**commands, "export": _export, "verify": _verify}[args.command](args)
         if args.command == "quickstart":
             default = f"sqlite:///{Path.cwd() / 'quickstart.db'}"
             return _run(args, quickstart_file(), default)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from auxopt import records
 from auxopt.errors import AuxoptError
+from auxopt.stats import verdict_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -682,6 +683,10 @@ def best_summary(study: optuna.Study) -> str:
     if best.params:
         lines += ["", "| parameter | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in best.params.items()]
+    verdict = study.user_attrs.get(records.VERDICT)
+    if isinstance(verdict, dict):
+        of = verdict.get("of", {})
+        lines += ["", f"### Verified (auxopt verify, trial {of.get('trial')})", "", *verdict_lines(verdict)]
     return "\n".join(lines)
 
 

@@ -71,6 +71,7 @@ SUITE: dict[str, dict[str, list[str]]] = {
         "gpu": ["--scale", "gpu", "--tasks", "citation_intent,chemprot"],
     },
     "attittud_end_task": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
+    "verify_report": {"ci": [], "cpu": [], "gpu": []},  # reads the verdicts auxopt verify stored
 }
 LONG_ON_CPU = (
     "payoff",

@@ -18,8 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "auxopt"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("auxopt.errors",),  # AuxoptError
-    ("auxopt.records", "auxopt._optuna", "auxopt.bandit"),  # record names, Optuna's private API, bandit maths
+    ("auxopt.errors", "auxopt.version"),  # AuxoptError; the version
+    ("auxopt.records", "auxopt._optuna", "auxopt.bandit", "auxopt.stats"),  # record names, Optuna's private API,
+    # bandit maths, paired statistics
     ("auxopt.tasks",),  # data
     ("auxopt.models",),  # encoders, heads, losses, precision
     ("auxopt.train",),  # the loop and its plugin protocol
@@ -29,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("auxopt.objective", "auxopt.worker", "auxopt.dashboard"),  # Optuna meets training; workers
     ("auxopt.study", "auxopt.integrations"),  # StudySpec; transformers.Trainer
     ("auxopt.pipelines",),  # AutoSeM's two stages, built of studies
+    ("auxopt.outcome",),  # a search's result: the chosen model exported, the verdict on it
     ("auxopt.study_file",),  # a file that defines a study or a pipeline
     ("auxopt.cli",),
 ]

@@ -58,6 +58,8 @@ class AutoSeMResult:
     test_at_best: float | None
     stage1: str
     stage2: str | None
+    trial: int | None = None  # the number of the trial that scored best_dev …
+    trial_study: str | None = None  # … in this study (stage 2's, or stage 1's primary-only run)
 
 
 @dataclass
@@ -117,6 +119,7 @@ class AutoSeM:
     source_file: str | None = None
     on_overlap: str = "warn"
     result: AutoSeMResult | None = field(default=None, init=False)
+    _read_only: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.auxiliaries:
@@ -269,6 +272,7 @@ class AutoSeM:
     def _continue(self, spec: StudySpec, storage: str, target: int, run: dict[str, Any]) -> optuna.Study:
         """The study of ``spec`` with ``target`` finished trials: runs the missing ones, if any."""
         remaining = self._remaining(spec, storage, target)
+        self._must_be_done(spec, remaining)
         return spec.optimize(n_trials=remaining, storage=storage, **run) if remaining else spec.load_study(storage)
 
     def _evidence(self, study: optuna.Study, spec: StudySpec) -> dict[str, tuple[float, float]]:
@@ -298,6 +302,7 @@ class AutoSeM:
         spec1 = self._stage1_spec()
         target1 = 1 if self.stage1 == "online" else self.stage1_trials
         remaining = self._remaining(spec1, url, target1)
+        self._must_be_done(spec1, remaining)
         if remaining:
             logger.info("AutoSeM stage 1 (%s): %d run(s) to go", self.stage1, remaining)
             study1 = spec1.optimize(n_trials=remaining, storage=url, **run)
@@ -327,6 +332,8 @@ class AutoSeM:
                 best.user_attrs.get(records.TEST_METRIC),
                 self.stage1_name,
                 None,
+                best.number,
+                self.stage1_name,
             )
             return study1
         if not selected:  # nothing beat the primary's own arm: the answer is the primary alone
@@ -340,11 +347,14 @@ class AutoSeM:
                 best.user_attrs.get(records.TEST_METRIC),
                 self.stage1_name,
                 self.stage2_name,
+                best.number,
+                self.stage2_name,
             )
             return study2
         points = self.candidate_points(selected, utilities, with_primary_alone=not baseline)
         spec2 = self._stage2_spec(selected, points)
         if self._remaining(spec2, url, self.stage2_trials):
+            self._must_be_done(spec2, 1)
             self._enqueue(spec2, url, points[: self.stage2_trials])
         study2 = self._continue(spec2, url, self.stage2_trials, run)
         finished = [t for t in study2.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
@@ -361,8 +371,33 @@ class AutoSeM:
             best.user_attrs.get(records.TEST_METRIC),
             self.stage1_name,
             self.stage2_name,
+            best.number,
+            self.stage1_name if best in baseline else self.stage2_name,
         )
         return study2
+
+    def load_result(self, storage: str | None = None) -> AutoSeMResult:
+        """The outcome of the finished pipeline, read from storage (nothing is trained or queued);
+        an :class:`AuxoptError` naming the stage that has not finished."""
+        self._read_only = True
+        try:
+            self.optimize(storage=storage, publish_every=None)
+        finally:
+            self._read_only = False
+        assert self.result is not None
+        return self.result
+
+    def config_for(self, ratios: Mapping[str, float]):
+        """The :class:`~auxopt.train.TrainConfig` of a stage-2 run with these ratios (the primary's
+        1 included), e.g. of :attr:`result`'s ``ratios``: the pipeline's base settings and seed."""
+        return self._spec(self.stage2_name, None, None, 1, 2).config_for({"ratios": dict(ratios)})
+
+    def _must_be_done(self, spec: StudySpec, remaining: int) -> None:
+        if remaining and self._read_only:
+            raise AuxoptError(
+                f"AutoSeM {self.name!r} has not finished: study {spec.name!r} lacks {remaining} trial(s); "
+                "run the pipeline to the end first (auxopt run STUDY.py)"
+            )
 
     def _primary_only_trials(self, study1: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         """Stage 1's finished runs of the primary task alone: the sampler's ``none`` arm (the online

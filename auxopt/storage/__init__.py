@@ -48,6 +48,7 @@ from auxopt.storage.urls import (
     is_journal,
     journal_path,
     mask_url,
+    open_existing,
     open_storage,
     validate_storage_url,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "journal_path",
     "local_worker_gone",
     "mask_url",
+    "open_existing",
     "open_storage",
     "reset_running",
     "retried_trials",

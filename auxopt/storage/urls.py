@@ -154,3 +154,22 @@ def open_storage(url: str, *, heartbeat: bool = True):
                 "check that the server runs and the URL (host, port, user, database) is right"
             ) from None
         raise
+
+
+def open_existing(url: str):
+    """:func:`open_storage` for a storage that must already exist: an SQLite file or a journal file
+    that is not there is an :class:`AuxoptError`, never created."""
+    validate_storage_url(url)
+    if is_journal(url):
+        path = journal_path(url)
+    elif url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        path = Path(make_url(url).database).expanduser()
+    else:
+        path = None
+    if path is not None and not path.is_file():
+        raise AuxoptError(
+            f"no study database at {mask_url(url)}; run a study first (auxopt run STUDY.py) or check the path"
+        )
+    return open_storage(url)

@@ -1,6 +1,6 @@
 """Tasks: labelled datasets with splits, kinds and metrics; loading; synthetic benchmark tasks."""
 
-from auxopt.tasks.loading import build_task, data_dirs, load_task
+from auxopt.tasks.loading import build_task, data_dirs, load_task, reload_task
 from auxopt.tasks.metrics import METRICS, get_metric
 from auxopt.tasks.overlap import (
     ContaminationWarning,
@@ -27,4 +27,5 @@ __all__ = [
     "load_task",
     "make_synthetic_suite",
     "normalize_text",
+    "reload_task",
 ]

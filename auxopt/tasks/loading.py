@@ -32,7 +32,7 @@ KNOWN_METRICS = {
     "hyperpartisan": "macro_f1",
 }
 
-__all__ = ["KNOWN_METRICS", "TaskOptions", "build_task", "data_dirs", "load_task"]
+__all__ = ["KNOWN_METRICS", "TaskOptions", "build_task", "data_dirs", "load_task", "reload_task"]
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,56 @@ def load_task(
     task_name = name or found.default_name
     if found.default_name is None and not task_name:
         raise AuxoptError("an in-memory task needs a name: load_task({...}, name='my_task')")
+    loaded_with = None
+    if isinstance(source, str | os.PathLike):
+        given = {f.name: getattr(options, f.name) for f in fields(TaskOptions)}
+        defaults = {f.name: f.default for f in fields(TaskOptions)}
+        loaded_with = {
+            "source": str(Path(source).resolve()) if Path(source).exists() else str(source),
+            "name": task_name,
+            **({"config": config} if config is not None else {}),
+            **{k: (list(v) if isinstance(v, tuple | list) else v) for k, v in given.items() if v != defaults[k]},
+        }
     return _build(
-        task_name, found.records, options, source=found.origin, domain_text=found.domain_text, files=found.files
+        task_name,
+        found.records,
+        options,
+        source=found.origin,
+        domain_text=found.domain_text,
+        files=found.files,
+        loaded_with=loaded_with,
     )
+
+
+def reload_task(description: Mapping[str, Any]) -> Task:
+    """The task a study stored (:meth:`Task.describe`), loaded again the way it was first loaded;
+    an :class:`AuxoptError` when it cannot be (built in memory, data gone) or when its data changed
+    since (another fingerprint)."""
+    name = description.get("name", "?")
+    how = description.get("loaded_with")
+    if not how:
+        raise AuxoptError(
+            f"task {name!r} was not loaded from a folder or the hub (source {description.get('source', 'memory')!r}), "
+            "so it cannot be loaded again from the storage alone; give the study file (STUDY.py) instead"
+        )
+    how = dict(how)
+    source = how.pop("source", "synthetic")
+    try:
+        if "synthetic" in how:  # a task of auxopt's synthetic benchmark: made again from its recipe
+            from auxopt.tasks.synthetic import make_synthetic_suite
+
+            suite = make_synthetic_suite(**how["synthetic"])
+            task = next(t for t in (suite.primary, *suite.auxiliaries) if t.name == how["name"])
+        else:
+            task = load_task(source, **how)
+    except AuxoptError as e:
+        raise AuxoptError(f"cannot load task {name!r} again from {source!r}: {e}") from None
+    if description.get("fingerprint") and task.fingerprint != description["fingerprint"]:
+        raise AuxoptError(
+            f"task {name!r} loaded from {source!r} is not the data the study ran on (its fingerprint is "
+            f"{task.fingerprint}, the study's {description['fingerprint']}); restore that data or give the study file"
+        )
+    return task
 
 
 def build_task(
@@ -149,6 +196,7 @@ def _build(
     source: str,
     domain_text: Sequence[str] | None,
     files: Mapping[str, Path] | None,
+    loaded_with: dict | None = None,
 ) -> Task:
     """:func:`build_task` with its options gathered: check the splits, read the columns, label them
     by kind, carve the missing splits."""
@@ -181,6 +229,7 @@ def _build(
         source=source,
         carved=carved,
         domain_text=None if domain_text is None else tuple(domain_text),
+        loaded_with=loaded_with,
     )
 
 

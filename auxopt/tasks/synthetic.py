@@ -103,7 +103,7 @@ def _split(lang, rng, n, weights, noise, classes) -> Split:
     return Split(lang.texts(ids, starts), labels)
 
 
-def _task(name, lang, rng, weights, sizes, noise, classes, head=None) -> Task:
+def _task(name, lang, rng, weights, sizes, noise, classes, recipe, head=None) -> Task:
     train, dev, test = (_split(lang, rng, n, weights, noise, classes) for n in sizes)
     labels = ("neg", "pos") if classes == 2 else ("low", "mid", "high")
     return Task(
@@ -115,6 +115,7 @@ def _task(name, lang, rng, weights, sizes, noise, classes, head=None) -> Task:
         metric="accuracy",
         head=head,
         source="synthetic",
+        loaded_with={"synthetic": recipe, "name": name},
     )
 
 
@@ -135,13 +136,24 @@ def make_synthetic_suite(
     Task names are ``primary``, ``helpful_0``…, ``neutral_0``…, ``harmful_0``…; equal arguments give
     identical tasks.
     """
+    recipe = dict(
+        n_helpful=n_helpful,
+        n_neutral=n_neutral,
+        n_harmful=n_harmful,
+        n_train=n_train,
+        n_aux_train=n_aux_train,
+        n_dev=n_dev,
+        n_test=n_test,
+        noise=noise,
+        seed=seed,
+    )  # what reload_task makes the suite again from
     rng = np.random.default_rng(seed)
     lang = _Language(rng, n_signal=60, n_other=30, n_filler=150)
     n_words = len(lang.vocab)
     sig = slice(2, 2 + lang.n_signal)
     w_primary = np.zeros(n_words)
     w_primary[sig] = rng.normal(size=lang.n_signal)
-    primary = _task("primary", lang, rng, w_primary, (n_train, n_dev, n_test), noise, 2)
+    primary = _task("primary", lang, rng, w_primary, (n_train, n_dev, n_test), noise, 2, recipe)
 
     aux_sizes = (n_aux_train, n_dev, n_dev)
     auxiliaries, truth = [], {}
@@ -149,20 +161,20 @@ def make_synthetic_suite(
         w = w_primary.copy()
         w[sig] += 0.3 * rng.normal(size=lang.n_signal)
         name = f"helpful_{i}"
-        auxiliaries.append(_task(name, lang, rng, w, aux_sizes, noise, 3 if i % 2 == 0 else 2))
+        auxiliaries.append(_task(name, lang, rng, w, aux_sizes, noise, 3 if i % 2 == 0 else 2, recipe))
         truth[name] = "helpful"
     for i in range(n_neutral):
         w = np.zeros(n_words)
         start = 2 + lang.n_signal + (i % 2) * lang.n_other
         w[start : start + lang.n_other] = rng.normal(size=lang.n_other)
         name = f"neutral_{i}"
-        auxiliaries.append(_task(name, lang, rng, w, aux_sizes, noise, 2))
+        auxiliaries.append(_task(name, lang, rng, w, aux_sizes, noise, 2, recipe))
         truth[name] = "neutral"
     for i in range(n_harmful):
         w = w_primary.copy()
         flipped = rng.permutation(lang.n_signal)[: lang.n_signal // 2]
         w[2 + flipped] *= -1
         name = f"harmful_{i}"
-        auxiliaries.append(_task(name, lang, rng, w, aux_sizes, noise, 2, head="primary"))
+        auxiliaries.append(_task(name, lang, rng, w, aux_sizes, noise, 2, recipe, head="primary"))
         truth[name] = "harmful"
     return SyntheticSuite(primary, tuple(auxiliaries), truth)

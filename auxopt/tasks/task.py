@@ -48,6 +48,9 @@ class Task:
         source: where the task came from, for the record.
         carved: splits that were carved from train, with how (``{"dev": "10% of train, seed 0"}``).
         domain_text: unlabelled in-domain passages (``domain.txt``) when the task has them.
+        loaded_with: the :func:`~auxopt.tasks.load_task` call that built it (its source and the
+            keywords that differ from the defaults), so that a stored study can load it again
+            (:func:`~auxopt.tasks.reload_task`); None for tasks built in memory.
     """
 
     name: str
@@ -61,6 +64,7 @@ class Task:
     source: str = "memory"
     carved: dict[str, str] = field(default_factory=dict)
     domain_text: tuple[str, ...] | None = None
+    loaded_with: dict | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -159,6 +163,7 @@ class Task:
             "source": self.source,
             "carved": dict(self.carved),
             "fingerprint": self.fingerprint,
+            **({"loaded_with": dict(self.loaded_with)} if self.loaded_with is not None else {}),
         }
 
     def __repr__(self) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from copy import deepcopy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from auxopt.errors import AuxoptError
@@ -234,12 +236,34 @@ class TrainConfig:
 
 
 @dataclass
+class TrainedModel:
+    """The primary task's model at the best dev step, as :func:`~auxopt.train.train` hands it back
+    (``keep_model=True``): the multi-task network in eval mode (auxiliary and objective heads
+    included), its tokenizer, the primary task, the length it was trained at, the run's settings
+    (:meth:`TrainConfig.describe`) and its contamination check. :meth:`TrainResult.save_pretrained`
+    writes it as a folder that ``transformers.pipeline`` loads."""
+
+    model: Any
+    tokenizer: Any
+    task: Task
+    max_length: int
+    settings: dict[str, Any]
+    contamination: dict[str, Any] | None = None  # the run's OverlapReport.to_dict()
+
+    @property
+    def head(self) -> str:
+        return self.task.head_name
+
+
+@dataclass
 class TrainResult:
     """The outcome of :func:`auxopt.train.train`.
 
     ``best_dev`` is the best primary dev metric seen at an evaluation, ``test_at_best`` the primary
     test metric of the model at that step (None without a test split); ``curve`` holds (step, dev).
     ``stopped`` says why training ended: ``"max_steps"``, ``"early_stopping"`` or ``"reporter"``.
+    ``model`` is the trained model at the best dev step (:class:`TrainedModel`) when ``train`` was
+    asked to keep it, else None.
     """
 
     metric: str
@@ -253,6 +277,15 @@ class TrainResult:
     stopped: str
     device: str
     extra: dict[str, Any] = field(default_factory=dict)
+    model: TrainedModel | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The outcome as plain data (the model left out)."""
+        return {f.name: deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "model"}
+
+    def save_pretrained(self, folder, **card) -> Path:
+        """Write the kept model as a folder ``transformers.pipeline`` loads, with a model card
+        (:func:`auxopt.train.export.save_pretrained`; ``card`` goes there)."""
+        from auxopt.train.export import save_pretrained
+
+        return save_pretrained(self, folder, **card)

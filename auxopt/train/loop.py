@@ -19,7 +19,7 @@ from auxopt.tasks.overlap import check_overlap
 from auxopt.tasks.task import Task
 from auxopt.train.callbacks import ReporterLike, TrainCallback, as_callbacks
 from auxopt.train.checkpoint import TrainState
-from auxopt.train.config import TrainConfig, TrainResult
+from auxopt.train.config import TrainConfig, TrainedModel, TrainResult
 from auxopt.train.runtime import resolve_device, seed_everything
 from auxopt.train.schedules import make_schedule
 from auxopt.train.step import TrainContext, make_step
@@ -91,7 +91,13 @@ def build_model(config: TrainConfig, tasks: list[Task]):
     return model, loaded.tokenizer
 
 
-def train(config: TrainConfig, reporter: ReporterLike = None, callbacks: Sequence[TrainCallback] = ()) -> TrainResult:
+def train(
+    config: TrainConfig,
+    reporter: ReporterLike = None,
+    callbacks: Sequence[TrainCallback] = (),
+    *,
+    keep_model: bool = False,
+) -> TrainResult:
     """Train the primary task jointly with the auxiliaries that have a positive ratio.
 
     Every ``eval_every`` steps the primary dev metric is computed and passed to ``reporter`` and to
@@ -102,6 +108,10 @@ def train(config: TrainConfig, reporter: ReporterLike = None, callbacks: Sequenc
     First the train splits of the tasks trained on are checked against the primary's dev and test
     splits (:func:`~auxopt.tasks.check_overlap`, cached per task): an overlap warns, fails or is
     ignored as ``config.on_overlap`` says, and is recorded in ``extra["contamination"]``.
+
+    With ``keep_model=True`` the result carries the model at the best dev step
+    (:class:`~auxopt.train.config.TrainedModel`, in eval mode); ``result.save_pretrained(folder)``
+    writes it as a folder that ``transformers.pipeline("text-classification", model=folder)`` loads.
     """
     start_time = time.perf_counter()
     hooks = as_callbacks(reporter, callbacks)
@@ -254,8 +264,9 @@ def train(config: TrainConfig, reporter: ReporterLike = None, callbacks: Sequenc
             )
 
     test = None
-    if primary.test is not None and best_state is not None:
+    if best_state is not None and (primary.test is not None or keep_model):
         model.load_state_dict(best_state)
+    if primary.test is not None and best_state is not None:
         test = evaluate(
             model,
             primary,
@@ -282,4 +293,7 @@ def train(config: TrainConfig, reporter: ReporterLike = None, callbacks: Sequenc
             **({records.RESUMED_FROM_STEP: resumed_from} if resumed_from is not None else {}),
             **({records.CONTAMINATION: overlap.to_dict()} if overlap.contaminated else {}),
         },
+        model=TrainedModel(model.eval(), tokenizer, primary, config.max_length, config.describe(), overlap.to_dict())
+        if keep_model
+        else None,
     )

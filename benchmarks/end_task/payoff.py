@@ -302,7 +302,7 @@ def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, st
     base = base_config(scale)
     start = time.perf_counter()
     if row.startswith("autosem-"):
-        return run_autosem(row, seed, primary, auxiliaries, scale, base, url, study_name)
+        return run_autosem(row, seed, primary, auxiliaries, scale, url, study_name)
     tasks, kwargs = list(auxiliaries), {}
     if row == "primary-only":
         tasks = []
@@ -369,15 +369,13 @@ def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, st
     )
 
 
-def run_autosem(row, seed, primary, auxiliaries, scale, base, url, study_name) -> dict:
-    """The AutoSeM pipeline, its two stage studies in the benchmark's own file (so it resumes
-    mid-search); compute is summed over every trial of both stages, across restarts."""
-    import optuna
-
+def autosem_pipeline(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, study_name: str):
+    """The :class:`auxopt.pipelines.AutoSeM` of an AutoSeM row and seed, its stage studies in ``url``
+    (``studies/payoff_autosem.py`` builds the same one, for ``auxopt export`` and ``auxopt verify``)."""
     from auxopt.pipelines import AutoSeM
 
-    base = {k: v for k, v in base.items() if k != "on_overlap"}  # a setting of AutoSeM's studies
-    pipeline = AutoSeM(
+    base = {k: v for k, v in base_config(scale).items() if k != "on_overlap"}  # a setting of AutoSeM's studies
+    return AutoSeM(
         name=stage_prefix(study_name, row, seed, scale),
         primary=primary,
         auxiliaries=auxiliaries,
@@ -390,6 +388,14 @@ def run_autosem(row, seed, primary, auxiliaries, scale, base, url, study_name) -
         seed=seed,
         storage=url,
     )
+
+
+def run_autosem(row, seed, primary, auxiliaries, scale, url, study_name) -> dict:
+    """The AutoSeM pipeline, its two stage studies in the benchmark's own file (so it resumes
+    mid-search); compute is summed over every trial of both stages, across restarts."""
+    import optuna
+
+    pipeline = autosem_pipeline(row, seed, primary, auxiliaries, scale, url, study_name)
     pipeline.optimize(publish_every=None)
     steps = wall = 0.0
     for name in (pipeline.stage1_name, pipeline.stage2_name):
@@ -577,25 +583,14 @@ def collect(study, suite: Suite, scale: dict) -> dict[str, dict[int, dict]]:
 
 
 def paired(row: dict[int, dict], base: dict[int, dict]) -> dict | None:
-    """Paired test differences from the baseline over common seeds: mean, 95 % t-interval, W/T/L."""
-    from scipy import stats
+    """Paired test differences from the baseline over common seeds: mean, 95 % t-interval, W/T/L
+    (:func:`auxopt.stats.paired_difference`)."""
+    from auxopt.stats import paired_difference
 
-    seeds = sorted(s for s in row if s in base and row[s]["test"] is not None and base[s]["test"] is not None)
-    if not seeds:
+    diff = paired_difference({s: v["test"] for s, v in row.items()}, {s: v["test"] for s, v in base.items()})
+    if diff is None:
         return None
-    d = [row[s]["test"] - base[s]["test"] for s in seeds]
-    mean = statistics.mean(d)
-    half = (stats.t.ppf(0.975, len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))) if len(d) > 1 else math.nan
-    eps = 1e-9
-    return {
-        "n": len(d),
-        "mean": mean,
-        "low": mean - half,
-        "high": mean + half,
-        "wins": sum(x > eps for x in d),
-        "ties": sum(abs(x) <= eps for x in d),
-        "losses": sum(x < -eps for x in d),
-    }
+    return {**diff.to_dict(), "low": diff.low, "high": diff.high}
 
 
 def suite_lines(name: str, suite: Suite, data: dict, metric: str, scale: dict) -> list[str]:
