@@ -130,6 +130,12 @@ def _resume_options(p: argparse.ArgumentParser) -> None:
         "machine's cores shared out, cores // N each; else torch's own choice)",
     )
     p.add_argument(
+        "--gpus",
+        metavar="LIST",
+        help="GPUs the worker processes use, such as 0,2 (default: every visible GPU); workers are dealt "
+        "out over them in turn, several to a GPU when there are more workers",
+    )
+    p.add_argument(
         "--reset-running",
         action="store_true",
         help="first fail and retry every RUNNING trial: only when no other worker is alive "
@@ -252,6 +258,13 @@ def _run(args: argparse.Namespace, study_file: Path, default_storage: str | None
     workers = getattr(args, "workers", 1)
     if getattr(args, "threads", None) is not None:
         set_threads(args.threads)
+    if getattr(args, "gpus", None) and (workers == 1 or args.command == "worker"):
+        from auxopt.train.runtime import DEVICE_ENV
+        from auxopt.worker import parse_gpus, worker_devices
+
+        device = worker_devices(1, parse_gpus(args.gpus))[0]  # this process: the first one listed
+        if device is not None:
+            os.environ[DEVICE_ENV] = device
     if workers != 1 or args.command == "worker":
         return _run_workers(args, spec, study_file, url, workers)
     total = args.n_trials if args.n_trials is not None else getattr(spec, "n_trials", None)
@@ -321,6 +334,10 @@ def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, wor
             )
         print(summary(study, mask_url(url)))
         return 0
+    from auxopt.train.runtime import DEVICE_ENV
+    from auxopt.worker import parse_gpus, placement, worker_devices
+
+    devices = worker_devices(workers, parse_gpus(args.gpus))  # a bad --gpus fails before storage is touched
     spec.preflight()
     study = spec.load_study(url)  # created once here, before the workers race to it
     if args.reset_running:
@@ -346,7 +363,7 @@ def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, wor
         command.append("--quiet")
     print(
         f"{workers} workers on {mask_url(url)} until the study holds {until} trials "
-        f"({threads} CPU thread{'s' * (threads != 1)} each)",
+        f"({threads} CPU thread{'s' * (threads != 1)} each, {placement(devices)})",
         flush=True,
     )
     env = {
@@ -355,7 +372,10 @@ def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, wor
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
     }
-    procs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env) for _ in range(workers)]
+    procs = [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, env={**env, DEVICE_ENV: device} if device else env)
+        for device in devices
+    ]
     codes = [p.wait() for p in procs]
     study = spec.load_study(url)
     print(summary(study, mask_url(url)))

@@ -29,6 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from auxopt import _optuna, records
+from auxopt.errors import AuxoptError
 from auxopt.progress import fmt_params, fmt_value
 from auxopt.storage import (
     CHECKPOINT_STEP,
@@ -173,3 +174,47 @@ def run_trials(
         for callback in callbacks:
             callback(study, frozen)
     return done
+
+
+# -- placing worker processes on GPUs ----------------------------------------------------------------
+def parse_gpus(text: str | None) -> list[int] | None:
+    """``--gpus 0,2`` → ``[0, 2]``; None or ``""`` → None (every visible GPU)."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        gpus = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise AuxoptError(f"--gpus takes GPU numbers separated by commas, such as 0,2; not {text!r}") from None
+    if len(set(gpus)) != len(gpus) or any(g < 0 for g in gpus):
+        raise AuxoptError(f"--gpus lists each GPU once, by its number from 0; not {text!r}")
+    return gpus
+
+
+def worker_devices(workers: int, gpus: Sequence[int] | None = None, visible: int | None = None) -> list[str | None]:
+    """The device of each of ``workers`` worker processes: the GPUs ``gpus`` (default: every one of
+    the ``visible`` GPUs, ``torch.cuda.device_count()``) dealt out in turn, so that several workers
+    share a GPU when there are more workers than GPUs; None for every worker (the run's own choice:
+    the CPU) when there is no GPU."""
+    if visible is None:
+        import torch
+
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus is None:
+        gpus = list(range(visible))
+    missing = [g for g in gpus if g >= visible]
+    if missing:
+        seen = f"GPUs 0 to {visible - 1}" if visible else "no GPU"
+        raise AuxoptError(f"--gpus names GPU {missing[0]}, but this machine shows {seen} (CUDA_VISIBLE_DEVICES)")
+    if not gpus:
+        return [None] * workers
+    return [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
+
+
+def placement(devices: Sequence[str | None]) -> str:
+    """``cuda:0 ×2, cuda:1 ×2`` (or ``the CPU``) for the summary line."""
+    counts: dict[str, int] = {}
+    for device in devices:
+        counts[device or "cpu"] = counts.get(device or "cpu", 0) + 1
+    if set(counts) == {"cpu"}:
+        return "on the CPU"
+    return "on " + ", ".join(f"{d} ×{n}" if n > 1 else d for d, n in counts.items())

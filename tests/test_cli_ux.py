@@ -22,7 +22,7 @@ def storage(tmp_path):
     return url, study
 
 
-@pytest.mark.parametrize("command", ["dashboard", "studies", "show", "run", "quickstart"])
+@pytest.mark.parametrize("command", ["dashboard", "studies", "show", "run", "quickstart", "export", "verify"])
 def test_every_subcommand_help_has_an_example(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

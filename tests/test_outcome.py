@@ -273,39 +273,3 @@ def test_autosem_result_exports_and_an_unfinished_pipeline_says_so(suite, tmp_pa
     assert picked.config.active_ratios() == {k: v for k, v in pipeline.result.ratios.items() if v > 0}
     done = export(picked, tmp_path / "m")
     assert done.result.best_dev == pipeline.result.best_dev
-
-
-@pytest.mark.slow
-def test_the_readme_quickstart_ends_with_export_and_verify_and_they_run(tmp_path):
-    """The README's quickstart commands, as written (verify with 2 seeds instead of 5, for time)."""
-    import json
-    import os
-    import shlex
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("Then take the result out", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    commands = [shlex.split(line) for line in block.strip().splitlines()]
-    assert [c[:2] for c in commands] == [["auxopt", "export"], ["auxopt", "verify"]]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-    def auxopt(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "auxopt.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout
-
-    auxopt("quickstart", "--n-trials", "2", "--quiet")
-    out = auxopt(*commands[0][1:])
-    assert "reproduced exactly" in out and (tmp_path / "quickstart-model" / "model.safetensors").is_file()
-    out = auxopt(*commands[1][1:], "--seeds", "2")
-    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{tmp_path / 'quickstart.db'}")
-    verdict = study.user_attrs[records.VERDICT]
-    if verdict.get("alone"):
-        assert "primary task alone" in out
-    else:
-        assert "over 2 paired seeds" in out and verdict["seeds"] == 2
-    json.dumps(verdict)  # stored as JSON

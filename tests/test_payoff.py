@@ -81,14 +81,18 @@ def test_ci_scale_runs_end_to_end_and_resumes_after_a_kill(tmp_path, data_dir):
     env = {**os.environ, "AUXOPT_DATA": str(data_dir), "OMP_NUM_THREADS": "1", "AUXOPT_RESULTS": str(tmp_path / "R.md")}
     proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:  # kill it inside its second run
+    killed = None
+    while time.monotonic() < deadline and proc.poll() is None:  # kill a run after its first checkpoint
         trials = _trials(url)
-        if any(t.state == TrialState.COMPLETE for t in trials) and any(t.state == TrialState.RUNNING for t in trials):
+        checkpointed = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("checkpoint_step")]
+        if any(t.state == TrialState.COMPLETE for t in trials) and checkpointed:
+            killed = checkpointed[0]
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert killed is not None
     before = {(t.params["row"], t.params["seed"]): t.value for t in _trials(url) if t.state == TrialState.COMPLETE}
     assert before and any(t.state == TrialState.RUNNING for t in _trials(url))
 
@@ -105,6 +109,10 @@ def test_ci_scale_runs_end_to_end_and_resumes_after_a_kill(tmp_path, data_dir):
     assert not any(t.state == TrialState.RUNNING for t in trials)
     after = {(t.params["row"], t.params["seed"]): t.value for t in trials if t.state == TrialState.COMPLETE}
     assert all(after[k] == v for k, v in before.items())  # finished runs are not redone
+    job = (killed.params["row"], killed.params["seed"])
+    redone = next(t for t in trials if t.state == TrialState.COMPLETE and (t.params["row"], t.params["seed"]) == job)
+    assert redone.user_attrs["resumed_from_step"] >= killed.user_attrs["checkpoint_step"]  # from its checkpoint
+    assert not list((tmp_path / "payoff.db.artifacts").glob("*"))  # finished runs leave no checkpoint
     for t in trials:
         if t.state == TrialState.COMPLETE:
             assert t.user_attrs["steps"] >= scale["steps"] and t.user_attrs["wall_s"] > 0

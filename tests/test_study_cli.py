@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -215,18 +216,42 @@ def test_storage_url_helpers(tmp_path):
 
 
 @pytest.mark.slow
-def test_quickstart_command_twice(tmp_path):
-    """The README's main job: `auxopt quickstart` writes quickstart.db; running it again adds trials."""
+def test_quickstart_command_twice_then_the_readme_export_and_verify(tmp_path):
+    """The README's main job: `auxopt quickstart` writes quickstart.db; running it again adds trials;
+    the quickstart's export and verify commands, as the README writes them, run on it (verify with 2
+    seeds instead of 5, for time)."""
+    import shlex
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "auxopt.cli", "quickstart", "--n-trials", "2", "--quiet"]
-    for _ in range(2):
+
+    def auxopt(*args: str) -> str:
+        command = [sys.executable, "-m", "auxopt.cli", *args]
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    for _ in range(2):
+        auxopt("quickstart", "--n-trials", "2", "--quiet")
     study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{tmp_path / 'quickstart.db'}")
     assert len(study.trials) == 4
     assert study.user_attrs["ground_truth"] == {"helpful_0": "helpful", "neutral_0": "neutral", "harmful_0": "harmful"}
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete and all("dev_metric" in t.user_attrs and "test_metric" in t.user_attrs for t in complete)
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("Then take the result out", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line) for line in block.strip().splitlines()]
+    assert [c[:2] for c in commands] == [["auxopt", "export"], ["auxopt", "verify"]]
+    out = auxopt(*commands[0][1:])
+    assert "reproduced exactly" in out and (tmp_path / "quickstart-model" / "model.safetensors").is_file()
+    out = auxopt(*commands[1][1:], "--seeds", "2")
+    verdict = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{tmp_path / 'quickstart.db'}").user_attrs[
+        "verdict"
+    ]
+    if verdict.get("alone"):  # the search chose the primary alone: nothing to compare, nothing trained
+        assert "primary task alone" in out
+    else:
+        assert "over 2 paired seeds" in out and verdict["seeds"] == 2 and verdict["summary"] in out
 
 
 def test_a_run_with_the_settings_of_a_finished_trial_is_not_trained_again(tmp_path):

@@ -265,5 +265,5 @@ def report(verdict: Mapping[str, Any], chosen: Chosen) -> str:
             rows.append(row)
         widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(header))]
         lines += ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
-    lines += [f"  {line}" for line in verdict_lines(verdict)]
+    lines += [f"  {line}" if line else "" for line in verdict_lines(verdict)]
     return "\n".join(lines)

@@ -57,7 +57,10 @@ def render(result: Any, *, name: str, source: Mapping[str, Any] | None = None, v
     pair = " of text pairs" if task.is_pair else ""
     lines += [
         f"A {kind} model{pair} for **{task.name}**, trained with auxopt "
-        + (f"together with the auxiliary task(s) {', '.join(f'`{t}`' for t in aux)}." if aux else "on it alone.")
+        + (f"together with the auxiliary task(s) {', '.join(f'`{t}`' for t in aux)}" if aux else "on its own data")
+        + (" and AANG's generated objectives" if "aang" in methods else "")
+        + (" with ATTITTUD's gradient decomposition" if "attittud" in methods else "")
+        + "."
         + (f" Labels: {', '.join(f'`{x}`' for x in task.labels)}." if task.labels else ""),
         "",
         "## Use",

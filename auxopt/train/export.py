@@ -19,12 +19,14 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from auxopt.errors import AuxoptError
-from auxopt.train.config import TrainedModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from auxopt.train.config import TrainedModel
 
 #: largest |logit difference| between the trained network and the folder loaded back
 TOLERANCE = 1e-4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -9,10 +10,18 @@ import torch
 
 from auxopt.errors import AuxoptError
 
+#: the device a worker process was given (``auxopt run --workers N`` / ``--gpus``); ``"auto"`` takes it
+DEVICE_ENV = "AUXOPT_DEVICE"
+
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``device`` as a torch device. ``"auto"``: the device this worker process was placed on
+    (:data:`DEVICE_ENV`, set by ``auxopt run --workers N`` and ``--gpus``), else CUDA when present."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        placed = os.environ.get(DEVICE_ENV)
+        if not placed:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = placed
     try:
         resolved = torch.device(device)
     except RuntimeError:

@@ -25,9 +25,13 @@ columns count every training step a row spent (search included) and its wall tim
 
 **Resumable.** Every run is a trial of an Optuna study (one per suite, ``payoff-<suite>``) in an SQLite
 file (default ``benchmarks/payoff-<scale>.db``): parameters ``row`` and ``seed``, scores and compute as
-user_attrs, the dev score as the value. Killed, it continues where it stopped when run again (AutoSeM's
-stage studies live in the same file and resume mid-search); ``auxopt dashboard --storage
-sqlite:///benchmarks/end_task/payoff-cpu.db`` shows it. Several processes may share the file (``--workers N``).
+user_attrs, the dev score as the value. Killed, it continues where it stopped when run again: each run
+checkpoints every ``checkpoint_every`` steps into the artifact folder beside the file and a run that
+was killed resumes from its newest checkpoint (``resumed_from_step``); AutoSeM's stage studies live in
+the same file and resume mid-search. ``auxopt dashboard --storage
+sqlite:///benchmarks/end_task/payoff-cpu.db`` shows it. Several processes may share the file
+(``--workers N``, on the GPUs ``--gpus`` lists: every visible one by default); the study is created
+under the storage's lock, so workers started together on a new file do not race.
 ``--report`` only reads the file and writes the tables and ``docs/payoff.png``.
 
     AUXOPT_DATA=../shared/data python benchmarks/end_task/payoff.py --scale ci      # tiny model, about a minute
@@ -92,6 +96,7 @@ SCALES = {
         m=8,
         every=10,
         threads=1,
+        checkpoint_every=10,
     ),
     "cpu": dict(
         model="minilm",
@@ -112,6 +117,7 @@ SCALES = {
         m=None,
         every=None,
         threads=1,
+        checkpoint_every=100,
     ),
     "gpu": dict(
         model="minilm",
@@ -132,6 +138,7 @@ SCALES = {
         m=None,
         every=None,
         threads=None,
+        checkpoint_every=500,
     ),
 }
 
@@ -271,7 +278,7 @@ def settings(suite: Suite, scale: dict) -> dict:
             "candidates": list(candidates_of(suite, scale)),
             "max_train": suite.max_train,
         },
-        **{k: v for k, v in scale.items() if k not in ("seeds", "threads", *_METHOD_ONLY)},
+        **{k: v for k, v in scale.items() if k not in ("seeds", "threads", "checkpoint_every", *_METHOD_ONLY)},
     }
 
 
@@ -295,8 +302,11 @@ def jobs(suite: Suite, scale: dict, seeds: int, only: list[str] | None) -> list[
 
 
 # -- one run ----------------------------------------------------------------------------------------
-def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, study_name: str) -> dict:
-    """Train what ``row`` names with ``seed``; return its scores and the compute it spent."""
+def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, study_name: str, trial=None) -> dict:
+    """Train what ``row`` names with ``seed``; return its scores and the compute it spent. With
+    ``trial`` (the payoff study's), the run checkpoints into the artifact store beside the storage
+    every ``checkpoint_every`` steps and resumes from the newest checkpoint of the trials it redoes
+    (AutoSeM's stage studies checkpoint their own trials)."""
     from auxopt.train import TrainConfig, train
 
     base = base_config(scale)
@@ -330,7 +340,14 @@ def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, st
         kwargs["decomposer"] = JacobianDescent(row)
     elif row != "all-equal":
         raise ValueError(f"unknown row {row!r}")
+    checkpoints = _checkpoints(trial, url) if trial is not None else None
+    if checkpoints is not None:
+        from auxopt.train.checkpoint import Checkpoint
+
+        kwargs["checkpoint"] = Checkpoint(checkpoints, every=scale["checkpoint_every"])
     result = train(TrainConfig(primary, tasks, seed=seed, **kwargs, **base))
+    if checkpoints is not None:
+        checkpoints.delete_all()
     plugin = kwargs.get("objectives") or kwargs.get("decomposer")
     detail = {"plugin": plugin.describe()} if plugin is not None and hasattr(plugin, "describe") else {}
     if row == "aang":
@@ -366,7 +383,16 @@ def run_job(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, st
         best_step=result.best_step,
         curve=[[int(s), float(v)] for s, v in result.curve],
         detail=detail,
+        resumed_from=result.extra.get("resumed_from_step", 0),
     )
+
+
+def _checkpoints(trial, url: str):
+    """The trial's checkpoint store in the artifact folder beside the storage (None without one)."""
+    from auxopt.storage import TrialCheckpointStore, artifact_dir, artifact_store
+
+    folder = artifact_dir(url)
+    return None if folder is None else TrialCheckpointStore(trial, artifact_store(folder))
 
 
 def autosem_pipeline(row: str, seed: int, primary, auxiliaries, scale: dict, url: str, study_name: str):
@@ -439,6 +465,15 @@ def _stage2_runs(pipeline, url: str) -> list:
 
 # -- the study: jobs as trials, resumable, shared by workers ---------------------------------------
 def open_study(url: str, name: str, made_with: dict):
+    """The suite's study, created or loaded under the storage's lock: workers started together on a
+    new file must not race to create its schema (:func:`auxopt.storage.storage_lock`)."""
+    from auxopt.storage import storage_lock
+
+    with storage_lock(url):
+        return _open_study(url, name, made_with)
+
+
+def _open_study(url: str, name: str, made_with: dict):
     import optuna
 
     from auxopt.storage import open_storage
@@ -491,7 +526,8 @@ def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], scale:
     """The next job nobody has done or is doing, as a new RUNNING trial (under the study's lock)."""
     from optuna.trial import TrialState
 
-    from auxopt._optuna import storage_of
+    from auxopt._optuna import storage_of, trial_id
+    from auxopt.records import RETRY_HISTORY
     from auxopt.storage import ask_lock, worker_identity
 
     with ask_lock(storage_of(study), url):
@@ -511,6 +547,13 @@ def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], scale:
         trial.suggest_categorical("row", rows)
         trial.suggest_int("seed", 0, 99)
         trial.set_user_attr("version", row_version(row, scale))
+        redone = [  # the failed runs of this job: the new trial resumes from their newest checkpoint
+            t.number
+            for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if (t.params.get("row"), t.params.get("seed")) == (row, seed) and is_current(study, t, scale)
+        ]
+        if redone:
+            storage_of(study).set_trial_system_attr(trial_id(trial), RETRY_HISTORY, redone)
         return trial
 
 
@@ -522,13 +565,15 @@ def work(study, url: str, order, rows: list[str], primary, auxiliaries, scale: d
         row, seed = trial.params["row"], trial.params["seed"]
         print(f"{study.study_name}: {row} seed {seed} …", flush=True)
         try:
-            out = run_job(row, seed, primary, auxiliaries, scale, url, study.study_name)
+            out = run_job(row, seed, primary, auxiliaries, scale, url, study.study_name, trial)
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
         for key in ("test", "steps", "best_step", "curve", "detail"):
             if key in out:
                 trial.set_user_attr(key, out[key])
+        if out.get("resumed_from"):
+            trial.set_user_attr("resumed_from_step", out["resumed_from"])
         trial.set_user_attr("dev", out["dev"])
         trial.set_user_attr("wall_s", round(out["wall"], 2))
         study.tell(trial, out["dev"])
@@ -769,6 +814,9 @@ def main(argv=None) -> int:
     parser.add_argument("--storage", help="study storage URL (default sqlite:///benchmarks/payoff-<scale>.db)")
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the study file")
     parser.add_argument(
+        "--gpus", help="GPUs the workers use, such as 0,2 (default: every visible GPU; dealt out in turn)"
+    )
+    parser.add_argument(
         "--reset-running",
         action="store_true",
         help="fail and redo every RUNNING run (when no other worker is alive, e.g. on another machine)",
@@ -805,9 +853,19 @@ def main(argv=None) -> int:
         if args.reset_running:  # here, once, before any worker claims a run
             for name, suite in suites.items():
                 _reap(open_study(url, f"payoff-{name}", settings(suite, scale)), url, scale, everyone=True)
+        from auxopt.train.runtime import DEVICE_ENV
+        from auxopt.worker import parse_gpus, placement, worker_devices
+
+        if "--gpus" in argv:
+            del argv[argv.index("--gpus") : argv.index("--gpus") + 2]
+        devices = worker_devices(args.workers, parse_gpus(args.gpus))
+        print(f"payoff: {args.workers} workers {placement(devices)}", flush=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or 1)}
         procs = [
-            subprocess.Popen([sys.executable, __file__, *argv, "--workers", "1"], env=env) for _ in range(args.workers)
+            subprocess.Popen(
+                [sys.executable, __file__, *argv, "--workers", "1"], env={**env, DEVICE_ENV: d} if d else env
+            )
+            for d in devices
         ]
         codes = [p.wait() for p in procs]
         if any(codes):

@@ -66,7 +66,7 @@ def verdict_tables() -> list[str]:
             lines.append("")
             if verdict.get("runs"):
                 metric = verdict["metric"]
-                walls = _walls(url, verdict["study"])
+                walls, steps = _compute(url, verdict["study"])
                 lines += [
                     f"| seed | dev {metric}: chosen | alone | Δ dev | test {metric}: chosen | alone | Δ test |",
                     "|---|---|---|---|---|---|---|",
@@ -85,22 +85,24 @@ def verdict_tables() -> list[str]:
                 lines.append("")
                 if walls:
                     lines += [
-                        f"Compute: {len(walls)} runs, {statistics.mean(walls):.0f} s a run on average "
-                        f"({sum(walls) / 60:.0f} min in all).",
+                        f"Compute: {len(walls)} runs, {sum(steps)} training steps in all; "
+                        f"{statistics.mean(walls):.0f} s a run on average, {sum(walls) / 60:.0f} min in all "
+                        "(wall time on this machine, shared with "
+                        "whatever else ran: a cost, not a speed figure).",
                         "",
                     ]
             lines += [*verdict_lines(verdict), ""]
     return lines
 
 
-def _walls(url: str, study_name: str) -> list[float]:
+def _compute(url: str, study_name: str) -> tuple[list[float], list[int]]:
+    """Wall seconds and training steps of each finished run of the companion study."""
     import optuna
 
     study = optuna.load_study(study_name=study_name, storage=url)
-    return [
-        float(t.user_attrs.get("wall_time_s", 0.0))
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    ]
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    walls = [float(t.user_attrs.get("wall_time_s", 0.0)) for t in done]
+    return walls, [int(t.user_attrs.get("steps", 0)) for t in done]
 
 
 def main(argv=None) -> int:
