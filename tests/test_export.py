@@ -20,70 +20,66 @@ from auxopt.train import TrainConfig, train
 
 TINY = {"max_steps": 40, "eval_every": 20, "max_length": 32, "batch_size": 16, "device": "cpu"}
 
-#: run in a fresh interpreter: transformers only, no auxopt import; prints the metric's inputs
+#: run in a fresh interpreter: transformers only, no auxopt import; prints each folder's outputs
 PIPELINE_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from transformers import pipeline
-    folder, texts_file = sys.argv[1], sys.argv[2]
-    inputs = json.load(open(texts_file))
-    classify = pipeline("text-classification", model=folder, trust_remote_code=True, truncation=True, device="cpu")
-    out = classify(inputs, batch_size=32)
+    outputs = {}
+    for folder, inputs in json.load(open(sys.argv[1])).items():
+        classify = pipeline("text-classification", model=folder, trust_remote_code=True, truncation=True, device="cpu")
+        outputs[folder] = [[o["label"], o["score"]] for o in classify(inputs, batch_size=32)]
     assert "auxopt" not in sys.modules, "the folder must load without auxopt"
-    print(json.dumps([[o["label"], o["score"]] for o in out]))
+    print(json.dumps(outputs))
     """
 )
 
 
-def _pipeline_outputs(folder, inputs, tmp_path) -> list:
+def _pipeline_outputs(inputs: dict, tmp_path) -> dict:
+    """folder → the pipeline's [label, score] per input, from one fresh interpreter."""
     texts = tmp_path / "inputs.json"
     texts.write_text(json.dumps(inputs))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "m")}
-    done = subprocess.run(
-        [sys.executable, "-c", PIPELINE_SCRIPT, str(folder), str(texts)], capture_output=True, text=True, env=env
-    )
+    done = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, str(texts)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name, kwargs",
-    [
-        ("cr", {"max_train": 300}),  # single texts, with a test split
-        ("qnli", {"max_train": 300}),  # text pairs, with a test split
-        ("stsb", {"max_train": 300}),  # regression (no test split upstream: the dev score)
-    ],
-)
-def test_an_exported_model_gives_the_recorded_metric_through_a_pipeline_in_a_fresh_process(
-    shared_data, tmp_path, name, kwargs
-):
+def test_exported_models_give_the_recorded_metric_through_a_pipeline_in_a_fresh_process(shared_data, tmp_path):
+    """cr: single texts with a test split; qnli: text pairs with a test split; stsb: regression
+    (no test split upstream: the dev score)."""
     import numpy as np
 
-    task = load_task(name, **kwargs)
-    result = train(TrainConfig(task, **TINY), keep_model=True)
-    folder = result.save_pretrained(tmp_path / "model")
-    split_name = "test" if task.test is not None else "dev"
-    split = task.split(split_name)
-    recorded = result.test_at_best if split_name == "test" else result.best_dev
-    inputs = (
-        [{"text": a, "text_pair": b} for a, b in zip(split.texts, split.pairs, strict=True)]
-        if split.pairs is not None
-        else list(split.texts)
-    )
-    outputs = _pipeline_outputs(folder, inputs, tmp_path)
-    if task.kind == "regression":
-        predictions = np.array([score for _, score in outputs])
-    else:
-        predictions = np.array([task.labels.index(label) for label, _ in outputs])
-    assert task.score(split.labels, predictions) == pytest.approx(recorded, abs=1e-6)
-    card = (folder / "README.md").read_text()
-    assert card.startswith("---\n") and "pipeline_tag: text-classification" in card
-    assert f"**{task.name}**" in card and "## Contamination check" in card
-    config = json.loads((folder / "config.json").read_text())
-    assert config["problem_type"] == ("regression" if task.kind == "regression" else "single_label_classification")
-    tokenizer = json.loads((folder / "tokenizer_config.json").read_text())
-    assert tokenizer["model_max_length"] == TINY["max_length"]  # the pipeline truncates as training did
+    runs, inputs = {}, {}
+    for name in ("cr", "qnli", "stsb"):
+        task = load_task(name, max_train=300)
+        result = train(TrainConfig(task, **TINY), keep_model=True)
+        folder = str(result.save_pretrained(tmp_path / name))
+        split_name = "test" if task.test is not None else "dev"
+        split = task.split(split_name)
+        recorded = result.test_at_best if split_name == "test" else result.best_dev
+        runs[folder] = (task, split, recorded)
+        inputs[folder] = (
+            [{"text": a, "text_pair": b} for a, b in zip(split.texts, split.pairs, strict=True)]
+            if split.pairs is not None
+            else list(split.texts)
+        )
+    outputs = _pipeline_outputs(inputs, tmp_path)
+    for folder, (task, split, recorded) in runs.items():
+        if task.kind == "regression":
+            predictions = np.array([score for _, score in outputs[folder]])
+        else:
+            predictions = np.array([task.labels.index(label) for label, _ in outputs[folder]])
+        assert task.score(split.labels, predictions) == pytest.approx(recorded, abs=1e-6), task.name
+        card = (tmp_path / task.name / "README.md").read_text()
+        assert card.startswith("---\n") and "pipeline_tag: text-classification" in card
+        assert f"**{task.name}**" in card and "## Contamination check" in card
+        config = json.loads((tmp_path / task.name / "config.json").read_text())
+        kind = "regression" if task.kind == "regression" else "single_label_classification"
+        assert config["problem_type"] == kind
+        tokenizer = json.loads((tmp_path / task.name / "tokenizer_config.json").read_text())
+        assert tokenizer["model_max_length"] == TINY["max_length"]  # the pipeline truncates as training did
 
 
 def test_the_folder_holds_the_primary_head_only_and_truncates_at_the_trained_length(suite, tmp_path):

@@ -168,14 +168,18 @@ def test_export_refuses_what_has_no_model(suite, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_export_from_the_storage_alone_loads_the_tasks_again_and_says_when_the_data_is_gone(
-    shared_data, tmp_path, monkeypatch, capsys
+    shared_data, tmp_path, capsys
 ):
+    import shutil
+
     from auxopt import load_task
 
+    folder = tmp_path / "data" / "trec"  # a task folder of the user's, which moves later
+    shutil.copytree(shared_data / "trec", folder)
     storage = f"sqlite:///{tmp_path / 'r.db'}"
     spec = StudySpec(
         name="trec",
-        primary=load_task("trec", max_train=200),
+        primary=load_task(str(folder), max_train=200),
         space=lambda trial: {"lr": trial.suggest_float("lr", 1e-3, 2e-3)},
         base=BASE,
         storage=storage,
@@ -185,10 +189,15 @@ def test_export_from_the_storage_alone_loads_the_tasks_again_and_says_when_the_d
     best = spec.optimize(publish_every=None).best_trial
     assert main(["export", "--storage", storage, "--study", "trec", "--out", str(tmp_path / "m"), "--quiet"]) == 0
     assert f"dev accuracy {best.value:.4f} (stored {best.value:.4f})" in capsys.readouterr().out
-    monkeypatch.setenv("AUXOPT_DATA", str(tmp_path / "empty"))
-    (tmp_path / "empty").mkdir()
+    folder.rename(tmp_path / "data" / "moved")
     assert main(["export", "--storage", storage, "--study", "trec", "--out", str(tmp_path / "m2")]) == 2
     assert "cannot load task 'trec' again" in capsys.readouterr().err
+    (tmp_path / "data" / "moved").rename(folder)
+    with open(folder / "train.jsonl", "a") as f:  # the data changed since the study ran
+        f.write('{"text": "what is new here ?", "label": "DESC"}\n')
+    assert main(["export", "--storage", storage, "--study", "trec", "--out", str(tmp_path / "m2")]) == 2
+    assert "is not the data the study ran on" in capsys.readouterr().err
+    assert not (tmp_path / "m2").exists()
     assert not (tmp_path / "m2").exists()
 
 
