@@ -302,10 +302,24 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, workers: int) -> int:
-    """``auxopt worker`` (this process is one worker) or ``auxopt run --workers N`` (N processes)."""
+def _spawn_workers(command: list[str], url: str, threads: int, devices: list[str | None]) -> list[int]:
+    """Run ``command`` once per entry of ``devices`` (each process on its device, with ``threads`` CPU
+    threads and the storage URL in its environment, not on its command line where ps shows
+    passwords); wait for them all and return their exit codes."""
     import subprocess
 
+    from auxopt.train.runtime import DEVICE_ENV
+
+    env = {**os.environ, "AUXOPT_STORAGE": url, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    procs = [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, env={**env, DEVICE_ENV: device} if device else env)
+        for device in devices
+    ]
+    return [p.wait() for p in procs]
+
+
+def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, workers: int) -> int:
+    """``auxopt worker`` (this process is one worker) or ``auxopt run --workers N`` (N processes)."""
     from auxopt.errors import AuxoptError
     from auxopt.storage import mask_url
     from auxopt.study import StudySpec
@@ -334,7 +348,6 @@ def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, wor
             )
         print(summary(study, mask_url(url)))
         return 0
-    from auxopt.train.runtime import DEVICE_ENV
     from auxopt.worker import parse_gpus, placement, worker_devices
 
     devices = worker_devices(workers, parse_gpus(args.gpus))  # a bad --gpus fails before storage is touched
@@ -366,17 +379,7 @@ def _run_workers(args: argparse.Namespace, spec, study_file: Path, url: str, wor
         f"({threads} CPU thread{'s' * (threads != 1)} each, {placement(devices)})",
         flush=True,
     )
-    env = {
-        **os.environ,
-        "AUXOPT_STORAGE": url,  # not on the command line, where ps shows passwords
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-    }
-    procs = [
-        subprocess.Popen(command, stdout=subprocess.DEVNULL, env={**env, DEVICE_ENV: device} if device else env)
-        for device in devices
-    ]
-    codes = [p.wait() for p in procs]
+    codes = _spawn_workers(command, url, threads, devices)
     study = spec.load_study(url)
     print(summary(study, mask_url(url)))
     return next((c for c in codes if c), 0)
@@ -438,18 +441,12 @@ def _fmt(value) -> str:
     return fmt_param(value)
 
 
-def _open_existing(url: str):
-    from auxopt.storage import open_existing
-
-    return open_existing(url)
-
-
 def _studies(args: argparse.Namespace) -> int:
     import optuna
 
-    from auxopt.storage import mask_url
+    from auxopt.storage import mask_url, open_existing
 
-    storage = _open_existing(args.storage)
+    storage = open_existing(args.storage)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=True)
     if not summaries:
         print(f"no studies in {mask_url(args.storage)}")
@@ -494,7 +491,7 @@ def _show(args: argparse.Namespace) -> int:
     import optuna
 
     from auxopt.errors import AuxoptError
-    from auxopt.storage import mask_url
+    from auxopt.storage import mask_url, open_existing
 
     name, url = args.study, args.storage
     if name.endswith(".py") and Path(name).is_file():
@@ -504,11 +501,11 @@ def _show(args: argparse.Namespace) -> int:
         url = spec.storage_url(url)
         name = spec.name
         if hasattr(spec, "stage2_name"):  # a pipeline: its last stage that exists
-            found = [s.study_name for s in optuna.get_all_study_summaries(_open_existing(url))]
+            found = [s.study_name for s in optuna.get_all_study_summaries(open_existing(url))]
             name = spec.stage2_name if spec.stage2_name in found else spec.stage1_name
     if not url:
         raise AuxoptError(f"auxopt show {name}: say where the study is with --storage URL")
-    storage = _open_existing(url)
+    storage = open_existing(url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if name not in names:
         raise AuxoptError(
@@ -523,8 +520,9 @@ def _dashboard(args: argparse.Namespace) -> int:
     import optuna
 
     from auxopt.dashboard import publish, serve
+    from auxopt.storage import open_existing
 
-    storage = _open_existing(args.storage)
+    storage = open_existing(args.storage)
     if args.publish:
         for s in optuna.get_all_study_summaries(storage):
             study = optuna.load_study(study_name=s.study_name, storage=storage)
@@ -568,10 +566,9 @@ def _outcome_progress(args: argparse.Namespace):
 
 def _export(args: argparse.Namespace) -> int:
     from auxopt.outcome import chosen, export
-
-    search, storage = _search(args)
     from auxopt.train.export import check_target
 
+    search, storage = _search(args)
     check_target(args.out, args.force)  # before anything is trained
     picked = chosen(search, storage=storage, study=args.study, trial=args.trial)
     if not args.quiet:
@@ -618,25 +615,23 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _verify_workers(args: argparse.Namespace):
     """``workers(spec, until)`` for :func:`auxopt.outcome.verify.verify`: ``--workers`` processes of
-    ``auxopt verify`` on the companion study."""
-    import subprocess
-
+    ``auxopt verify`` on the companion study, placed on the GPUs as ``auxopt run --workers`` places its."""
     from auxopt.errors import AuxoptError
     from auxopt.storage import mask_url
+    from auxopt.worker import placement, worker_devices
 
     if args.workers < 1:
         raise AuxoptError(f"--workers must be at least 1, not {args.workers}")
     threads = args.threads if args.threads is not None else max(1, cpu_count() // args.workers)
+    devices = worker_devices(args.workers)
 
     def run(spec, until: int) -> None:
         command = [sys.executable, "-m", "auxopt.cli", "verify", "--seeds", str(args.seeds), "--threads", str(threads)]
         command += [args.study_file] if args.study_file else ["--study", args.study]
         command += ["--worker-until", str(until), "--quiet"]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        env["AUXOPT_STORAGE"] = spec.storage_url()  # not on the command line, where ps shows passwords
-        print(f"{args.workers} workers on {spec.name!r} in {mask_url(spec.storage_url())}", flush=True)
-        procs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env) for _ in range(args.workers)]
-        codes = [p.wait() for p in procs]
+        url = spec.storage_url()
+        print(f"{args.workers} workers on {spec.name!r} in {mask_url(url)} ({placement(devices)})", flush=True)
+        codes = _spawn_workers(command, url, threads, devices)
         if any(codes):
             code = next(c for c in codes if c)
             raise AuxoptError(f"a verify worker failed (exit {code}); run the same command again")

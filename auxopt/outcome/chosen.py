@@ -162,8 +162,8 @@ def _replay(spec: StudySpec, trial: FrozenTrial) -> TrainConfig:
 
 def _check_settings(config: TrainConfig, trial: FrozenTrial, name: str) -> None:
     stored = trial.user_attrs.get(records.CONFIG)
-    if stored is not None and settings_key(config.describe()) != settings_key(stored):
-        now = config.describe()
+    now = config.describe()
+    if stored is not None and settings_key(now) != settings_key(stored):
         changed = sorted(k for k in set(now) | set(stored) if now.get(k) != stored.get(k))
         raise AuxoptError(
             f"trial #{trial.number} of {name!r} ran with other settings than the study file gives now "
