@@ -49,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("study_file", metavar="STUDY.py")
     common(run)
     run.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="run N worker processes on the study at once (default: 1)"
+        "--workers",
+        type=_workers_arg,
+        default=1,
+        metavar="N",
+        help="run N worker processes on the study at once (default: 1, in this process); 'auto': "
+        "8 on each GPU (measured best of 1, 2, 4, 8 on one H200 with MiniLM), 1 without a GPU",
     )
     _resume_options(run)
 
@@ -115,10 +120,24 @@ def _outcome_parsers(sub) -> None:
     which(verify)
     verify.add_argument("--seeds", type=int, default=5, metavar="N", help="paired seeds (default: 5)")
     verify.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="run N worker processes at once (default: 1)"
+        "--workers",
+        type=_workers_arg,
+        default=1,
+        metavar="N",
+        help="run N worker processes at once (default: 1; 'auto': 8 on each GPU)",
     )
     verify.add_argument("--threads", type=int, metavar="N", help="torch CPU threads of each worker process")
     verify.add_argument("--worker-until", type=int, help=argparse.SUPPRESS)
+
+
+def _workers_arg(text: str) -> int | str:
+    from auxopt.errors import AuxoptError
+    from auxopt.worker import parse_workers
+
+    try:
+        return parse_workers(text)
+    except AuxoptError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _resume_options(p: argparse.ArgumentParser) -> None:
@@ -256,6 +275,10 @@ def _run(args: argparse.Namespace, study_file: Path, default_storage: str | None
     spec = load_study_file(study_file)
     url = spec.storage_url(args.storage or os.environ.get("AUXOPT_STORAGE") or default_storage)
     workers = getattr(args, "workers", 1)
+    if workers == "auto":
+        from auxopt.worker import parse_gpus, resolve_workers
+
+        workers = resolve_workers("auto", parse_gpus(args.gpus))
     if getattr(args, "threads", None) is not None:
         set_threads(args.threads)
     if getattr(args, "gpus", None) and (workers == 1 or args.command == "worker"):
@@ -604,6 +627,10 @@ def _verify(args: argparse.Namespace) -> int:
         spec = VerifyStudy(picked, fresh_seeds(picked.seed, args.seeds))
         spec.optimize(until=args.worker_until, storage=picked.url, publish_every=None)
         return 0
+    if args.workers == "auto":
+        from auxopt.worker import resolve_workers
+
+        args.workers = resolve_workers("auto")
     workers = None
     if args.workers != 1:
         workers = _verify_workers(args)

@@ -12,8 +12,21 @@ import shlex
 import sys
 from pathlib import Path
 
+#: the project's root (the checkout)
+REPO = Path(__file__).resolve().parents[1]
+
 #: the file ``--write`` updates: ``benchmarks/RESULTS.md``, or ``$AUXOPT_RESULTS`` (run_all.py sets it)
 RESULTS = Path(os.environ.get("AUXOPT_RESULTS") or Path(__file__).resolve().parent / "RESULTS.md")
+
+
+def use_shared_data() -> None:
+    """Make ``auxopt`` importable from this checkout and, unless ``AUXOPT_DATA`` is set, find the
+    tasks in ``../shared/data`` beside it (where this project's machines keep them)."""
+    shared = REPO.parent / "shared" / "data"
+    if not os.environ.get("AUXOPT_DATA") and shared.is_dir():
+        os.environ["AUXOPT_DATA"] = str(shared)
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
 
 
 def cpu_model() -> str:

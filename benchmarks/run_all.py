@@ -11,7 +11,7 @@ ran and how long each took. ``--scale ci`` writes to ``benchmarks/RESULTS-ci.md`
 unless ``--results`` says otherwise, so a smoke run never replaces measured figures.
 
 At ``cpu`` scale eight benchmarks take hours together on 2 cores (``LONG_ON_CPU``: the payoff
-benchmark, ATTITTUD overhead with MiniLM, Thompson selection, mixing-ratio search, storage throughput
+benchmark, the methods' step cost with MiniLM, Thompson selection, mixing-ratio search, storage throughput
 and the three per-method end-task scripts); they run only with ``--full``, and their sections keep the
 figures of the run their own "Command" line names. The payoff benchmark is resumable: it continues
 its study file (``benchmarks/end_task/payoff-cpu.db``) where the last run stopped.
@@ -46,12 +46,22 @@ SUITE: dict[str, dict[str, list[str]]] = {
         "cpu": ["--steps", "30", "--models", "tiny", "minilm", "--threads", "1"],
         "gpu": ["--steps", "100", "--models", "tiny", "minilm"],
     },
+    "gpu_packing": {
+        "ci": ["--models", "tiny", "--workers", "1,2", "--steps", "5", "--warmup", "2", "--max-length", "32"],
+        "cpu": ["--models", "tiny", "--workers", "1,2", "--steps", "100"],
+        "gpu": ["--workers", "1,2,4,8"],
+    },
     "thompson_overhead": {"ci": ["--sizes", "1000", "--repeats", "5"], "cpu": [], "gpu": []},
     "mixing_latency": {"ci": ["--sizes", "50", "--repeats", "2"], "cpu": [], "gpu": []},
+    "compile_parity": {
+        "ci": ["--scale", "ci", "--modes", "off,default"],
+        "cpu": ["--scale", "ci", "--modes", "off,default"],
+        "gpu": ["--scale", "gpu"],
+    },
     "grad_correctness": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
-    "grad_overhead": {
+    "step_cost": {
         "ci": ["--scale", "ci"],
-        "cpu": ["--scale", "cpu", "--models", "tiny,minilm"],
+        "cpu": ["--scale", "cpu"],
         "gpu": ["--scale", "gpu"],
     },
     "dashboard_publish": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
@@ -75,7 +85,7 @@ SUITE: dict[str, dict[str, list[str]]] = {
 }
 LONG_ON_CPU = (
     "payoff",
-    "grad_overhead",
+    "step_cost",
     "thompson_selection",
     "mixing_search",
     "storage_throughput",

@@ -53,9 +53,9 @@ def test_dev_head_never_sees_the_batch_its_gradient_is_taken_on(small):
     fitted = []
     fit = step.fit_dev_head
 
-    def recording_fit(inputs, labels):
-        fitted.append(_rows(inputs["input_ids"], inputs["attention_mask"]))
-        fit(inputs, labels)
+    def recording_fit(features, labels):
+        fitted.append(len(features))
+        fit(features, labels)
 
     step.fit_dev_head = recording_fit
     for _ in range(3):  # three weight updates: the fit and the gradient batches never meet
@@ -64,12 +64,43 @@ def test_dev_head_never_sees_the_batch_its_gradient_is_taken_on(small):
         assert grad.ndim == 1 and torch.isfinite(grad).all() and float(grad.norm()) > 0
         (fit_ids, fit_mask, fit_grad, fit_mode), (g_ids, g_mask, g_grad, g_mode) = calls
         fit_rows, grad_rows = _rows(fit_ids, fit_mask), _rows(g_ids, g_mask)
-        assert fit_rows == fitted[-1] and len(fit_ids) == 24 and len(g_ids) == 16
+        assert fitted[-1] == len(fit_ids) == 24 and len(g_ids) == 16
         assert fit_rows <= train_rows  # fitted on the primary's train split ...
         assert grad_rows <= dev_rows  # ... the gradient taken on its dev split ...
         assert not fit_rows & grad_rows  # ... so the head never sees the gradient's batch
         assert not fit_grad and g_grad  # frozen features for the fit, a gradient for the loss
         assert fit_mode == g_mode is True  # both in the model's (training) mode
+
+
+def test_dev_head_is_fitted_on_the_steps_own_primary_minibatch_by_default(small):
+    """With the default sizes the fit reuses the primary term's forward: one encoder pass fewer a
+    step, the fit still on train rows and the gradient on dev rows."""
+    ctx = make_ctx(small.primary)
+    step = AANG(objectives=[TAPT, GPT], k=1).make_step(ctx)
+    assert step.reuse_primary
+    train_enc, dev_enc = ctx.train_data[small.primary.name], ctx.dev_data
+    train_rows = _rows(train_enc.input_ids, train_enc.attention_mask)
+    dev_rows = _rows(dev_enc.input_ids, dev_enc.attention_mask)
+    calls, fitted = [], []
+    pool, fit = ctx.model.pool, step.fit_dev_head
+
+    def recording_pool(input_ids, attention_mask, token_type_ids=None):
+        calls.append(_rows(input_ids, attention_mask))
+        return pool(input_ids, attention_mask, token_type_ids)
+
+    def recording_fit(features, labels):
+        fitted.append((features.detach().clone(), labels.clone()))
+        fit(features, labels)
+
+    ctx.model.pool, step.fit_dev_head = recording_pool, recording_fit
+    used = step.backward(1)
+    primary_rows, grad_rows = calls[:2]  # the primary term, then the dev batch (then TAPT's own pass)
+    assert len(fitted) == 1 and len(fitted[0][0]) == ctx.config.batch_size == used[small.primary.name]
+    assert primary_rows <= train_rows and grad_rows <= dev_rows and not primary_rows & grad_rows
+    assert len(calls) == 2  # TAPT encodes through the encoder itself, not pool: no third pooled pass
+    assert step.dev_w.device.type == "cpu" and float(step.dev_w.abs().sum()) > 0
+    p = next(p for p in ctx.model.encoder.parameters() if p.requires_grad)
+    assert p.grad is not None and torch.isfinite(p.grad).all()
 
 
 # -- 2. objectives are sampled uniformly and weighted once -----------------------------------------

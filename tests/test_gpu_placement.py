@@ -9,7 +9,7 @@ import torch
 from auxopt.cli import main
 from auxopt.errors import AuxoptError
 from auxopt.train.runtime import DEVICE_ENV, resolve_device
-from auxopt.worker import parse_gpus, placement, worker_devices
+from auxopt.worker import WORKERS_PER_GPU, parse_gpus, parse_workers, placement, resolve_workers, worker_devices
 
 
 def test_workers_are_dealt_over_the_gpus_in_turn():
@@ -21,6 +21,19 @@ def test_workers_are_dealt_over_the_gpus_in_turn():
     assert placement(["cuda:0", "cuda:1", "cuda:0", "cuda:1"]) == "on cuda:0 ×2, cuda:1 ×2"
     assert placement([None, None]) == "on the CPU"
     assert placement(["cuda:1"]) == "on cuda:1"
+
+
+def test_auto_workers_fill_each_gpu_used_within_the_cores():
+    assert parse_workers("auto") == "auto" and parse_workers("3") == 3
+    assert resolve_workers(3, visible=2) == 3  # a number is itself
+    assert resolve_workers("auto", visible=1, cores=16) == WORKERS_PER_GPU == 8
+    assert resolve_workers("auto", visible=4, cores=64) == 4 * WORKERS_PER_GPU
+    assert resolve_workers("auto", [1], visible=4, cores=64) == WORKERS_PER_GPU  # only the GPUs used
+    assert resolve_workers("auto", visible=2, cores=6) == 6  # at most one a core
+    assert resolve_workers("auto", visible=0, cores=16) == 1  # no GPU: one worker with every core
+    for bad in ("0", "many", "-2"):
+        with pytest.raises(AuxoptError, match="--workers"):
+            parse_workers(bad)
 
 
 def test_bad_gpu_lists_are_refused():

@@ -677,3 +677,41 @@ def test_trainer_step_is_a_client_of_the_functional_core(tasks):
     assert step.basis is step.attittud.basis and (step.attittud.steps, step.attittud.last_refresh) == (1, 1)
     assert all(m.training for m in ctx.model.modules())
     assert ctx.model.encoder.config._attn_implementation == attention
+
+
+def test_length_groups_give_the_basis_of_one_padded_batch(tasks):
+    """A refresh over the reference examples in length groups (each padded to its own longest) spans
+    the same subspace, with the same singular values, as over one batch padded to the longest."""
+    from torch.func import functional_call
+
+    from auxopt.grad.modes import basis_mode
+    from auxopt.grad.trainer_step import REFERENCE_GROUP
+    from auxopt.models.losses import per_example_loss
+    from auxopt.train import TrainConfig
+
+    primary, aux = tasks
+    config = TrainConfig(primary, aux[:1], seed=2, **{**BASE, "max_length": 32})
+    ctx = make_ctx(config)
+    step = GradientDecomposer(k=4, m=48, every=5).make_step(ctx)
+    state = step.reference.state_dict()
+    step.refresh(1)
+    grouped, grouped_s = step.basis.clone(), torch.tensor(step.singular_values)
+
+    step.reference.load_state_dict(state)  # the same 48 examples, as one batch padded to the longest
+    index = step.reference.next()
+    data = ctx.train_data[primary.name]
+    widths = {
+        int(data.lengths[part].max()) for part in index[torch.argsort(data.lengths[index])].split(REFERENCE_GROUP)
+    }
+    assert len(widths) > 1  # the groups really are padded to different lengths
+    batch = (data.batch(index), ctx.train_labels[primary.name][index])
+
+    def losses(params, b):
+        logits = functional_call(ctx.model, params, args=(primary.head_name,), kwargs=b[0])
+        return per_example_loss(primary, logits, b[1])
+
+    with basis_mode(ctx.model), torch.no_grad():
+        whole, whole_s = per_example_basis(losses, step.attittud.params, batch, 4)
+    assert torch.allclose(grouped_s, whole_s, rtol=1e-4)
+    cos = torch.linalg.svdvals(grouped.double() @ whole.double().T)
+    assert float(cos.min()) > 1 - 1e-4  # the same span

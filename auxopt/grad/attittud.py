@@ -74,8 +74,10 @@ from auxopt.grad.project import DEFAULT_ETA, part_norms, primary_grad_basis, rec
 from auxopt.grad.subspace import (
     METHODS,
     GiB,
+    Groups,
     basis_bytes,
     format_bytes,
+    group_losses,
     per_example_basis,
     randomized_basis,
 )
@@ -116,6 +118,9 @@ def _named(params: Any, label: str) -> dict[str, torch.Tensor]:
 
 def _batch_size(batch: Any) -> int:
     from torch.utils._pytree import tree_leaves
+
+    if isinstance(batch, Groups):
+        return batch.size()
 
     for leaf in tree_leaves(batch):
         if isinstance(leaf, torch.Tensor) and leaf.dim() > 0:
@@ -243,7 +248,9 @@ class Attittud:
                 ``params`` (``{name: tensor}`` of the shared parameters, typically through
                 ``torch.func.functional_call``); called on single examples (b = 1) under ``vmap``
                 by the per-example method.
-            batch: a pytree of tensors (tuple, dict, …) whose leading dimension is the m examples.
+            batch: a pytree of tensors (tuple, dict, …) whose leading dimension is the m examples,
+                or :class:`~auxopt.grad.subspace.Groups` of such batches (for instance the examples
+                sorted by length and each group padded to its own longest: less padding computed).
             module: the model; when given, the computation runs under :func:`basis_mode` (dropout off,
                 eager attention) and the model gets its modes back afterwards.
             step: the step this basis serves (default ``steps + 1``), for :meth:`due`.
@@ -277,7 +284,7 @@ class Attittud:
                     method = self._per_example_failed(error)
             if method == "randomized":
                 basis, s = randomized_basis(
-                    lambda p: loss_fn(p, batch),
+                    group_losses(loss_fn, batch),
                     self.params,
                     self.k,
                     oversample=self.oversample,

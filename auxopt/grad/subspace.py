@@ -121,6 +121,26 @@ def randomized_basis(
     return v.detach().to(first.dtype), s[:k].detach()
 
 
+class Groups(tuple):
+    """The m examples of a reference batch as groups, each a batch of its own shapes (the examples
+    of one group padded to that group's longest, say), given to :func:`per_example_grads` and
+    :func:`randomized_basis` in place of one batch. The per-example losses do not depend on how the
+    examples are grouped, and the basis not on the order of J's rows; only the padding computed
+    changes: a batch padded to its longest example makes every example pay for that length."""
+
+    def size(self) -> int:
+        from torch.utils._pytree import tree_leaves
+
+        return sum(next(int(t.shape[0]) for t in tree_leaves(g) if isinstance(t, torch.Tensor)) for g in self)
+
+
+def group_losses(losses: Callable[[Params, Any], torch.Tensor], batch: Any) -> Callable[[Params], torch.Tensor]:
+    """``params -> (m,)`` per-example losses of ``batch`` (one batch, or :class:`Groups` in order)."""
+    if isinstance(batch, Groups):
+        return lambda p: torch.cat([losses(p, g) for g in batch])
+    return lambda p: losses(p, batch)
+
+
 def per_example_grads(
     losses: Callable[[Params, Any], torch.Tensor],
     params: Params,
@@ -138,12 +158,13 @@ def per_example_grads(
         losses: ``(params, batch) -> (b,)`` per-example losses of a batch (a pure function, as for
             :func:`randomized_basis`); called on one example at a time, ``b = 1``.
         params: the differentiable parameters (name → tensor); ``D`` = their total size.
-        batch: a pytree (dict, tuple, …) of tensors whose leading dimension is the m examples.
+        batch: a pytree (dict, tuple, …) of tensors whose leading dimension is the m examples, or
+            :class:`Groups` of them (one ``vmap`` a group; the rows follow the groups' order).
         chunk_size: passed to ``torch.func.vmap`` (examples per pass) to bound activation memory.
 
     Returns:
-        the blocks (m × d_p each, the params' dtype; views of vmap's output, no copy): ``m × D``
-        numbers in all.
+        the blocks (m × d_p each, the params' dtype; views of vmap's output, no copy, for one
+        batch): ``m × D`` numbers in all.
     """
     from torch.func import grad, vmap
     from torch.utils._pytree import tree_map
@@ -153,8 +174,19 @@ def per_example_grads(
     def one(p: Params, example) -> torch.Tensor:  # the example's tensors lack the batch dim: add it
         return losses(p, tree_map(lambda t: t.unsqueeze(0), example)).sum()
 
-    per_example = vmap(grad(one), in_dims=(None, 0), chunk_size=chunk_size)(primals, batch)
-    return [per_example[name].reshape(per_example[name].shape[0], -1) for name in primals]
+    if not isinstance(batch, Groups):
+        per_example = vmap(grad(one), in_dims=(None, 0), chunk_size=chunk_size)(primals, batch)
+        return [per_example[name].reshape(per_example[name].shape[0], -1) for name in primals]
+    blocks = [torch.empty(batch.size(), p.numel(), dtype=p.dtype, device=p.device) for p in primals.values()]
+    start = 0
+    for group in batch:  # each group's rows written into place: the blocks are built once
+        per_example = vmap(grad(one), in_dims=(None, 0), chunk_size=chunk_size)(primals, group)
+        rows = next(iter(per_example.values())).shape[0]
+        for block, name in zip(blocks, primals, strict=True):
+            block[start : start + rows] = per_example[name].reshape(rows, -1)
+        start += rows
+        del per_example
+    return blocks
 
 
 def per_example_jacobian(
@@ -290,6 +322,8 @@ __all__ = [
     "basis_bytes",
     "exact_basis",
     "flatten",
+    "Groups",
+    "group_losses",
     "format_bytes",
     "is_orthonormal",
     "block_basis",

@@ -17,6 +17,7 @@ import torch
 
 from auxopt.grad.attittud import Attittud
 from auxopt.grad.project import resolve_eta
+from auxopt.grad.subspace import Groups
 from auxopt.models.heads import select_parameters
 from auxopt.models.losses import per_example_loss
 from auxopt.records import GRAD_BASIS, GRAD_PARTS
@@ -24,6 +25,9 @@ from auxopt.tasks.batches import Batches
 
 if TYPE_CHECKING:
     from auxopt.grad.spec import GradientDecomposer
+
+#: reference examples per group of one length in a basis refresh (see :meth:`DecomposerStep.refresh`)
+REFERENCE_GROUP = 16
 
 
 class _TrainerAttittud(Attittud):
@@ -85,16 +89,25 @@ class DecomposerStep:
         from torch.func import functional_call
 
         ctx, task, model = self.ctx, self.ctx.primary, self.ctx.model
+        data = ctx.train_data[self.primary]
         index = self.reference.next()
-        inputs = {k: v.to(ctx.device) for k, v in ctx.train_data[self.primary].batch(index).items()}
-        labels = ctx.train_labels[self.primary][index].to(ctx.device)
+        # the m examples by length, in groups of REFERENCE_GROUP each padded to its own longest: a batch
+        # padded to the longest of all m makes every example pay for that length (the basis is the same)
+        index = index[torch.argsort(data.lengths[index], stable=True)]
+        groups = Groups(
+            (
+                {k: v.to(ctx.device) for k, v in data.batch(part).items()},
+                ctx.train_labels[self.primary][part].to(ctx.device),
+            )
+            for part in index.split(REFERENCE_GROUP)
+        )
 
         def losses(params, batch):
             batch_inputs, batch_labels = batch
             logits = functional_call(model, params, args=(task.head_name,), kwargs=batch_inputs)
             return per_example_loss(task, logits, batch_labels)
 
-        self.attittud.refresh(losses, (inputs, labels), module=model, step=step)
+        self.attittud.refresh(losses, groups, module=model, step=step)
 
     # -- one step ------------------------------------------------------------------------
     def _auxiliary(self) -> str:

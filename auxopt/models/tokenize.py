@@ -27,9 +27,11 @@ class Encoded:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Rows ``index``, trimmed to the longest of them (dynamic padding)."""
+    def batch(self, index: torch.Tensor, multiple: int = 1) -> dict[str, torch.Tensor]:
+        """Rows ``index``, trimmed to the longest of them (dynamic padding), its width rounded up to
+        a multiple of ``multiple`` where the split is that wide."""
         width = int(self.lengths[index].max())
+        width = min(-(-width // multiple) * multiple, self.input_ids.shape[1])
         return {
             "input_ids": self.input_ids[index, :width],
             "attention_mask": self.attention_mask[index, :width],

@@ -10,12 +10,14 @@ Two modes:
   each term is back-propagated on its own, its gradient on the shared encoder compared (cosine) with
   the gradient of a dev loss, and the weights updated. The dev loss is that of a small **dev head**
   — a linear (or, for regression, least-squares) head fitted by L-BFGS on the frozen pooled features
-  of a fresh minibatch of the primary's **train** split (``dev_fit_size`` examples), warm-started
-  from the previous fit — and its gradient is taken on a separate **dev** minibatch
-  (``dev_batch_size``), both in the model's training mode: as in the official code
-  (``ModelWithAuxTasks.learn_dev_head`` fits on ``datasets['train']``, ``set_dev_head`` takes the
-  gradient on ``datasets['dev']``), the head never sees the batch its gradient is taken on, and the
-  dev gradient describes the encoder, not the training head. (The dev split drives the weights;
+  of a fresh minibatch of the primary's **train** split (``dev_fit_size`` examples; when that is the
+  run's batch size, the default, it is the step's own primary minibatch, whose features the primary
+  term's forward pass gives for free), warm-started from the previous fit, on the CPU — and its
+  gradient is taken on a separate **dev** minibatch (``dev_batch_size``), both in the model's
+  training mode: as in the official code (``ModelWithAuxTasks.learn_dev_head`` fits on
+  ``datasets['train']``, ``set_dev_head`` takes the gradient on ``datasets['dev']``), the head never
+  sees the batch its gradient is taken on, and the dev gradient describes the encoder, not the
+  training head. (The dev split drives the weights;
   report test scores.)
 * **fixed objectives** (``learn=False``) — ``objectives`` with fixed ``weights`` every step, loss
   ``primary_weight · L_prim + Σ_t w_t L_t`` (what :meth:`AANG.suggest_fixed` returns for an Optuna
@@ -49,7 +51,7 @@ import torch.nn.functional as F
 from auxopt import records
 from auxopt.errors import AuxoptError
 from auxopt.models.heads import select_parameters
-from auxopt.models.losses import check_finite
+from auxopt.models.losses import task_loss
 from auxopt.models.precision import autocast
 from auxopt.objectives.losses import ObjectiveLosses
 from auxopt.objectives.taxonomy import STAGES, AuxObjective, ObjectiveSpace, why_illegal
@@ -339,15 +341,19 @@ class AANGStep:
             primary = ctx.primary
             hidden = ctx.model.encoder.config.hidden_size
             outputs = primary.num_labels
-            self.dev_w = torch.zeros(hidden, outputs, device=ctx.device)
-            self.dev_b = torch.zeros(outputs, device=ctx.device)
+            self.dev_w = torch.zeros(hidden, outputs)  # on the CPU, where it is fitted
+            self.dev_b = torch.zeros(outputs)
             self.dev_labels = torch.as_tensor(
                 primary.dev.labels, dtype=torch.long if primary.kind == "classification" else torch.float32
             )
             dev_size = spec.dev_batch_size or ctx.config.batch_size
             self.dev_batches = Batches(len(ctx.dev_data), dev_size, seed + 3)
             # the dev head is fitted on the primary's train split, never on the dev batch of the gradient
-            self.fit_batches = Batches(len(ctx.train_data[primary.name]), spec.dev_fit_size or dev_size, seed + 4)
+            fit_size = spec.dev_fit_size or dev_size
+            self.fit_batches = Batches(len(ctx.train_data[primary.name]), fit_size, seed + 4)
+            #: fit the dev head on the step's own primary minibatch (it is a fresh train minibatch of
+            #: the fit's size): one forward pass a step fewer than a minibatch of its own
+            self.reuse_primary = fit_size == ctx.config.batch_size
         max_steps = ctx.config.max_steps
         n_finetune = min(round(spec.finetune * max_steps), max_steps - 1)
         #: the first step of the final primary-only phase (None: none); the loop restores the best
@@ -387,7 +393,7 @@ class AANGStep:
         if obj is None:
             return self.ctx.loss(self.ctx.primary.name, step)
         loss, n = self.losses.loss(obj)
-        check_finite(loss, f"objective {str(obj)!r}", step, self.ctx.config.learning_rate)
+        self.ctx.check_finite(loss, f"objective {str(obj)!r}", step)
         return loss, n
 
     # -- dev gradient -----------------------------------------------------------------------------
@@ -397,11 +403,11 @@ class AANGStep:
             return F.cross_entropy(out, labels)
         return F.mse_loss(out.squeeze(-1), labels)
 
-    def fit_dev_head(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
-        """Fit the dev head (L-BFGS, warm-started) on the frozen pooled features of ``inputs``."""
-        ctx = self.ctx
-        with torch.no_grad(), autocast(ctx.device, ctx.bf16):
-            frozen = ctx.model.pool(**inputs).float()
+    def fit_dev_head(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Fit the dev head (L-BFGS, warm-started) on frozen pooled ``features``. The fit runs on the
+        CPU whatever the device: it is a few hundred numbers, and L-BFGS's line search reads values
+        back every iteration, which would make a GPU wait each time."""
+        frozen, labels = features.detach().float().cpu(), labels.cpu()
         w = self.dev_w.clone().requires_grad_(True)
         b = self.dev_b.clone().requires_grad_(True)
         with torch.enable_grad():
@@ -416,23 +422,42 @@ class AANGStep:
             opt.step(closure)
         self.dev_w, self.dev_b = w.detach(), b.detach()
 
-    def dev_gradient(self) -> torch.Tensor:
+    def dev_gradient(self, features: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The gradient on the shared encoder of the dev loss of a freshly fitted dev head: the head
-        is fitted on a primary *train* minibatch, the gradient taken on a *dev* minibatch, both in
-        the model's current (training) mode."""
+        is fitted on a primary *train* minibatch (its pooled ``features`` and ``labels`` when given:
+        the step's own primary minibatch, whose forward pass the step has made anyway; else a
+        minibatch of :attr:`fit_batches`), the gradient taken on a *dev* minibatch, both in the
+        model's current (training) mode."""
         ctx = self.ctx
         name = ctx.primary.name
-        index = self.fit_batches.next()
-        fit_inputs = {k: v.to(ctx.device) for k, v in ctx.train_data[name].batch(index).items()}
-        self.fit_dev_head(fit_inputs, ctx.train_labels[name][index].to(ctx.device))
+        if features is None:
+            index = self.fit_batches.next()
+            fit_inputs = {k: v.to(ctx.device) for k, v in ctx.train_data[name].batch(index).items()}
+            with torch.no_grad(), autocast(ctx.device, ctx.bf16):
+                features = ctx.model.pool(**fit_inputs)
+            labels = ctx.train_labels[name][index]
+        self.fit_dev_head(features, labels)
         index = self.dev_batches.next()
         inputs = {k: v.to(ctx.device) for k, v in ctx.dev_data.batch(index).items()}
         labels = self.dev_labels[index].to(ctx.device)
         with autocast(ctx.device, ctx.bf16):
             features = ctx.model.pool(**inputs)
-        loss = self._dev_loss(features.float(), labels, self.dev_w, self.dev_b)
+        w, b = self.dev_w.to(ctx.device), self.dev_b.to(ctx.device)
+        loss = self._dev_loss(features.float(), labels, w, b)
         grads = torch.autograd.grad(loss, self.shared, allow_unused=True)
         return _flat(grads, self.shared)
+
+    def _primary_with_features(self, step: int) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+        """The primary term of the step: (loss, size, pooled features, labels) of its minibatch."""
+        ctx = self.ctx
+        task = ctx.primary
+        inputs, labels = ctx.batch(task.name)
+        with autocast(ctx.device, ctx.bf16):
+            features = ctx.model.pool(**inputs)
+            logits = ctx.model.heads[task.head_name](ctx.model.dropout(features))
+        loss = task_loss(task, logits, labels)
+        ctx.check_finite(loss, f"task {task.name!r}", step)
+        return loss, len(labels), features, labels
 
     # -- the step ---------------------------------------------------------------------------------
     def in_finetune(self, step: int) -> bool:
@@ -457,12 +482,20 @@ class AANGStep:
                 used[key] = used.get(key, 0) + n
             total.backward()
             return used
-        dev = self.dev_gradient()
+        primary = self.ctx.primary.name
+        if self.reuse_primary:  # the dev head is fitted on the features of the step's primary minibatch
+            primary_loss, n, features, labels = self._primary_with_features(step)
+            used[primary] = n
+            dev = self.dev_gradient(features, labels)
+        else:
+            primary_loss, dev = None, self.dev_gradient()
 
         def term(obj: AuxObjective | None):  # evaluated by OnlineWeights.backward just before its own backward
             def loss() -> torch.Tensor:
+                if obj is None and primary_loss is not None:
+                    return primary_loss
                 value, n = self._loss(obj, step)
-                key = self.ctx.primary.name if obj is None else str(obj)
+                key = primary if obj is None else str(obj)
                 used[key] = used.get(key, 0) + n
                 return value
 
@@ -520,8 +553,8 @@ class AANGStep:
         self.cosines = copy.deepcopy(state["cosines"])
         if self.online is not None:
             self.online.load_state_dict(state["online"])
-            self.dev_w = state["dev_w"].to(self.ctx.device)
-            self.dev_b = state["dev_b"].to(self.ctx.device)
+            self.dev_w = state["dev_w"].cpu()
+            self.dev_b = state["dev_b"].cpu()
             self.dev_batches.load_state_dict(state["dev_batches"])
             if "fit_batches" in state:
                 self.fit_batches.load_state_dict(state["fit_batches"])

@@ -66,6 +66,18 @@ def _flat(grads, params) -> torch.Tensor:
     )
 
 
+def _accumulate(params, grads, weight: float) -> None:
+    """``param.grad += weight · grad`` for every parameter with a gradient, as a few multi-tensor
+    kernels (not one per parameter: launches, not arithmetic, bound this on a GPU)."""
+    fresh = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None and p.grad is None]
+    seen = [(p.grad, g) for p, g in zip(params, grads, strict=True) if g is not None and p.grad is not None]
+    if seen:
+        torch._foreach_add_([a for a, _ in seen], [g for _, g in seen], alpha=weight)
+    if fresh:
+        for (p, _), g in zip(fresh, torch._foreach_mul([g for _, g in fresh], weight), strict=True):
+            p.grad = g
+
+
 def _stages(objective: Any) -> tuple:
     """The factor options an objective is made of: an :class:`AuxObjective`'s four stages, a tuple's
     items, nothing for any other name (joint logit only)."""
@@ -251,14 +263,9 @@ class OnlineWeights:
                 loss, params, allow_unused=True, retain_graph=not callable(term) and j < len(terms) - 1
             )
             flat = _flat([grads[i] for i in index], shared)
-            cosines.append(float(F.cosine_similarity(flat, dev_grad, dim=0)))
-            for p, g in zip(params, grads, strict=True):
-                if g is None:
-                    continue
-                if p.grad is None:
-                    p.grad = weight * g
-                else:
-                    p.grad.add_(g, alpha=weight)
+            cosines.append(F.cosine_similarity(flat, dev_grad, dim=0))  # read once, below: no wait per term
+            _accumulate(params, grads, weight)
+        cosines = torch.stack(cosines).tolist()
         if update:
             self.update(sampled, torch.tensor(cosines[1:]), cosines[0])
         return cosines[0], cosines[1:]

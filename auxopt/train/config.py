@@ -56,6 +56,12 @@ class TrainConfig:
         patience: stop after this many evaluations without a dev improvement (None: never).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, …
         bf16: autocast to bfloat16 (``"auto"``: on CUDA devices that support it).
+        compile: run the training forward (and its backward) through ``torch.compile``: ``True``
+            (its default mode), or a mode name such as ``"reduce-overhead"`` (CUDA graphs) or
+            ``"max-autotune-no-cudagraphs"``. Minibatch widths are then rounded up to a multiple
+            of 16, so that few shapes are compiled. It removes per-step overhead where small
+            steps are bound by it (a GPU); the first steps pay the compilation. Evaluation and
+            the step plugins' own passes (AANG's objectives, ATTITTUD's basis) stay eager.
         plugin: the run's step plugin (:class:`StepPlugin`), or None for the plain schedule step.
         objectives: an alias of ``plugin`` for AANG's online objective weighting (``auxopt.objectives``).
         decomposer: an alias of ``plugin`` for ATTITTUD's gradient decomposition (``auxopt.grad``) or
@@ -100,6 +106,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool | str = "auto"
+    compile: bool | str = False
     objectives: Any = None
     decomposer: Any = None
     plugin: StepPlugin | None = None
@@ -148,6 +155,11 @@ class TrainConfig:
         from auxopt.tasks.overlap import validate_on_overlap
 
         validate_on_overlap(self.on_overlap)
+        if not isinstance(self.compile, bool | str) or self.compile in ("", "none"):
+            raise AuxoptError(
+                f"compile must be True, False or a torch.compile mode ('default', 'reduce-overhead', "
+                f"'max-autotune', 'max-autotune-no-cudagraphs'), not {self.compile!r}"
+            )
         if self.patience is not None and self.patience < 1:
             raise AuxoptError(f"patience must be >= 1 or None, not {self.patience!r}")
 
@@ -232,6 +244,8 @@ class TrainConfig:
         )
         if self.tiny is not None:
             out["tiny"] = asdict(self.tiny)
+        if not self.compile:  # recorded only when on: the settings of runs before the option stay equal
+            del out["compile"]
         return out
 
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from auxopt.errors import AuxoptError
 from auxopt.models.heads import select_parameters
-from auxopt.models.losses import check_finite, task_loss
+from auxopt.models.losses import task_loss
 from auxopt.models.precision import autocast
 from auxopt.train.step import StatelessStep, TrainContext
 
@@ -77,7 +77,7 @@ class JacobianDescentStep(StatelessStep):
             features = ctx.model.pool(**inputs)
             logits = ctx.model.heads[task.head_name](ctx.model.dropout(features))
         loss = task_loss(task, logits, labels)
-        check_finite(loss, f"task {name!r}", step, ctx.config.learning_rate)
+        ctx.check_finite(loss, f"task {name!r}", step)
         return features, loss, len(labels)
 
     def backward(self, step: int) -> dict[str, int]:

@@ -25,6 +25,9 @@ from auxopt.train.config import (
 )
 from auxopt.train.config import TrainConfig
 
+#: with a compiled forward, minibatch widths are rounded up to a multiple of this
+WIDTH_BUCKET = 16
+
 
 @dataclass
 class TrainContext:
@@ -42,15 +45,26 @@ class TrainContext:
     device: torch.device
     bf16: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the training forward (``model`` itself, or ``torch.compile(model)`` with ``config.compile``)
+    forward: Any = None
+    #: (what, step, finite flag on the device) of losses not yet checked (see :meth:`check_finite`)
+    pending: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.forward is None:
+            self.forward = self.model
 
     @property
     def primary(self) -> Task:
         return self.config.primary
 
     def batch(self, name: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The next training minibatch of task ``name`` on the device: (inputs, labels)."""
+        """The next training minibatch of task ``name`` on the device: (inputs, labels). A compiled
+        forward gets widths rounded up to a multiple of :data:`WIDTH_BUCKET` (fewer shapes to compile)."""
         index = self.batches[name].next()
-        inputs = {k: v.to(self.device, non_blocking=True) for k, v in self.train_data[name].batch(index).items()}
+        bucket = WIDTH_BUCKET if self.forward is not self.model else 1
+        batch = self.train_data[name].batch(index, multiple=bucket)
+        inputs = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         return inputs, self.train_labels[name][index].to(self.device, non_blocking=True)
 
     def loss(self, name: str, step: int) -> tuple[torch.Tensor, int]:
@@ -58,10 +72,29 @@ class TrainContext:
         task = self.tasks[name]
         inputs, labels = self.batch(name)
         with autocast(self.device, self.bf16):
-            logits = self.model(task.head_name, **inputs)
+            logits = self.forward(task.head_name, **inputs)
         loss = task_loss(task, logits, labels)
-        check_finite(loss, f"task {name!r}", step, self.config.learning_rate)
+        self.check_finite(loss, f"task {name!r}", step)
         return loss, len(labels)
+
+    def check_finite(self, loss: torch.Tensor, what: str, step: int) -> None:
+        """Raise when ``loss`` is not finite. On the CPU at once; on an accelerator the check waits
+        for :meth:`flush_checks` (the loop calls it before every evaluation and at the end), so that
+        a step does not stop to wait for the device: the error still names the first bad step."""
+        if self.device.type == "cpu":
+            check_finite(loss, what, step, self.config.learning_rate)
+        else:
+            self.pending.append((what, step, loss.detach()))
+
+    def flush_checks(self) -> None:
+        """Check the losses :meth:`check_finite` left pending (one wait for the device)."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        finite = torch.isfinite(torch.stack([loss.float() for _, _, loss in pending])).tolist()
+        for (what, step, loss), ok in zip(pending, finite, strict=True):
+            if not ok:
+                check_finite(loss, what, step, self.config.learning_rate)
 
 
 @runtime_checkable

@@ -740,7 +740,10 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
     import optuna
 
     scale = SCALES[scale_name]
-    results, lines = {}, [*_common.header(TITLE)]
+    title = (
+        TITLE if scale_name == "cpu" else TITLE.replace("Payoff benchmark", f"Payoff benchmark at {scale_name} scale")
+    )
+    results, lines = {}, [*_common.header(title)]
     shown = url.removeprefix("sqlite:///")
     with contextlib.suppress(ValueError):
         shown = str(Path(shown).resolve().relative_to(REPO))
@@ -795,7 +798,7 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         path = FIGURE if scale_name == "cpu" else FIGURE.with_name(f"payoff-{scale_name}.png")
         figure(results, path)
         lines.append(f"![paired differences](../docs/{path.name})")
-    _common.publish(TITLE, lines, write)
+    _common.publish(title, lines, write)
 
 
 def _interrupt(signum, frame):

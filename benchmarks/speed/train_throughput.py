@@ -72,18 +72,23 @@ class StepClock:
     def __call__(self, module, args, kwargs):
         if not module.training:
             return None
-        index = len(self.times)
-        cuda = self.device.type == "cuda"
-        if cuda and index in self.marks:
-            torch.cuda.synchronize(self.device)
-            self.peak[index] = torch.cuda.max_memory_allocated(self.device)
-        self.times.append(time.perf_counter())
         ids = kwargs.get("input_ids")
         if ids is None:
             ids = next((a for a in args if isinstance(a, torch.Tensor)), None)
-        self.rows.append(int(ids.shape[0]) if ids is not None else 0)
-        self.widths.append(int(ids.shape[1]) if ids is not None and ids.dim() > 1 else 0)
+        self.stamp(
+            int(ids.shape[0]) if ids is not None else 0, int(ids.shape[1]) if ids is not None and ids.dim() > 1 else 0
+        )
         return None
+
+    def stamp(self, rows: int, width: int) -> None:
+        """Record one instant (synchronising the device first at the marks)."""
+        index = len(self.times)
+        if self.device.type == "cuda" and index in self.marks:
+            torch.cuda.synchronize(self.device)
+            self.peak[index] = torch.cuda.max_memory_allocated(self.device)
+        self.times.append(time.perf_counter())
+        self.rows.append(rows)
+        self.widths.append(width)
 
 
 @dataclass
@@ -186,20 +191,32 @@ def long_text_task(source: str, max_length: int, batch_size: int):
 # ---------------------------------------------------------------------------- auxopt
 
 
-def clock_callback(clock: StepClock, captured: dict):
-    """A :class:`~auxopt.train.TrainCallback` that hooks ``clock`` on the model ``train()`` builds."""
+def clock_callback(clock: StepClock, captured: dict, *, rows: int = 0, width: int = 0, hook: bool = True):
+    """A :class:`~auxopt.train.TrainCallback` that times the model ``train()`` builds: by ``clock`` as
+    a forward pre-hook (``hook``), or, where the forward is compiled (a hook inside a compiled graph
+    would be traced into it), by stamps at ``on_train_begin`` and each ``on_step_end`` (so that
+    stamp ``i`` is the end of step ``i``, the start of step ``i + 1``: the same windows as the hook's)."""
     from auxopt.train import TrainCallback
 
     class Clocked(TrainCallback):
         def on_train_begin(self, model, tokenizer):
-            model.register_forward_pre_hook(clock, with_kwargs=True)
+            if hook:
+                model.register_forward_pre_hook(clock, with_kwargs=True)
+            else:
+                clock.stamp(rows, width)
             captured["params"] = sum(p.numel() for p in model.parameters())
             captured["tokenizer"] = tokenizer
+
+        def on_step_end(self, step):
+            if not hook:
+                clock.stamp(rows, width)
 
     return Clocked()
 
 
-def run_auxopt(model_name: str, task, args, device: torch.device, warmup: int, steps: int) -> Timing:
+def run_auxopt(
+    model_name: str, task, args, device: torch.device, warmup: int, steps: int, compile: bool | str = False
+) -> Timing:
     from auxopt.train import TrainConfig, train
 
     total_steps = warmup + steps + 1
@@ -214,13 +231,21 @@ def run_auxopt(model_name: str, task, args, device: torch.device, warmup: int, s
         eval_every=total_steps + 1,  # only the evaluation after the last step
         device=str(device),
         seed=SEED,
+        compile=compile,
     )
     clock = StepClock(device, marks=(warmup, warmup + steps))
     captured: dict = {}
     reset_peak(device)
-    result = train(config, callbacks=[clock_callback(clock, captured)])
+    clocked = clock_callback(clock, captured, rows=args.batch_size, width=args.max_length, hook=not compile)
+    result = train(config, callbacks=[clocked])
     timing = read_clock(clock, warmup, steps, captured.get("params", 0), result.wall_time)
-    timing.extra.update(lr=config.learning_rate, stopped=result.stopped, device=result.device)
+    timing.extra.update(
+        lr=config.learning_rate,
+        stopped=result.stopped,
+        device=result.device,
+        start=clock.times[warmup],  # the timed window, perf_counter seconds
+        end=clock.times[warmup + steps],
+    )
     return timing
 
 
@@ -375,6 +400,7 @@ def mib(n: int | None) -> str:
 def table(rows: list[dict]) -> str:
     header = [
         "model",
+        "compile",
         "params",
         "device",
         "batch",
@@ -394,6 +420,7 @@ def table(rows: list[dict]) -> str:
         h: Timing | None = row["trainer"]
         cells = [
             row["model"],
+            row.get("compile", "off"),
             f"{a.params / 1e6:.2f} M",
             row["device"],
             str(row["batch"]),
@@ -412,9 +439,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def section_text(rows, notes, machine: str, load_start: str, base, task, args) -> str:
+def title_for(device: torch.device) -> str:
+    """The section's title: the CPU's and a GPU's figures are kept side by side."""
+    return (
+        TITLE
+        if device.type == "cpu"
+        else TITLE.replace("Training throughput", f"Training throughput on {device.type.upper()}")
+    )
+
+
+def section_text(rows, notes, machine: str, load_start: str, base, task, args, title: str = TITLE) -> str:
     parts = [
-        *_common.header(TITLE),
+        *_common.header(title),
         f"- Software: {machine}",
         f"- Load average (1, 5, 15 min) at the start: {load_start}",
         f"- Data: `{task.name}`, an in-memory task built with `auxopt.tasks.build_task` from "
@@ -461,6 +497,12 @@ def parse_args(argv=None):
     parser.add_argument("--task", default="sst2", help="a task name under AUXOPT_DATA or a folder")
     parser.add_argument("--write", action="store_true", help=f"write the section into {_common.RESULTS}")
     parser.add_argument(
+        "--compile",
+        default="off",
+        help="comma-separated TrainConfig(compile=...) variants of auxopt's row: off, default, reduce-overhead, "
+        "max-autotune-no-cudagraphs (each its own row, against the same Trainer run)",
+    )
+    parser.add_argument(
         "--hf-trainer",
         choices=("auto", "on", "off"),
         default="auto",
@@ -471,14 +513,16 @@ def parse_args(argv=None):
         parser.error("--steps must be >= 1")
     if args.warmup is not None and args.warmup < 0:
         parser.error("--warmup must be >= 0")
+    args.compile = [c.strip() for c in args.compile.split(",") if c.strip()] or ["off"]
+    known = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    if any(c not in known for c in args.compile):
+        parser.error(f"--compile: each variant must be one of {', '.join(known)}, not {args.compile}")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not os.environ.get("AUXOPT_DATA") and (REPO.parent / "shared" / "data").is_dir():
-        os.environ["AUXOPT_DATA"] = str(REPO.parent / "shared" / "data")
-    sys.path.insert(0, str(REPO))
+    _common.use_shared_data()
     from auxopt.models.precision import use_bf16
     from auxopt.train.runtime import resolve_device
 
@@ -507,51 +551,78 @@ def main(argv=None) -> int:
     for name in models:
         steps = args.steps if args.steps is not None else DEFAULT_STEPS.get(name, DEFAULT_STEPS["minilm"])
         warmup = args.warmup if args.warmup is not None else DEFAULT_WARMUP.get(name, DEFAULT_WARMUP["minilm"])
-        print(f"[train_throughput] {name}: auxopt.train.train, {warmup} warm-up + {steps} timed steps ...", flush=True)
-        a = run_auxopt(name, task, args, device, warmup, steps)
-        print(
-            f"[train_throughput] {name}: {a.steps_per_s:.3f} steps/s, {a.examples_per_s:.1f} examples/s, "
-            f"seq len {widths_text(a.widths)}, peak {mib(a.peak_bytes)} (train() took {a.total_seconds:.1f} s "
-            f"in all, set-up and evaluation included)",
-            flush=True,
-        )
-        row = {
-            "model": name,
-            "device": device.type,
-            "batch": args.batch_size,
-            "warmup": warmup,
-            "auxopt": a,
-            "trainer": None,
-            "trainer_note": "not run",
-        }
+        model_rows = []
+        for variant in args.compile:
+            mode = False if variant == "off" else (True if variant == "default" else variant)
+            print(
+                f"[train_throughput] {name}: auxopt.train.train (compile {variant}), {warmup} warm-up + {steps} "
+                "timed steps ...",
+                flush=True,
+            )
+            a = run_auxopt(name, task, args, device, warmup, steps, compile=mode)
+            print(
+                f"[train_throughput] {name} (compile {variant}): {a.steps_per_s:.3f} steps/s, "
+                f"{a.examples_per_s:.1f} examples/s, seq len {widths_text(a.widths)}, peak {mib(a.peak_bytes)} "
+                f"(train() took {a.total_seconds:.1f} s in all, set-up and evaluation included)",
+                flush=True,
+            )
+            model_rows.append(
+                {
+                    "model": name,
+                    "compile": variant,
+                    "device": device.type,
+                    "batch": args.batch_size,
+                    "warmup": warmup,
+                    "auxopt": a,
+                    "trainer": None,
+                    "trainer_note": "not run",
+                }
+            )
+        trainer, note = None, "not run"
         if compare and skip_reason:
-            row["trainer_note"] = "skipped (no accelerate)"
+            note = "skipped (no accelerate)"
         elif compare:
             print(f"[train_throughput] {name}: transformers.Trainer, same steps ...", flush=True)
             try:
-                h = run_hf_trainer(name, task, args, device, bf16, a.extra["lr"], warmup, steps)
+                trainer = run_hf_trainer(
+                    name, task, args, device, bf16, model_rows[0]["auxopt"].extra["lr"], warmup, steps
+                )
             except Exception:
                 traceback.print_exc()
                 failed = True
-                row["trainer_note"] = "failed (see log)"
+                note = "failed (see log)"
                 notes.append(f"Trainer run for {name} failed; see the script's output.")
             else:
-                row["trainer"] = h
                 print(
-                    f"[train_throughput] {name}: Trainer {h.steps_per_s:.3f} steps/s, seq len "
-                    f"{widths_text(h.widths)}, peak {mib(h.peak_bytes)}, optimizer {h.extra['optim']}; "
-                    f"auxopt / Trainer = {a.steps_per_s / h.steps_per_s:.2f}",
+                    f"[train_throughput] {name}: Trainer {trainer.steps_per_s:.3f} steps/s, seq len "
+                    f"{widths_text(trainer.widths)}, peak {mib(trainer.peak_bytes)}, optimizer "
+                    f"{trainer.extra['optim']}; auxopt / Trainer = "
+                    + ", ".join(
+                        f"{r['auxopt'].steps_per_s / trainer.steps_per_s:.2f} (compile {r['compile']})"
+                        for r in model_rows
+                    ),
                     flush=True,
                 )
                 if not any("default optimizer" in n for n in notes):
                     notes.append(
-                        f"Trainer used its default optimizer `{h.extra['optim']}`; auxopt uses "
-                        "`torch.optim.AdamW` with its defaults."
+                        f"Trainer used its default optimizer `{trainer.extra['optim']}`; auxopt uses "
+                        "`torch.optim.AdamW` (fused on CUDA)."
                     )
-        rows.append(row)
+        for row in model_rows:
+            row["trainer"], row["trainer_note"] = trainer, note
+        rows += model_rows
+    if any(c != "off" for c in args.compile):
+        notes.append(
+            "compile: `TrainConfig(compile=...)` (`torch.compile` of the training forward and backward, widths "
+            "rounded up to a multiple of 16); its rows are timed by stamps at the end of each step (a forward "
+            "hook would be traced into the compiled graph), over the same N steps after the same warm-up "
+            "(where the compilation happens)."
+        )
 
     print()
-    _common.publish(TITLE, section_text(rows, notes, machine, load_start, base, task, args).splitlines(), args.write)
+    title = title_for(device)
+    text = section_text(rows, notes, machine, load_start, base, task, args, title)
+    _common.publish(title, text.splitlines(), args.write)
     return 1 if failed else 0
 
 

