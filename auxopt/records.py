@@ -48,6 +48,7 @@ PRIMARY = "primary"  # the primary task's name
 SELECTED_TASKS = "selected_tasks"  # AutoSeM: the tasks stage 1 kept
 UTILITIES = "utilities"  # AutoSeM: {task: posterior mean of its stage-1 evidence, a / (a + b)}
 RATIOS = "ratios"  # AutoSeM stage 2: the trial's mixing ratios
+PROTECTED = "protected"  # True on a queued point a pruner must let finish (auxopt.pruners.ProtectedPruner)
 VERDICT = "verdict"  # auxopt verify: {"of": {"study", "trial"}, "study", "metric", "seed_list", "seeds",
 #   "runs": {arm: {seed: {"dev", "test"}}}, "dev", "test" (PairedDifference dicts), "search_dev", "summary"}
 

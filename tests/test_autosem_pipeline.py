@@ -258,3 +258,40 @@ def test_stage2_starts_at_equal_mixing_utilities_and_primary_alone(suite, tmp_pa
         storage=storage,
     )
     assert len(again.optimize().trials) == 4
+
+
+class PruneEverything(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_stage2_pruner_never_stops_the_fixed_points(suite, tmp_path):
+    """With a pruner that would stop every run at its first evaluation, the enqueued points (equal
+    mixing, the primary alone) still run to the end, so the result is still the better of them on
+    dev; the other runs end PRUNED with the steps they really ran."""
+    from auxopt import records
+
+    pipeline = AutoSeM(
+        "pruned",
+        suite.primary,
+        suite.auxiliaries[:2],
+        base={**BASE, "model": "tiny"},
+        stage1_steps=20,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1),
+        threshold=0.0,
+        baseline=None,
+        top_k=2,
+        stage2_trials=4,
+        stage2_pruner=PruneEverything(),
+        storage=f"sqlite:///{tmp_path / 'p.db'}",
+    )
+    study = pipeline.optimize()
+    trials = study.get_trials(deepcopy=False)
+    fixed = [t for t in trials if t.user_attrs.get(records.PROTECTED)]
+    others = [t for t in trials if not t.user_attrs.get(records.PROTECTED)]
+    assert len(fixed) >= 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in fixed)
+    assert others and all(t.state == optuna.trial.TrialState.PRUNED for t in others)
+    assert all(t.user_attrs[records.STEPS] == BASE["eval_every"] for t in others)
+    alone = next(t for t in fixed if all(v < pipeline.ratio_range[0] for v in t.params.values()))
+    equal = next(t for t in fixed if all(v == 1.0 for v in t.params.values()))
+    assert pipeline.result.best_dev == max(t.value for t in fixed) >= max(alone.value, equal.value)

@@ -38,6 +38,7 @@ import optuna
 
 from auxopt import records
 from auxopt.errors import AuxoptError
+from auxopt.pruners import ProtectedPruner
 from auxopt.samplers import select_tasks
 from auxopt.study import StudySpec
 from auxopt.tasks.task import Task
@@ -92,6 +93,9 @@ class AutoSeM:
             instead.
         n_startup_trials: quasi-random trials before the GP of stage 2, the fixed points counted
             (None: just the fixed points).
+        stage2_pruner: an Optuna pruner that stops stage-2 runs from the dev curve they report
+            (successive halving, Hyperband, …), wrapped in :class:`~auxopt.pruners.ProtectedPruner`
+            so that the fixed candidate points always finish; None (default): every run finishes.
         seed: seeds both samplers and the training runs.
         storage: default storage URL (default: ``sqlite:///<name>.db`` beside the study file).
         on_overlap: ``"warn"``, ``"error"`` or ``"ignore"`` when a task's train split shares
@@ -114,6 +118,7 @@ class AutoSeM:
     ratio_range: tuple[float, float] = (0.125, 4.0)
     integer_ratios: bool = False
     n_startup_trials: int | None = None
+    stage2_pruner: optuna.pruners.BasePruner | None = None
     seed: int = 0
     storage: str | None = None
     source_file: str | None = None
@@ -147,7 +152,7 @@ class AutoSeM:
     def stage2_name(self) -> str:
         return f"{self.name}.stage2"
 
-    def _spec(self, name: str, space, sampler, n_trials: int, stage: int, **attrs) -> StudySpec:
+    def _spec(self, name: str, space, sampler, n_trials: int, stage: int, pruner=None, **attrs) -> StudySpec:
         return StudySpec(
             name=name,
             primary=self.primary,
@@ -155,7 +160,7 @@ class AutoSeM:
             space=space,
             base=dict(self.base, seed=self.base.get("seed", self.seed)),
             sampler=sampler,
-            pruner=optuna.pruners.NopPruner(),
+            pruner=pruner or optuna.pruners.NopPruner(),
             n_trials=n_trials,
             storage=self.storage,
             seed=self.seed,
@@ -234,7 +239,8 @@ class AutoSeM:
 
         startup = len(points) if self.n_startup_trials is None else self.n_startup_trials
         sampler = MixingRatioSampler(seed=self.seed, n_startup_trials=startup)
-        return self._spec(self.stage2_name, space, sampler, self.stage2_trials, 2, selected_tasks=selected)
+        pruner = None if self.stage2_pruner is None else ProtectedPruner(self.stage2_pruner)
+        return self._spec(self.stage2_name, space, sampler, self.stage2_trials, 2, pruner, selected_tasks=selected)
 
     def _enqueue(self, spec: StudySpec, storage: str, points: list[dict[str, float]]) -> None:
         """Queue the candidate points that the stage-2 study has not run or queued yet (once: a
@@ -243,7 +249,7 @@ class AutoSeM:
         seen = [t.params for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.FAIL]
         for point in points:
             if not any(all(math.isclose(p.get(k, math.nan), v) for k, v in point.items()) for p in seen):
-                study.enqueue_trial(point)
+                study.enqueue_trial(point, user_attrs={records.PROTECTED: True})  # never pruned
 
     def _primary_only_spec(self) -> StudySpec:
         """Stage 2 when stage 1 kept no task: one run of the primary task alone."""
