@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("auxopt.models",),  # encoders, heads, losses, precision
     ("auxopt.train",),  # the loop and its plugin protocol
     ("auxopt.grad", "auxopt.objectives"),  # ATTITTUD and AANG: plugins of the loop, usable alone
-    ("auxopt.samplers", "auxopt.storage", "auxopt.progress"),  # Optuna samplers; storage; bars
+    ("auxopt.samplers", "auxopt.pruners", "auxopt.storage", "auxopt.progress"),  # samplers, pruners; storage; bars
     ("auxopt.propose", "auxopt.plots"),  # distinct proposals; figures from stored trials
     ("auxopt.objective", "auxopt.worker", "auxopt.dashboard"),  # Optuna meets training; workers
     ("auxopt.study", "auxopt.integrations"),  # StudySpec; transformers.Trainer
