@@ -6,6 +6,9 @@ AutoSeM's stage-2 candidate points (the primary alone, equal mixing, the stage-1
 run to their last step, so a search that prunes the rest can still never end worse on dev than
 either of them. (Optuna's own ``fixed_params`` mark will not do: auxopt's distinct proposer fixes
 every trial's parameters that way.)
+
+:func:`search_pruner` is the pruner AutoSeM's searches use by default, chosen by replaying Optuna's
+pruners on the payoff benchmark's real dev curves (``benchmarks/search/pruner_replay.py``).
 """
 
 from __future__ import annotations
@@ -34,4 +37,18 @@ class ProtectedPruner(optuna.pruners.BasePruner):
         return not self.is_protected(trial) and self.pruner.prune(study, trial)
 
 
-__all__ = ["ProtectedPruner"]
+def search_pruner() -> optuna.pruners.BasePruner:
+    """AutoSeM's default: stop a run whose dev score, at any evaluation, is below the median of the
+    earlier runs' at the same step, once two runs have finished (the protected points, which run
+    first).
+
+    Replayed on the payoff benchmark's dev curves (``benchmarks/search/pruner_replay.py``: the primary
+    alone and equal mixing protected, then one 1:1 run per candidate), it spent 0.70 (sentiment) and
+    0.52 (dsp) of the steps of the search without pruning, for 0.005 dev lost on average (sentiment;
+    none on dsp): as cheap as successive halving (min resource one evaluation, η 3: 0.59 and 0.71)
+    for less dev lost (0.009), cheaper than Hyperband (0.74, 0.83) and the median rule with a
+    warm-up. The dev lost is within one evaluation's noise on a 377-example dev split."""
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+
+
+__all__ = ["ProtectedPruner", "search_pruner"]

@@ -53,6 +53,7 @@ SUITE: dict[str, dict[str, list[str]]] = {
     },
     "thompson_overhead": {"ci": ["--sizes", "1000", "--repeats", "5"], "cpu": [], "gpu": []},
     "mixing_latency": {"ci": ["--sizes", "50", "--repeats", "2"], "cpu": [], "gpu": []},
+    "pruner_replay": {"ci": ["--orders", "2"], "cpu": [], "gpu": []},  # reads payoff-cpu.db: no training
     "compile_parity": {
         "ci": ["--scale", "ci", "--modes", "off,default"],
         "cpu": ["--scale", "ci", "--modes", "off,default"],

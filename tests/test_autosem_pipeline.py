@@ -265,10 +265,10 @@ class PruneEverything(optuna.pruners.BasePruner):
         return True
 
 
-def test_stage2_pruner_never_stops_the_fixed_points(suite, tmp_path):
-    """With a pruner that would stop every run at its first evaluation, the enqueued points (equal
-    mixing, the primary alone) still run to the end, so the result is still the better of them on
-    dev; the other runs end PRUNED with the steps they really ran."""
+def test_pruner_never_stops_the_fixed_points(suite, tmp_path):
+    """With a pruner that would stop every run at its first evaluation, equal mixing and the primary
+    alone still run to the end, so the result is still the better of them on dev; the other runs (the
+    stage-1 utilities' point included) end PRUNED with the steps they really ran."""
     from auxopt import records
 
     pipeline = AutoSeM(
@@ -282,16 +282,49 @@ def test_stage2_pruner_never_stops_the_fixed_points(suite, tmp_path):
         baseline=None,
         top_k=2,
         stage2_trials=4,
-        stage2_pruner=PruneEverything(),
+        pruner=PruneEverything(),
         storage=f"sqlite:///{tmp_path / 'p.db'}",
     )
     study = pipeline.optimize()
     trials = study.get_trials(deepcopy=False)
     fixed = [t for t in trials if t.user_attrs.get(records.PROTECTED)]
     others = [t for t in trials if not t.user_attrs.get(records.PROTECTED)]
-    assert len(fixed) >= 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in fixed)
+    assert len(fixed) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in fixed)
     assert others and all(t.state == optuna.trial.TrialState.PRUNED for t in others)
     assert all(t.user_attrs[records.STEPS] == BASE["eval_every"] for t in others)
     alone = next(t for t in fixed if all(v < pipeline.ratio_range[0] for v in t.params.values()))
     equal = next(t for t in fixed if all(v == 1.0 for v in t.params.values()))
     assert pipeline.result.best_dev == max(t.value for t in fixed) >= max(alone.value, equal.value)
+
+
+def test_sampler_stage1_pruner_keeps_the_primary_only_runs_and_counts_pruned_pulls_as_losses(suite, tmp_path):
+    """The sampler's stage 1 takes the pipeline's pruner too: the primary-only (``none``) runs, the
+    reward's baseline, always finish; a pruned candidate run is a lost pull of its arm and keeps the
+    steps it ran; by default the pruner is the median rule."""
+    from auxopt import records
+    from auxopt.pruners import search_pruner
+
+    assert isinstance(AutoSeM("d", suite.primary, suite.auxiliaries).pruner, type(search_pruner()))
+    pipeline = AutoSeM(
+        "pruned1",
+        suite.primary,
+        suite.auxiliaries[:2],
+        base={**BASE, "model": "tiny"},
+        stage1="sampler",
+        stage1_trials=5,
+        stage2_trials=1,
+        pruner=PruneEverything(),
+        storage=f"sqlite:///{tmp_path / 'p.db'}",
+    )
+    pipeline.optimize()
+    stage1 = optuna.load_study(study_name=pipeline.stage1_name, storage=pipeline.storage)
+    trials = stage1.get_trials(deepcopy=False)
+    alone = [t for t in trials if t.params["aux_task"] == "none"]
+    others = [t for t in trials if t.params["aux_task"] != "none"]
+    assert alone and all(t.state == optuna.trial.TrialState.COMPLETE for t in alone)
+    assert others and all(t.state == optuna.trial.TrialState.PRUNED for t in others)
+    assert all(t.user_attrs[records.STEPS] == BASE["eval_every"] for t in others)
+    evidence = pipeline._stage1_spec().sampler.evidence(stage1)
+    for t in others:  # Beta(1, 1) prior: every pull of a pruned arm is a loss
+        wins = evidence[t.params["aux_task"]][0] - 1
+        assert wins == 0

@@ -56,6 +56,29 @@ def test_plain_metric_tie_is_no_win():
     assert schedule.history[-1]["reward"] == 0
 
 
+def test_trend_reward_judges_the_loss_change_against_the_recent_median():
+    """Hand-worked, window 3: the first three pulls need the loss to fall at all; from the fourth
+    on, a pull wins when its change beats the median change of the previous three (every arm's)."""
+    schedule = ThompsonSchedule(["p", "a"], OnlineThompson(steps_per_pull=1, reward="trend", window=3), seed=0)
+    schedule.observe(0, (0.5, 1.00))
+    losses = [0.90, 0.85, 0.86, 0.84, 0.83, 0.835, 0.80]
+    # changes:  -.10  -.05  +.01  -.02  -.01  +.005  -.035
+    # bar:       0     0     0    -.05  -.02  -.01   -.01
+    for step, loss in enumerate(losses, start=1):
+        schedule.next_task()
+        schedule.observe(step, (0.5, loss))  # the metric never moves: only the loss decides
+    assert [h["reward"] for h in schedule.history] == [1, 1, 0, 0, 0, 0, 1]
+    resumed = ThompsonSchedule(["p", "a"], OnlineThompson(steps_per_pull=1, reward="trend", window=3), seed=0)
+    resumed.load_state_dict(schedule.state_dict())
+    assert resumed.changes == pytest.approx([-0.01, 0.005, -0.035])
+    with pytest.raises(AuxoptError, match="dev loss"):
+        resumed.observe(9, 0.5)
+    with pytest.raises(AuxoptError, match="reward"):
+        OnlineThompson(reward="fell")
+    with pytest.raises(AuxoptError, match="window"):
+        OnlineThompson(reward="trend", window=0)
+
+
 def test_state_dict_resumes_identically():
     a = ThompsonSchedule(["p", "a", "b"], OnlineThompson(steps_per_pull=2), seed=5)
     a.observe(0, 0.1)

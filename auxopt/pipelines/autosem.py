@@ -20,7 +20,10 @@ candidate points: **equal mixing**, the **stage-1 utilities** mapped onto ratios
 ran some), so the result is never worse on dev than equal mixing or the primary alone; the GP takes
 the remaining trials. A proposal whose effective ratios already ran (two values in the off band
 mean the same run) takes that trial's outcome without training again (user_attr ``reused_from``,
-0 steps). Both studies live in one storage and name each other in their user_attrs.
+0 steps). Runs report their dev curve, and a pruner (by default
+:func:`~auxopt.pruners.search_pruner`, the median rule) stops those that trail; equal mixing and the
+primary alone are protected from it, and so are the sampler stage 1's primary-only runs. Both
+studies live in one storage and name each other in their user_attrs.
 
 Running :meth:`AutoSeM.optimize` again continues where the last run stopped: a finished stage 1 is
 read back from storage, never redone, and each stage only runs the trials it still lacks.
@@ -38,7 +41,7 @@ import optuna
 
 from auxopt import records
 from auxopt.errors import AuxoptError
-from auxopt.pruners import ProtectedPruner
+from auxopt.pruners import ProtectedPruner, search_pruner
 from auxopt.samplers import select_tasks
 from auxopt.study import StudySpec
 from auxopt.tasks.task import Task
@@ -46,6 +49,11 @@ from auxopt.train import OnlineThompson
 
 logger = logging.getLogger("auxopt")
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def _primary_only(trial: optuna.trial.FrozenTrial) -> bool:
+    """A sampler stage-1 trial of the primary task alone (the ``none`` arm): the reward's baseline."""
+    return trial.params.get("aux_task") == "none"
 
 
 @dataclass
@@ -93,9 +101,12 @@ class AutoSeM:
             instead.
         n_startup_trials: quasi-random trials before the GP of stage 2, the fixed points counted
             (None: just the fixed points).
-        stage2_pruner: an Optuna pruner that stops stage-2 runs from the dev curve they report
-            (successive halving, Hyperband, …), wrapped in :class:`~auxopt.pruners.ProtectedPruner`
-            so that the fixed candidate points always finish; None (default): every run finishes.
+        pruner: the Optuna pruner that stops stage-2 runs (and the sampler stage 1's) from the dev
+            curve they report (default :func:`~auxopt.pruners.search_pruner`: the median rule; any
+            Optuna pruner: successive halving, Hyperband, …), wrapped in
+            :class:`~auxopt.pruners.ProtectedPruner` so that stage 2's fixed candidate points and
+            the sampler's primary-only (``none``) runs always finish; a pruned run counts as a loss
+            in the sampler's evidence and keeps the steps it ran. None: every run finishes.
         seed: seeds both samplers and the training runs.
         storage: default storage URL (default: ``sqlite:///<name>.db`` beside the study file).
         on_overlap: ``"warn"``, ``"error"`` or ``"ignore"`` when a task's train split shares
@@ -118,7 +129,7 @@ class AutoSeM:
     ratio_range: tuple[float, float] = (0.125, 4.0)
     integer_ratios: bool = False
     n_startup_trials: int | None = None
-    stage2_pruner: optuna.pruners.BasePruner | None = None
+    pruner: optuna.pruners.BasePruner | None = field(default_factory=search_pruner)
     seed: int = 0
     storage: str | None = None
     source_file: str | None = None
@@ -191,7 +202,8 @@ class AutoSeM:
             return {"ratios": {primary: 1} if aux == "none" else {primary: 1, aux: 1}}
 
         sampler = ThompsonTaskSampler(seed=self.seed, gamma=self.gamma)
-        return self._spec(self.stage1_name, space, sampler, self.stage1_trials, 1)
+        pruner = None if self.pruner is None else ProtectedPruner(self.pruner, protect=_primary_only)
+        return self._spec(self.stage1_name, space, sampler, self.stage1_trials, 1, pruner)
 
     # -- stage 2: ratios on a log scale, fixed candidate points first --------------------------
     def _ratio_param(self, trial: optuna.Trial, task: str) -> float:
@@ -239,17 +251,21 @@ class AutoSeM:
 
         startup = len(points) if self.n_startup_trials is None else self.n_startup_trials
         sampler = MixingRatioSampler(seed=self.seed, n_startup_trials=startup)
-        pruner = None if self.stage2_pruner is None else ProtectedPruner(self.stage2_pruner)
+        pruner = None if self.pruner is None else ProtectedPruner(self.pruner)
         return self._spec(self.stage2_name, space, sampler, self.stage2_trials, 2, pruner, selected_tasks=selected)
 
-    def _enqueue(self, spec: StudySpec, storage: str, points: list[dict[str, float]]) -> None:
+    def _enqueue(
+        self, spec: StudySpec, storage: str, points: list[dict[str, float]], fixed: list[dict[str, float]]
+    ) -> None:
         """Queue the candidate points that the stage-2 study has not run or queued yet (once: a
-        resumed study finds them there)."""
+        resumed study finds them there); those in ``fixed`` (equal mixing, the primary alone) are
+        protected from the pruner."""
         study = spec.load_study(storage)
         seen = [t.params for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.FAIL]
         for point in points:
             if not any(all(math.isclose(p.get(k, math.nan), v) for k, v in point.items()) for p in seen):
-                study.enqueue_trial(point, user_attrs={records.PROTECTED: True})  # never pruned
+                protected = point in fixed  # never pruned: the result is never worse on dev than these
+                study.enqueue_trial(point, user_attrs={records.PROTECTED: True} if protected else None)
 
     def _primary_only_spec(self) -> StudySpec:
         """Stage 2 when stage 1 kept no task: one run of the primary task alone."""
@@ -361,7 +377,8 @@ class AutoSeM:
         spec2 = self._stage2_spec(selected, points)
         if self._remaining(spec2, url, self.stage2_trials):
             self._must_be_done(spec2, 1)
-            self._enqueue(spec2, url, points[: self.stage2_trials])
+            fixed = [points[0], points[-1]] if not baseline else points[:1]  # equal mixing, the primary alone
+            self._enqueue(spec2, url, points[: self.stage2_trials], fixed)
         study2 = self._continue(spec2, url, self.stage2_trials, run)
         finished = [t for t in study2.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
         best = max([*finished, *baseline], key=lambda t: t.value)
@@ -413,7 +430,7 @@ class AutoSeM:
         return [
             t
             for t in study1.get_trials(deepcopy=False)
-            if t.state == optuna.trial.TrialState.COMPLETE and t.params.get("aux_task") == "none"
+            if t.state == optuna.trial.TrialState.COMPLETE and _primary_only(t)
         ]
 
     def summary(self) -> str:

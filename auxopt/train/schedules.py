@@ -202,10 +202,18 @@ class OnlineThompson:
     learning rate after warm-up (``TrainConfig(lr_schedule="constant")``, as AutoSeM sets it): under
     a decay to 0 the late pulls, at a learning rate near 0, would all look alike.
 
+    ``reward="trend"`` judges a pull on the dev loss against the run's own trend instead: 1 when the
+    loss fell by more than the median change over the previous ``window`` pulls (of every arm), so
+    that neither the general progress early in a run (every pull "helps") nor its plateau later
+    (every pull "hurts") is credited to whichever task happened to be pulled. Until ``window``
+    changes are known the loss must simply fall.
+
     Args:
         steps_per_pull: minibatches per pull.
         gamma, alpha0, beta0: the bandit's decay and Beta prior (AutoSeM: 0.3 and Beta(1, 1)).
         eval_batches: dev batches per reward evaluation (None: the whole dev split).
+        reward: ``"rose"`` (the dev metric rose; AutoSeM's) or ``"trend"`` (see above).
+        window: the pulls the ``"trend"`` reward's median is taken over.
     """
 
     steps_per_pull: int = 10
@@ -213,6 +221,8 @@ class OnlineThompson:
     alpha0: float = 1.0
     beta0: float = 1.0
     eval_batches: int | None = 4
+    reward: str = "rose"
+    window: int = 20
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps_per_pull, int) or self.steps_per_pull < 1:
@@ -220,6 +230,10 @@ class OnlineThompson:
         if self.eval_batches is not None and (not isinstance(self.eval_batches, int) or self.eval_batches < 1):
             raise AuxoptError(f"eval_batches must be a positive integer or None, not {self.eval_batches!r}")
         check_bandit_parameters(self.alpha0, self.beta0, self.gamma)
+        if self.reward not in ("rose", "trend"):
+            raise AuxoptError(f"reward must be 'rose' or 'trend', not {self.reward!r}")
+        if not isinstance(self.window, int) or self.window < 1:
+            raise AuxoptError(f"window must be a positive integer, not {self.window!r}")
 
 
 class ThompsonSchedule(Schedule):
@@ -264,6 +278,7 @@ class ThompsonSchedule(Schedule):
         self.remaining = 0
         self.steps = 0  # minibatches drawn so far (the default step of observe/reward)
         self.last_value: float | None = None
+        self.changes: list[float] = []  # the dev loss's change over each rewarded pull ("trend")
         self.history: list[dict] = []
 
     def next_task(self) -> str:
@@ -291,12 +306,21 @@ class ThompsonSchedule(Schedule):
         else:
             raise AuxoptError(f"observe takes (value) or (step, value), not {len(args)} arguments")
         metric, loss = value if isinstance(value, tuple) else (value, None)
+        if self.spec.reward == "trend" and loss is None:
+            raise AuxoptError("reward='trend' judges pulls on the dev loss: observe((metric, loss))")
         reward = None
         if self.last_value is not None and self.current is not None:
             last_metric, last_loss = (
                 self.last_value if isinstance(self.last_value, (tuple, list)) else (self.last_value, None)
             )
-            if metric != last_metric:
+            if self.spec.reward == "trend":
+                change = loss - last_loss
+                recent = self.changes[-self.spec.window :]
+                bar = float(np.median(recent)) if len(recent) == self.spec.window else 0.0
+                reward = int(change < bar)
+                self.changes.append(change)
+                del self.changes[: -self.spec.window]
+            elif metric != last_metric:
                 reward = int(metric > last_metric)
             else:
                 reward = int(loss is not None and last_loss is not None and loss < last_loss)
@@ -362,6 +386,7 @@ class ThompsonSchedule(Schedule):
             "remaining": self.remaining,
             "steps": self.steps,
             "last_value": self.last_value,
+            "changes": list(self.changes),
             "history": list(self.history),
         }
 
@@ -372,4 +397,5 @@ class ThompsonSchedule(Schedule):
         self.steps = int(state.get("steps", 0))
         last = state["last_value"]
         self.last_value = tuple(last) if isinstance(last, list) else last
+        self.changes = [float(c) for c in state.get("changes", [])]
         self.history = list(state["history"])

@@ -12,8 +12,11 @@ where the primary has one, its ``domain.txt`` for AANG:
 * ``primary-only``; ``all-equal`` (round-robin over the primary and every candidate, 1:1:…);
 * ``best single (dev)`` — one 1:1 run per candidate (``single:<task>``), the best dev kept: the search a
   practitioner does by hand, and the baseline AutoSeM must beat per unit of compute;
-* ``AutoSeM (online)`` / ``AutoSeM (sampler)`` — :class:`auxopt.pipelines.AutoSeM` with stage 1 run as
-  one online Thompson run or as ThompsonTaskSampler trials, then stage 2 over the kept tasks' ratios;
+* ``AutoSeM (online, no pruning)`` — :class:`auxopt.pipelines.AutoSeM` with stage 1 run as one online
+  Thompson run, then stage 2 over the kept tasks' ratios, every run to its last step (``pruner=None``);
+* ``AutoSeM (online, pruned)`` / ``AutoSeM (sampler)`` — the pipeline at its defaults, multi-fidelity
+  (runs that trail stop early; equal mixing and the primary alone always finish), with stage 1 run
+  online or as ThompsonTaskSampler trials;
 * ``TAPT`` — the primary plus masked-LM on its own text (``AANG(objectives=["tapt"], learn=False)``);
 * ``AANG`` — AANG's online weighting over the primary's generated objective space;
 * ``ATTITTUD`` — :class:`auxopt.grad.GradientDecomposer` (library defaults) over all candidates;
@@ -147,8 +150,9 @@ ROWS = {
     "primary-only": "primary-only",
     "all-equal": "all-equal",
     "single": "best single (dev)",
-    "autosem-online": "AutoSeM (online)",
+    "autosem-online": "AutoSeM (online, no pruning)",
     "autosem-sampler": "AutoSeM (sampler)",
+    "autosem-pruned": "AutoSeM (online, pruned)",
     "tapt": "TAPT (MLM)",
     "aang": "AANG (online)",
     "attittud": "ATTITTUD",
@@ -162,6 +166,7 @@ REVISION = {"autosem-online": 3, "autosem-sampler": 3, "attittud": 2, "aang": 2}
 METHOD_KEYS = {
     "autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
     "autosem-sampler": ("stage1_trials", "stage2_trials", "stage2_startup"),
+    "autosem-pruned": ("stage1_trials", "stage2_trials", "stage2_startup"),
     "attittud": ("k", "m", "every"),
 }
 
@@ -407,7 +412,8 @@ def autosem_pipeline(row: str, seed: int, primary, auxiliaries, scale: dict, url
         auxiliaries=auxiliaries,
         base=base,
         on_overlap="ignore",
-        stage1=row.split("-", 1)[1],
+        stage1="sampler" if row == "autosem-sampler" else "online",
+        **({"pruner": None} if row == "autosem-online" else {}),  # that row: every run finishes
         stage1_trials=scale["stage1_trials"],
         stage2_trials=scale["stage2_trials"],
         n_startup_trials=scale["stage2_startup"],
@@ -680,7 +686,13 @@ def suite_lines(name: str, suite: Suite, data: dict, metric: str, scale: dict) -
             + ".",
         ]
     notes = []
-    for label in ("best single (dev)", "AutoSeM (online)", "AutoSeM (sampler)", "AANG (online)"):
+    for label in (
+        "best single (dev)",
+        "AutoSeM (online, no pruning)",
+        "AutoSeM (sampler)",
+        "AutoSeM (online, pruned)",
+        "AANG (online)",
+    ):
         for seed, v in sorted(data.get(label, {}).items()):
             d = v.get("detail") or {}
             if "chosen" in d:
@@ -755,7 +767,9 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         f"every row. AutoSeM: stage 1 online (one run at constant lr) or {s['stage1_trials']} sampler trials, "
         f"kept: the tasks whose undecayed win rate beats the median task's (at most 3); stage 2 "
         f"{s['stage2_trials']} runs over ratios 1/8 … 4 of the primary's (log scale, or off), the first being "
-        f"equal mixing, the stage-1 utilities and the primary alone, then the GP. AANG, ATTITTUD: library defaults "
+        "equal mixing, the stage-1 utilities and the primary alone, then the GP; every run finishes in the "
+        "'no pruning' row, the others stop runs that trail with the median rule (auxopt.pruners.search_pruner; "
+        f"equal mixing and the primary alone always finish). AANG, ATTITTUD: library defaults "
         f"(ATTITTUD over all candidates, its auxiliary minibatch cycling through them).",
         f"- Study file: `{shown}` (resumable; `auxopt dashboard --storage sqlite:///{shown}`).",
         "- Δ: paired difference of test scores from primary-only over the seeds both rows have, mean and "

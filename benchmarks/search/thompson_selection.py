@@ -64,13 +64,21 @@ def _select(posterior, arm, **kwargs):
     return select_tasks(posterior, none_arm=arm, **kwargs)
 
 
-def run_online(suite, steps: int, seed: int):
+#: the online stage-1 variants: label -> OnlineThompson settings (10 steps a pull in each)
+ONLINE = {
+    "online": dict(eval_batches=2),
+    "online (4 dev batches)": dict(eval_batches=4),
+    "online (trend reward)": dict(eval_batches=4, reward="trend"),
+}
+
+
+def run_online(suite, steps: int, seed: int, settings: dict):
     from auxopt.train import OnlineThompson, TrainConfig, train
 
     config = TrainConfig(
         suite.primary,
         suite.auxiliaries,
-        schedule=OnlineThompson(steps_per_pull=10, eval_batches=2),
+        schedule=OnlineThompson(steps_per_pull=10, **settings),
         max_steps=steps,
         eval_every=steps,
         seed=seed,
@@ -112,8 +120,16 @@ def run_sampler(suite, trials: int, steps: int, seed: int):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser.add_argument(
+        "--methods",
+        default=",".join([*ONLINE, "sampler"]),
+        help=f"comma-separated stage-1 variants (default all: {', '.join([*ONLINE, 'sampler'])})",
+    )
     parser.add_argument("--write", action="store_true", help=f"write the table into {_common.RESULTS}")
     args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    for bad in [m for m in methods if m not in ONLINE and m != "sampler"]:
+        parser.error(f"unknown method {bad!r}; choose from {', '.join([*ONLINE, 'sampler'])}")
 
     import optuna
 
@@ -121,15 +137,15 @@ def main(argv=None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     scale = SCALES[args.scale]
-    rows = {f"{m}: {rule}": [] for m in ("online", "sampler") for rule in RULES}
+    rows = {f"{m}: {rule}": [] for m in methods for rule in RULES}
     rows["random"] = []
     rng = np.random.default_rng(0)
     for seed in range(scale["seeds"]):
         suite = make_synthetic_suite(n_helpful=4, n_neutral=3, n_harmful=3, seed=seed)
         helpful = set(suite.names("helpful"))
-        for method in ("online", "sampler"):
-            if method == "online":
-                wall, evidence, posterior, arm = run_online(suite, scale["online_steps"], seed)
+        for method in methods:
+            if method in ONLINE:
+                wall, evidence, posterior, arm = run_online(suite, scale["online_steps"], seed, ONLINE[method])
             else:
                 wall, evidence, posterior, arm = run_sampler(suite, scale["trials"], scale["trial_steps"], seed)
             for rule, select in RULES.items():
@@ -149,7 +165,9 @@ def main(argv=None) -> int:
         *_common.header(TITLE),
         f"- Setting: synthetic suite with 10 candidates (4 helpful, 3 neutral, 3 harmful), tiny model, "
         f"{scale['seeds']} seed(s); online: one run of {scale['online_steps']} steps, 10 steps a pull, "
-        f"reward on 2 dev batches; sampler: {scale['trials']} trials of {scale['trial_steps']} steps "
+        "reward on 2 dev batches (AutoSeM's: the dev accuracy rose, a tie decided by the dev loss), or "
+        "on 4 (the library's default), or the trend reward on 4 (the dev loss fell by more than the "
+        f"median change of the previous 20 pulls); sampler: {scale['trials']} trials of {scale['trial_steps']} steps "
         "(the first primary-only); each selection rule reads the same runs: the undecayed evidence "
         "(wins/pulls) against the median task or the primary-only arm, or the decayed posterior mean "
         "(the selection before); random: each candidate kept with probability 1/2 (200 draws a seed).",

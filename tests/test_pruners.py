@@ -1,0 +1,72 @@
+import optuna
+import pytest
+
+from auxopt import StudySpec, records
+from auxopt.pruners import ProtectedPruner, search_pruner
+
+
+class PruneEverything(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_protected_pruner_lets_queued_points_of_a_users_study_finish(suite, tmp_path):
+    """The README's recipe for a study of one's own: points queued as protected run to their last
+    step under a pruner that would stop every run; the others end PRUNED with the steps they ran."""
+    spec = StudySpec(
+        name="lr",
+        primary=suite.primary,
+        auxiliaries=suite.auxiliaries,
+        n_trials=3,
+        space=lambda t: {"lr": t.suggest_float("lr", 1e-5, 1e-3, log=True)},
+        base={"model": "tiny", "max_steps": 20, "eval_every": 10, "max_length": 32, "batch_size": 16},
+        pruner=ProtectedPruner(PruneEverything()),
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+    )
+    study = spec.load_study()
+    study.enqueue_trial({"lr": 1e-4}, user_attrs={records.PROTECTED: True})
+    spec.optimize()
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] + [optuna.trial.TrialState.PRUNED] * 2
+    assert trials[0].params["lr"] == pytest.approx(1e-4)
+    assert [t.user_attrs[records.STEPS] for t in trials] == [20, 10, 10]
+
+
+def test_protected_pruner_checks_what_it_wraps_and_asks_the_predicate():
+    with pytest.raises(TypeError, match="Optuna pruner"):
+        ProtectedPruner(object())
+    pruner = ProtectedPruner(PruneEverything(), protect=lambda t: t.params.get("x") == 0)
+    study = optuna.create_study()
+    kept = optuna.trial.create_trial(
+        params={"x": 0}, distributions={"x": optuna.distributions.IntDistribution(0, 1)}, value=0.0
+    )
+    cut = optuna.trial.create_trial(
+        params={"x": 1}, distributions={"x": optuna.distributions.IntDistribution(0, 1)}, value=0.0
+    )
+    assert not pruner.prune(study, kept) and pruner.prune(study, cut)
+    assert isinstance(search_pruner(), optuna.pruners.MedianPruner)
+
+
+def test_pruner_replay_counts_the_steps_a_pruned_search_spent():
+    """benchmarks/search/pruner_replay.py's replay: the protected rows run first and finish; a
+    candidate below the median of the earlier runs at its first evaluation stops there (50 steps);
+    the answer is the best finished run."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "search"))
+    try:
+        import pruner_replay
+    finally:
+        sys.path.pop(0)
+    curve = lambda *v: [(50 * (i + 1), x) for i, x in enumerate(v)]  # noqa: E731
+    runs = {
+        "primary-only": (curve(0.5, 0.6, 0.7), 0.7, 0.69),
+        "all-equal": (curve(0.4, 0.5, 0.6), 0.6, 0.58),
+        "single:good": (curve(0.6, 0.7, 0.8), 0.8, 0.79),
+        "single:bad": (curve(0.1, 0.9, 0.9), 0.9, 0.88),  # trails at step 50: stopped before it shines
+    }
+    order = ["primary-only", "all-equal", "single:bad", "single:good"]
+    assert pruner_replay.replay(optuna.pruners.NopPruner, order, runs) == ("single:bad", 600)
+    assert pruner_replay.replay(search_pruner, order, runs) == ("single:good", 500)
+    assert pruner_replay.replay(lambda: PruneEverything(), order, runs) == ("primary-only", 400)
