@@ -46,7 +46,7 @@ def search_pruner() -> optuna.pruners.BasePruner:
     alone and equal mixing protected, then one 1:1 run per candidate), it spent 0.70 (sentiment) and
     0.52 (dsp) of the steps of the search without pruning, for 0.005 dev lost on average (sentiment;
     none on dsp): as cheap as successive halving (min resource one evaluation, η 3: 0.59 and 0.71)
-    for less dev lost (0.009), cheaper than Hyperband (0.74, 0.83) and the median rule with a
+    for less dev lost (0.009), cheaper than Hyperband (0.78, 0.82) and the median rule with a
     warm-up. The dev lost is within one evaluation's noise on a 377-example dev split."""
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
 

@@ -40,6 +40,8 @@ SCALES = {
     "gpu": dict(seeds=5, online_steps=3000, trials=80, trial_steps=300),
 }
 TITLE = "Thompson task selection (benchmarks/search/thompson_selection.py)"
+#: stage-1 lengths, as fractions of the online run, at which the evidence is read again
+LENGTHS = (0.2, 0.5, 1.0)
 BASE = dict(max_length=32, batch_size=32, eval_batch_size=250, model="tiny")
 
 
@@ -90,7 +92,17 @@ def run_online(suite, steps: int, seed: int, settings: dict):
     info, primary = result.extra["thompson"], suite.primary.name
     evidence = {k: tuple(v) for k, v in info["evidence"].items()}
     posterior = {k: tuple(v) for k, v in info["posterior"].items()}
-    return time.perf_counter() - start, evidence, posterior, primary
+    return time.perf_counter() - start, evidence, posterior, primary, info["history"]
+
+
+def evidence_until(history: list[dict], arms, steps: int) -> dict[str, tuple[float, float]]:
+    """The undecayed evidence (Beta(1, 1) + wins, + losses) of the pulls that ended by ``steps``: what
+    a stage 1 of that length would have selected on (the pulls before are the same)."""
+    tally = {arm: [1.0, 1.0] for arm in arms}
+    for pull in history:
+        if pull["step"] <= steps:
+            tally[pull["task"]][0 if pull["reward"] else 1] += 1
+    return {arm: (a, b) for arm, (a, b) in tally.items()}
 
 
 def run_sampler(suite, trials: int, steps: int, seed: int):
@@ -139,13 +151,18 @@ def main(argv=None) -> int:
     scale = SCALES[args.scale]
     rows = {f"{m}: {rule}": [] for m in methods for rule in RULES}
     rows["random"] = []
+    by_length: dict[tuple[str, int], list[tuple[float, float]]] = {}  # (online method, steps) -> (P, R)
     rng = np.random.default_rng(0)
     for seed in range(scale["seeds"]):
         suite = make_synthetic_suite(n_helpful=4, n_neutral=3, n_harmful=3, seed=seed)
         helpful = set(suite.names("helpful"))
         for method in methods:
             if method in ONLINE:
-                wall, evidence, posterior, arm = run_online(suite, scale["online_steps"], seed, ONLINE[method])
+                wall, evidence, posterior, arm, history = run_online(suite, scale["online_steps"], seed, ONLINE[method])
+                for fraction in LENGTHS:
+                    steps = int(scale["online_steps"] * fraction)
+                    selected = _select(evidence_until(history, evidence, steps), arm, baseline="median", top_k=3)
+                    by_length.setdefault((method, steps), []).append(precision_recall(selected, helpful))
             else:
                 wall, evidence, posterior, arm = run_sampler(suite, scale["trials"], scale["trial_steps"], seed)
             for rule, select in RULES.items():
@@ -182,6 +199,19 @@ def main(argv=None) -> int:
             f"| {method} | {v[:, 0].mean():.2f} ± {v[:, 0].std():.2f} | {v[:, 1].mean():.2f} ± {v[:, 1].std():.2f} "
             f"| {v[:, 2].mean():.1f} | {wall} |"
         )
+    if by_length:
+        lengths = sorted({steps for _, steps in by_length})
+        lines += [
+            "",
+            "Selection against stage 1's length (AutoSeM's default rule on the evidence of the pulls that "
+            "ended by then, from the same online runs): precision / recall, mean over seeds.",
+            "",
+            "| method | " + " | ".join(f"{n} steps" for n in lengths) + " |",
+            "|---|" + "---|" * len(lengths),
+        ]
+        for method in [m for m in methods if m in ONLINE]:
+            cells = [np.mean(by_length[(method, n)], axis=0) for n in lengths]
+            lines.append(f"| {method} | " + " | ".join(f"{p:.2f} / {r:.2f}" for p, r in cells) + " |")
     _common.publish(TITLE, lines, args.write)
     return 0
 
