@@ -311,19 +311,148 @@ def test_pruned_trials_count_with_their_last_intermediate_value():
 
 
 def test_gp_failure_falls_back_with_a_warning(monkeypatch, caplog):
+    from botorch.exceptions.errors import ModelFittingError
     from linear_operator.utils.errors import NotPSDError
 
-    import auxopt.samplers._gp as mixing
+    import auxopt.samplers._gp as gp
+
+    def broken_map(model):
+        raise ModelFittingError("the closed-form fit failed")
 
     def broken_fit(mll, **kwargs):
         raise NotPSDError("Matrix not positive definite after repeatedly adding jitter")
 
-    monkeypatch.setattr(mixing, "fit_gpytorch_mll", broken_fit)  # a fit that fails, on demand
+    # both fits fail, on demand: the closed-form one, then BoTorch's it falls back to
+    monkeypatch.setattr(gp, "_fit_map", broken_map)
+    monkeypatch.setattr(gp, "fit_gpytorch_mll", broken_fit)
     study = _prefilled()
     with caplog.at_level(logging.WARNING, logger="auxopt.samplers._mixing"):
         trial = _ask(study)
     assert "GP step failed" in caplog.text and "NotPSDError" in caplog.text
     assert all(RATIOS[k]._contains(v) for k, v in trial.params.items())
+
+
+def test_a_failed_closed_form_fit_falls_back_to_fit_gpytorch_mll(monkeypatch):
+    from botorch.exceptions.errors import ModelFittingError
+
+    import auxopt.samplers._gp as gp
+
+    calls = []
+    fit_gpytorch_mll = gp.fit_gpytorch_mll
+
+    def broken_map(model):
+        raise ModelFittingError("the closed-form fit failed")
+
+    def spy(mll, **kwargs):
+        calls.append(mll)
+        return fit_gpytorch_mll(mll, **kwargs)
+
+    monkeypatch.setattr(gp, "_fit_map", broken_map)
+    monkeypatch.setattr(gp, "fit_gpytorch_mll", spy)
+    study = _prefilled()
+    sobol = study.sampler._sobol_point(len(RATIOS), 8)
+    trial = _ask(study)
+    assert len(calls) == 1 and not calls[0].training  # fitted, in eval mode
+    assert trial.params != UnitCube(RATIOS).sample(sobol)  # the GP's point, not the Sobol fallback
+
+
+# -- the GP maths against BoTorch's ---------------------------------------------------------------
+def _gp_data(n: int = 30, d: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(n, d))
+    y = -((X - 0.3) ** 2).sum(-1) + 0.05 * rng.normal(size=n)
+    return torch.tensor(X), torch.tensor(y).unsqueeze(-1)
+
+
+def _mll(model):
+    """GPyTorch's ``ExactMarginalLogLikelihood`` of ``model`` and its gradient (raw parameters)."""
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    mll = ExactMarginalLogLikelihood(model.likelihood, model).train()
+    value = mll(model(*model.train_inputs), model.train_targets)
+    params = [p for p in mll.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(value, params)
+    mll.eval()
+    return float(value), torch.cat([g.reshape(-1) for g in grads])
+
+
+@pytest.mark.parametrize("n, d", [(12, 2), (40, 5)])
+def test_fit_gp_finds_the_optimum_of_fit_gpytorch_mll(n, d):
+    from botorch.fit import fit_gpytorch_mll
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    from auxopt.samplers._gp import fit_gp
+
+    X, Y = _gp_data(n, d)
+    ours = fit_gp(X, Y)
+    assert not ours.training
+    value, grad = _mll(ours)
+    # a maximum of GPyTorch's own objective: no steeper than L-BFGS-B's tolerance in any direction
+    # (lengthscales and noise are inside their bounds here)
+    assert float(grad.abs().max()) < 1e-3, grad
+    reference = fit_gp(X, Y)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        reference.train()
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(reference.likelihood, reference))
+    assert value >= _mll(reference)[0] - 1e-6
+    torch.testing.assert_close(ours.covar_module.lengthscale, reference.covar_module.lengthscale, rtol=2e-2, atol=0)
+
+
+def test_closed_form_posterior_and_log_ei_are_botorchs():
+    from botorch.acquisition.analytic import LogExpectedImprovement
+
+    from auxopt.samplers._gp import ClosedFormLogEI, ClosedFormPosterior, fit_gp
+
+    X, Y = _gp_data(25, 3, seed=1)
+    model = fit_gp(X, Y)
+    fast = ClosedFormPosterior(model)
+    points = torch.cat([torch.rand(6, 4, 3, dtype=torch.float64), X[:8].reshape(2, 4, 3)])
+    with torch.no_grad():
+        theirs, ours = model.posterior(points), fast.posterior(points)
+        torch.testing.assert_close(ours.mean, theirs.mean, rtol=0, atol=1e-10)
+        torch.testing.assert_close(
+            ours.distribution.covariance_matrix, theirs.distribution.covariance_matrix, rtol=0, atol=1e-10
+        )
+        torch.testing.assert_close(fast.train_mean, model.posterior(X).mean.squeeze(-1), rtol=0, atol=1e-10)
+    best_f = fast.train_mean.max()
+    x = torch.cat([torch.rand(20, 1, 3, dtype=torch.float64), X[:3].unsqueeze(1)]).requires_grad_(True)
+    values, ref_values = ClosedFormLogEI(fast, best_f)(x), LogExpectedImprovement(model, best_f=best_f)(x)
+    (grad,) = torch.autograd.grad(values.sum(), x)
+    (ref_grad,) = torch.autograd.grad(ref_values.sum(), x)
+    torch.testing.assert_close(values, ref_values, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="q = 1"):
+        ClosedFormLogEI(fast, best_f)(torch.rand(2, 2, 3, dtype=torch.float64))
+
+
+def test_pending_points_switch_to_q_log_ei_and_move_the_candidate(monkeypatch):
+    from botorch.acquisition.logei import qLogExpectedImprovement
+
+    import auxopt.samplers._gp as gp
+
+    X, Y = _gp_data(20, 3, seed=2)
+    cube = UnitCube({f"r{i}": FloatDistribution(0.0, 5.0) for i in range(3)})
+    used = []
+    optimize_acqf = gp.optimize_acqf
+
+    def spy(acqf, **kwargs):
+        used.append(acqf)
+        return optimize_acqf(acqf, **kwargs)
+
+    monkeypatch.setattr(gp, "optimize_acqf", spy)
+    with gp.seeded_torch(0, torch.device("cpu")):
+        alone = gp.logei_candidates(
+            X, Y, None, cube=cube, seed=1, **{k: FAST[k] for k in ("num_restarts", "raw_samples")}
+        )
+    with gp.seeded_torch(0, torch.device("cpu")):
+        busy = gp.logei_candidates(X, Y, alone, cube=cube, seed=1, **FAST)  # a trial runs at `alone`
+    assert isinstance(used[0], gp.ClosedFormLogEI) and used[0].best_f == used[1].best_f
+    assert isinstance(used[1], qLogExpectedImprovement)
+    torch.testing.assert_close(used[1].X_pending, alone)
+    for u in (alone, busy):
+        assert u.shape == (1, 3) and torch.isfinite(u).all() and (u >= 0).all() and (u <= 1).all()
+    assert float((busy - alone).norm()) > 0.02, (alone, busy)
 
 
 def test_custom_candidates_func_is_called_and_its_candidate_is_suggested():
@@ -344,17 +473,17 @@ def test_custom_candidates_func_is_called_and_its_candidate_is_suggested():
     for t in study.trials[3:]:
         assert t.params == {k: 2.5 for k in RATIOS}  # the middle of [0, 5]: the candidate, decoded
     with pytest.raises(AuxoptError, match="candidates_func"):
-        MixingRatioSampler(candidates_func="qLogNEI")
+        MixingRatioSampler(candidates_func="logEI")
 
 
-def test_default_candidates_func_is_the_qlognei_search():
-    from auxopt.samplers._gp import qlognei_candidates
+def test_default_candidates_func_is_the_logei_search():
+    from auxopt.samplers import logei_candidates
 
     calls = []
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
-        return qlognei_candidates(*args, **kwargs)
+        return logei_candidates(*args, **kwargs)
 
     def run(candidates_func):
         study = optuna.create_study(

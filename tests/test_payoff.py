@@ -55,6 +55,21 @@ def test_job_order_puts_the_premise_first_and_pairs_seeds():
         assert not (suite.primary == "sst2" and {"mr", "subj"} & set(suite.candidates))
 
 
+def test_a_row_added_after_the_study_was_made_is_claimed_and_read_back(tmp_path):
+    """Optuna's categorical parameter cannot grow: a row the study's ``row`` choices lack is claimed
+    with the row as a user_attr, and every reader (row_of, the claim's bookkeeping) finds it."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    scale = payoff.SCALES["ci"]
+    study = payoff._open_study(url, "payoff-x", {"made": 1})
+    first = payoff.claim(study, url, [("primary-only", 0)], ["primary-only", "all-equal"], scale)
+    study.tell(first, 0.5)
+    new = payoff.claim(study, url, [("primary-only", 0), ("autosem-pruned", 0)], list(payoff.ROWS), scale)
+    assert "row" not in new.params and payoff.row_of(new) == "autosem-pruned"
+    study.tell(new, 0.6)
+    assert payoff.claim(study, url, [("primary-only", 0), ("autosem-pruned", 0)], list(payoff.ROWS), scale) is None
+    assert payoff.row_choices(study) == ("primary-only", "all-equal")
+
+
 def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
     try:
         return optuna.load_study(study_name="payoff-sentiment", storage=url).get_trials()

@@ -2,8 +2,9 @@
 
 ``BetaBernoulliBandit`` and ``select_tasks`` are re-exported from :mod:`auxopt.bandit` (pure
 numpy; the training loop's online schedule uses them from there, without Optuna).
-``ThompsonTaskSampler``, ``MixingRatioSampler`` (which also needs BoTorch), ``UnitCube`` and
-``mixing_observations`` load on first use.
+``ThompsonTaskSampler``, ``MixingRatioSampler`` (which also needs BoTorch), its default
+candidates function ``logei_candidates`` (to wrap in a custom ``candidates_func``), ``UnitCube``
+and ``mixing_observations`` load on first use.
 
 Modules: ``_thompson`` (the stage-1 sampler), ``_mixing`` (the stage-2 sampler), ``_cube`` (ratios
 ↔ unit cube), ``_observations`` (which trials are the GP's data), ``_gp`` (GP fit and acquisition
@@ -25,10 +26,12 @@ __all__ = [
     "UnitCube",
     "MixingObservations",
     "mixing_observations",
+    "logei_candidates",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from auxopt.samplers._cube import UnitCube
+    from auxopt.samplers._gp import logei_candidates
     from auxopt.samplers._mixing import MixingRatioSampler
     from auxopt.samplers._observations import MixingObservations, mixing_observations
     from auxopt.samplers._thompson import ThompsonTaskSampler
@@ -39,6 +42,7 @@ _LAZY = {
     "UnitCube": "auxopt.samplers._cube",
     "MixingObservations": "auxopt.samplers._observations",
     "mixing_observations": "auxopt.samplers._observations",
+    "logei_candidates": "auxopt.samplers._gp",
 }
 
 

@@ -10,9 +10,9 @@ startup, the GP step or its fallback) and the seeds. The pieces it puts together
 
 * :mod:`auxopt.samplers._cube`: parameters ↔ unit cube (:class:`~auxopt.samplers.UnitCube`);
 * :mod:`auxopt.samplers._observations`: which trials count as data (``mixing_observations``);
-* :mod:`auxopt.samplers._gp`: the GP fit and the default candidates function (qLogNEI maximised
-  on the cube, with the RUNNING trials of other workers as pending points), swappable with
-  ``candidates_func``.
+* :mod:`auxopt.samplers._gp`: the GP fit and the default candidates function (log expected
+  improvement maximised on the cube; jointly with the RUNNING trials of other workers as pending
+  points when there are some), swappable with ``candidates_func``.
 
 Nothing lives only in the sampler: each suggestion is rebuilt from the trials in storage and every
 random number it draws is keyed by ``(seed, trial number)``, so any worker, or a study resumed after a
@@ -45,7 +45,7 @@ from auxopt.samplers._gp import (
     MAX_ENUMERATED_POINTS,
     MAX_LOCAL_SEARCH_VALUES,
     NUMERICAL_ERRORS,
-    qlognei_candidates,
+    logei_candidates,
     seeded_torch,
 )
 from auxopt.samplers._observations import observations
@@ -99,11 +99,16 @@ class MixingRatioSampler(BaseSampler):
     parameters that are not in the study are ignored; unnamed ones take the trial's Sobol point.
 
     **GP step.** ``SingleTaskGP`` (Matérn-5/2 ARD, float64, on ``device``) on the unit-cube inputs
-    of :class:`UnitCube` and standardised outcomes, fitted with ``fit_gpytorch_mll``; the next point
-    maximises ``qLogNoisyExpectedImprovement`` (``mc_samples`` quasi-MC samples), with the RUNNING
-    trials of other workers that already hold every parameter of the space as ``X_pending`` so that
-    parallel workers spread out (a trial left RUNNING by a crashed worker stays pending until it is
-    failed, e.g. by Optuna's heartbeat). Integer and stepped parameters are optimised on their
+    of :class:`UnitCube` and standardised outcomes, with the hyperparameters ``fit_gpytorch_mll``
+    looks for (the maximum of the marginal likelihood times BoTorch's priors), found by L-BFGS-B
+    with the gradient in closed form (:func:`~auxopt.samplers._gp.fit_gp`). The next point maximises
+    log expected improvement over the best posterior mean at the observed points (a noise-aware
+    incumbent): analytic ``LogExpectedImprovement`` (evaluated in closed form,
+    :class:`~auxopt.samplers._closed_form.ClosedFormLogEI`) when no other trial is running, else
+    ``qLogExpectedImprovement`` (``mc_samples`` quasi-MC samples) with the RUNNING trials of other
+    workers that already hold every parameter of the space as ``X_pending``, so that parallel
+    workers spread out (a trial left RUNNING by a crashed worker stays pending until it is failed,
+    e.g. by Optuna's heartbeat). Integer and stepped parameters are optimised on their
     lattice, not rounded afterwards: a fully discrete space with at most
     :data:`MAX_ENUMERATED_POINTS` lattice points is searched exhaustively (the acquisition is
     evaluated at every point, ``optimize_acqf_discrete``); otherwise
@@ -111,10 +116,12 @@ class MixingRatioSampler(BaseSampler):
     neighbourhood steps, starting from the rounded optimum of the continuous relaxation. (A discrete
     parameter with more than :data:`MAX_LOCAL_SEARCH_VALUES` values is relaxed to a continuous one
     and rounded to its lattice; one with more than :data:`MAX_LATTICE_VALUES` is treated as
-    continuous and rounded to its step.) A continuous space uses ``optimize_acqf``.
+    continuous and rounded to its step.) A continuous space uses ``optimize_acqf`` (``num_restarts``
+    starts from the best of ``raw_samples`` random points, at most
+    :data:`~auxopt.samplers._gp.ACQF_MAXITER` L-BFGS-B iterations each).
 
     **Candidates function.** The GP step above is the default ``candidates_func``,
-    :func:`auxopt.samplers._gp.qlognei_candidates`; like optuna-integration's ``BoTorchSampler``,
+    :func:`auxopt.samplers.logei_candidates`; like optuna-integration's ``BoTorchSampler``,
     another model or acquisition can take its place. The sampler calls::
 
         candidates_func(train_X, train_Y, pending_X, cube=cube, seed=seed)
@@ -131,12 +138,14 @@ class MixingRatioSampler(BaseSampler):
     it raises, or a point that is not finite, gives the trial its Sobol point.
 
     **Fallbacks.** When every value that counts is the same (nothing to model), or fitting or
-    optimising raises a numerical error (a non-PSD matrix, a failed fit), the trial gets its Sobol
-    point instead; the error is logged as a warning.
+    optimising raises a numerical error (a non-PSD matrix, a fit that fails both the closed-form
+    L-BFGS-B and then ``fit_gpytorch_mll``), the trial gets its Sobol point instead; the error is
+    logged as a warning.
 
-    **Determinism.** The Sobol sequence is seeded by ``seed`` alone; the GP fit's restarts, the
-    acquisition's quasi-MC base samples and its optimiser's starts use torch RNG seeded from
-    ``(seed, trial number)`` (the global RNG is restored afterwards), and the GP step runs torch on one
+    **Determinism.** The Sobol sequence is seeded by ``seed`` alone; the GP fit is deterministic
+    (its fallback's restarts, if it needs them, use torch's RNG), and the acquisition's quasi-MC
+    base samples and its optimiser's starts use torch RNG seeded from ``(seed, trial number)`` (the
+    global RNG is restored afterwards), and the GP step runs torch on one
     CPU thread (faster for these small matrices, and its sums do not depend on the process's thread
     count). Two samplers with the same seed on the same storage suggest the same point for the same
     trial. Steps of concurrent threads (``n_jobs > 1``) take turns.
@@ -152,9 +161,10 @@ class MixingRatioSampler(BaseSampler):
         device: ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"`` for the GP.
         num_restarts, raw_samples: the acquisition optimiser's starts and the random points they
             are chosen from (modest, so that a suggestion stays fast).
-        mc_samples: quasi-MC samples of the acquisition function.
+        mc_samples: quasi-MC samples of ``qLogExpectedImprovement``, the acquisition function
+            when other trials are running (the analytic one without them needs none).
         candidates_func: the function that proposes the next point from the data, see above
-            (``None``: :func:`~auxopt.samplers._gp.qlognei_candidates` with ``num_restarts``,
+            (``None``: :func:`~auxopt.samplers.logei_candidates` with ``num_restarts``,
             ``raw_samples`` and ``mc_samples``, which a custom function does not receive).
     """
 
@@ -195,7 +205,7 @@ class MixingRatioSampler(BaseSampler):
                 f"-> point, not {candidates_func!r}"
             )
         self._candidates_func: CandidatesFunc = candidates_func or functools.partial(
-            qlognei_candidates,
+            logei_candidates,
             num_restarts=self._num_restarts,
             raw_samples=self._raw_samples,
             mc_samples=self._mc_samples,

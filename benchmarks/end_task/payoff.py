@@ -180,10 +180,24 @@ def row_version(row: str, scale: dict) -> dict:
     return {"revision": REVISION.get(key, 1), **{k: scale[k] for k in METHOD_KEYS.get(key, ())}}
 
 
+def row_of(trial) -> str | None:
+    """The row a payoff trial ran: its ``row`` parameter, or (rows added after the study was made,
+    which its categorical parameter cannot take) its ``row`` user_attr."""
+    return trial.params.get("row", trial.user_attrs.get("row"))
+
+
+def row_choices(study) -> tuple | None:
+    """The choices of the study's ``row`` parameter as first recorded (None before any trial has one)."""
+    for t in study.get_trials(deepcopy=False):
+        if "row" in t.distributions:
+            return tuple(t.distributions["row"].choices)
+    return None
+
+
 def is_current(study, trial, scale: dict) -> bool:
     """The run was made by the row's present revision and budgets (runs from before versions were
     recorded are revision 1 with the budgets the study was made with)."""
-    row = trial.params.get("row", "")
+    row = row_of(trial) or ""
     stored = trial.user_attrs.get("version")
     if stored is None:
         before = study.user_attrs.get("method_budgets_before", {})
@@ -515,8 +529,8 @@ def _reap(study, url: str, scale: dict, everyone: bool = False) -> None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if everyone or local_worker_gone(t.user_attrs.get("worker")):
             storage_of(study).set_trial_state_values(trial_id(t), TrialState.FAIL)
-            row, seed = t.params["row"], t.params["seed"]
-            if row.startswith("autosem-"):
+            row, seed = row_of(t) or "", t.params.get("seed")  # a claim that failed may have neither
+            if row.startswith("autosem-") and seed is not None:
                 for stage in ("stage1", "stage2"):
                     try:
                         inner = optuna.load_study(
@@ -539,7 +553,7 @@ def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], scale:
     with ask_lock(storage_of(study), url):
         _reap(study, url, scale, everyone=reset)
         taken = {
-            (t.params.get("row"), t.params.get("seed"))
+            (row_of(t), t.params.get("seed"))
             for t in study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.RUNNING) and is_current(study, t, scale)
         }
@@ -550,13 +564,17 @@ def claim(study, url: str, order: list[tuple[str, int]], rows: list[str], scale:
         # the worker is named before the trial runs: one killed at any instant is found by the next
         study.enqueue_trial({"row": row, "seed": seed}, user_attrs={"worker": worker_identity()})
         trial = study.ask()
-        trial.suggest_categorical("row", rows)
+        choices = row_choices(study) or rows
+        if row in choices:
+            trial.suggest_categorical("row", choices)
+        else:  # a row added after the study was made: Optuna's categorical cannot grow
+            trial.set_user_attr("row", row)
         trial.suggest_int("seed", 0, 99)
         trial.set_user_attr("version", row_version(row, scale))
         redone = [  # the failed runs of this job: the new trial resumes from their newest checkpoint
             t.number
             for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if (t.params.get("row"), t.params.get("seed")) == (row, seed) and is_current(study, t, scale)
+            if (row_of(t), t.params.get("seed")) == (row, seed) and is_current(study, t, scale)
         ]
         if redone:
             storage_of(study).set_trial_system_attr(trial_id(trial), RETRY_HISTORY, redone)
@@ -568,7 +586,7 @@ def work(study, url: str, order, rows: list[str], primary, auxiliaries, scale: d
 
     done = 0
     while (trial := claim(study, url, order, rows, scale, reset and done == 0)) is not None:
-        row, seed = trial.params["row"], trial.params["seed"]
+        row, seed = row_of(trial), trial.params["seed"]
         print(f"{study.study_name}: {row} seed {seed} …", flush=True)
         try:
             out = run_job(row, seed, primary, auxiliaries, scale, url, study.study_name, trial)
@@ -603,7 +621,7 @@ def collect(study, suite: Suite, scale: dict) -> dict[str, dict[int, dict]]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if not is_current(study, t, scale):
             continue  # superseded by a later revision of its method
-        runs.setdefault(t.params["row"], {})[t.params["seed"]] = {
+        runs.setdefault(row_of(t), {})[t.params["seed"]] = {
             "dev": t.user_attrs["dev"],
             "test": t.user_attrs.get("test"),
             "steps": t.user_attrs.get("steps", 0),

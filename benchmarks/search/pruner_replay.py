@@ -76,8 +76,8 @@ def configurations(url: str, suite_name: str):
     wanted = [*PROTECTED, *(f"single:{c}" for c in payoff.candidates_of(suite, scale))]
     runs: dict[int, dict] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.params["row"] in wanted and payoff.is_current(study, t, scale) and t.user_attrs.get("curve"):
-            runs.setdefault(t.params["seed"], {})[t.params["row"]] = (
+        if payoff.row_of(t) in wanted and payoff.is_current(study, t, scale) and t.user_attrs.get("curve"):
+            runs.setdefault(t.params["seed"], {})[payoff.row_of(t)] = (
                 [(int(s), float(v)) for s, v in t.user_attrs["curve"]],
                 float(t.user_attrs["dev"]),
                 t.user_attrs.get("test"),

@@ -114,8 +114,9 @@ def main(argv=None) -> int:
         f"{args.repeats} suggestions in a row, each `ask` + {N_PARAMS} `suggest_float` "
         "(`sample_relative`: GP fit + acquisition search) and told FAIL so that N stays fixed; "
         "median and max reported, 'first' separately (it also pays one-off lazy imports). "
-        "Both samplers at their defaults: `MixingRatioSampler(seed=0)` (qLogNEI, 4 restarts, 128 "
-        "raw samples, 128 QMC samples; its GP step always runs torch on one CPU thread) and "
+        "Both samplers at their defaults: `MixingRatioSampler(seed=0)` (closed-form MAP fit; "
+        "analytic log EI, no trial pending; 4 restarts from 128 raw samples, at most 10 L-BFGS-B "
+        "iterations each; its GP step always runs on one CPU thread) and "
         f"`GPSampler(seed=0)` with the process's {threads} torch threads, and again with "
         "`torch.set_num_threads(1)` for the whole suggestion.",
         "",
