@@ -33,8 +33,9 @@ def _value(x: np.ndarray, rng: np.random.Generator) -> float:
     return float(0.9 - 0.01 * np.sum((x - optimum) ** 2) + 0.005 * rng.normal())
 
 
-def populated_study(sampler, n: int, seed: int = 0):
-    """An InMemoryStorage study pre-filled (``add_trials``) with ``n`` COMPLETE trials."""
+def populated_study(sampler, n: int, seed: int = 0, running: int = 0):
+    """An InMemoryStorage study pre-filled (``add_trials``) with ``n`` COMPLETE trials, and
+    ``running`` RUNNING ones (asked by the sampler itself, never told)."""
     import optuna
     from optuna.distributions import FloatDistribution
 
@@ -47,6 +48,10 @@ def populated_study(sampler, n: int, seed: int = 0):
         params = dict(zip(_names(), map(float, x), strict=True))
         trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=_value(x, rng)))
     study.add_trials(trials)
+    for _ in range(running):  # other workers' trials, left RUNNING: the sampler's pending points
+        trial = study.ask()
+        for name in _names():
+            trial.suggest_float(name, LOW, HIGH)
     return study
 
 
@@ -72,6 +77,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="50,100")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--running", default="0,1", help="RUNNING trials present while timing (comma-separated)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
 
@@ -89,18 +95,19 @@ def main(argv=None) -> int:
         "GPSampler 1 thread": (lambda: optuna.samplers.GPSampler(seed=0), 1),
     }
     rows = []
-    for n in (int(s) for s in args.sizes.split(",")):
+    cases = [(int(n), int(r)) for r in args.running.split(",") for n in args.sizes.split(",")]
+    for n, running in cases:
         result = {}
         for name, (factory, n_threads) in samplers.items():
-            study = populated_study(factory(), n)
+            study = populated_study(factory(), n, running=running)
             torch.set_num_threads(n_threads)
             try:
                 first, times = time_suggestions(study, args.repeats)
             finally:
                 torch.set_num_threads(threads)
             result[name] = (first, float(np.median(times)), float(np.max(times)))
-            print(n, name, f"first {first:.3f} s, median {result[name][1]:.3f} s", flush=True)
-        rows.append((n, result))
+            print(n, running, name, f"first {first:.3f} s, median {result[name][1]:.3f} s", flush=True)
+        rows.append((f"{n}" + (f" (+{running} running)" if running else ""), result))
 
     lines = [
         f"## {TITLE}",
@@ -113,7 +120,9 @@ def main(argv=None) -> int:
         f"{N_PARAMS} float ratios in [{LOW:g}, {HIGH:g}] (a smooth noisy function); then "
         f"{args.repeats} suggestions in a row, each `ask` + {N_PARAMS} `suggest_float` "
         "(`sample_relative`: GP fit + acquisition search) and told FAIL so that N stays fixed; "
-        "median and max reported, 'first' separately (it also pays one-off lazy imports). "
+        "median and max reported, 'first' separately (it also pays one-off lazy imports). With "
+        "'+1 running', one more trial stays RUNNING throughout (another worker's): MixingRatioSampler "
+        "then maximises qLogEI with it as a pending point, GPSampler its batch acquisition. "
         "Both samplers at their defaults: `MixingRatioSampler(seed=0)` (closed-form MAP fit; "
         "analytic log EI, no trial pending; 4 restarts from 128 raw samples, at most 10 L-BFGS-B "
         "iterations each; its GP step always runs on one CPU thread) and "
