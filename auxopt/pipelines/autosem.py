@@ -15,9 +15,9 @@ The bandit's decay (γ) drives only which task is tried next. Selection reads th
 
 Stage 2, study ``<name>.stage2``, searches the kept tasks' mixing ratios relative to the primary's 1
 on a log scale with :class:`~auxopt.samplers.MixingRatioSampler`. Its first trials are fixed
-candidate points: **equal mixing**, the **stage-1 utilities** mapped onto ratios 1/2 … 2, and the
-**primary alone** (every kept task off; reused from stage 1's primary-only trials when the sampler
-ran some), so the result is never worse on dev than equal mixing or the primary alone; the GP takes
+candidate points: **equal mixing**, the **primary alone** (every kept task off; reused from stage
+1's primary-only trials when the sampler ran some) and the **stage-1 utilities** mapped onto ratios
+1/2 … 2, so the result is never worse on dev than equal mixing or the primary alone; the GP takes
 the remaining trials. A proposal whose effective ratios already ran (two values in the off band
 mean the same run) takes that trial's outcome without training again (user_attr ``reused_from``,
 0 steps). Runs report their dev curve, and a pruner (by default
@@ -220,21 +220,22 @@ class AutoSeM:
     def candidate_points(
         self, selected: list[str], utilities: Mapping[str, float], with_primary_alone: bool = True
     ) -> list[dict[str, float]]:
-        """Stage 2's fixed first trials: equal mixing, the stage-1 utilities mapped linearly onto
-        log₂ ratios −1 … 1 (1/2 … 2; left out when they are all equal), and the primary alone."""
+        """Stage 2's fixed first trials: equal mixing and the primary alone (the protected points,
+        first: the pruner judges the runs after them against them), then the stage-1 utilities
+        mapped linearly onto log₂ ratios −1 … 1 (1/2 … 2; left out when they are all equal)."""
 
         def snap(r: float) -> float:
             low, high = self.ratio_range
             return float(min(max(round(r), 1), int(high))) if self.integer_ratios else min(max(r, low), high)
 
         points = [{f"ratio_{t}": snap(1.0) for t in selected}]
+        if with_primary_alone:
+            points.append({f"ratio_{t}": self._off() for t in selected})
         u = [utilities[t] for t in selected]
         if len(selected) > 1 and max(u) > min(u):
             points.append(
                 {f"ratio_{t}": snap(2.0 ** (-1 + 2 * (utilities[t] - min(u)) / (max(u) - min(u)))) for t in selected}
             )
-        if with_primary_alone:
-            points.append({f"ratio_{t}": self._off() for t in selected})
         return points
 
     def _stage2_spec(self, selected: list[str], points: list[dict[str, float]]) -> StudySpec:
@@ -377,7 +378,7 @@ class AutoSeM:
         spec2 = self._stage2_spec(selected, points)
         if self._remaining(spec2, url, self.stage2_trials):
             self._must_be_done(spec2, 1)
-            fixed = [points[0], points[-1]] if not baseline else points[:1]  # equal mixing, the primary alone
+            fixed = points[:1] if baseline else points[:2]  # equal mixing, the primary alone
             self._enqueue(spec2, url, points[: self.stage2_trials], fixed)
         study2 = self._continue(spec2, url, self.stage2_trials, run)
         finished = [t for t in study2.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]

@@ -161,7 +161,7 @@ ROWS = {
 }
 #: A method row's revision: raised when the method's code or defaults change, so that its earlier
 #: runs are superseded (kept in the file, left out of the table) while every other row stays.
-REVISION = {"autosem-online": 3, "autosem-sampler": 3, "attittud": 2, "aang": 2}
+REVISION = {"autosem-online": 3, "autosem-sampler": 3, "autosem-pruned": 2, "attittud": 2, "aang": 2}
 #: per row key, the scale settings only that row depends on (the shared ones must match the study's)
 METHOD_KEYS = {
     "autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
@@ -785,7 +785,8 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         f"every row. AutoSeM: stage 1 online (one run at constant lr) or {s['stage1_trials']} sampler trials, "
         f"kept: the tasks whose undecayed win rate beats the median task's (at most 3); stage 2 "
         f"{s['stage2_trials']} runs over ratios 1/8 … 4 of the primary's (log scale, or off), the first being "
-        "equal mixing, the stage-1 utilities and the primary alone, then the GP; every run finishes in the "
+        "equal mixing, the primary alone and the stage-1 utilities (the no-pruning row ran the utilities "
+        "second), then the GP; every run finishes in the "
         "'no pruning' row, the others stop runs that trail with the median rule (auxopt.pruners.search_pruner; "
         f"equal mixing and the primary alone always finish). AANG, ATTITTUD: library defaults "
         f"(ATTITTUD over all candidates, its auxiliary minibatch cycling through them).",
