@@ -23,6 +23,7 @@ posterior mean above 0.5). Precision and recall are against the helpful set.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -66,11 +67,12 @@ def _select(posterior, arm, **kwargs):
     return select_tasks(posterior, none_arm=arm, **kwargs)
 
 
-#: the online stage-1 variants: label -> OnlineThompson settings (10 steps a pull in each)
+#: the online stage-1 variants: label -> OnlineThompson settings (10 steps a pull unless they say)
 ONLINE = {
     "online": dict(eval_batches=2),
     "online (4 dev batches)": dict(eval_batches=4),
     "online (trend reward)": dict(eval_batches=4, reward="trend"),
+    "online (20 steps a pull)": dict(eval_batches=2, steps_per_pull=20),
 }
 
 
@@ -80,7 +82,7 @@ def run_online(suite, steps: int, seed: int, settings: dict):
     config = TrainConfig(
         suite.primary,
         suite.auxiliaries,
-        schedule=OnlineThompson(steps_per_pull=10, **settings),
+        schedule=OnlineThompson(**{"steps_per_pull": 10, **settings}),
         max_steps=steps,
         eval_every=steps,
         seed=seed,
@@ -93,6 +95,21 @@ def run_online(suite, steps: int, seed: int, settings: dict):
     evidence = {k: tuple(v) for k, v in info["evidence"].items()}
     posterior = {k: tuple(v) for k, v in info["posterior"].items()}
     return time.perf_counter() - start, evidence, posterior, primary, info["history"]
+
+
+LOSS_RULE = "mean dev-loss change below the median task's, top 3"
+
+
+def loss_selection(history: list[dict], primary: str, top_k: int = 3) -> list[str]:
+    """A continuous reading of the same pulls: each task's mean change of the primary dev loss over its
+    pulls (the first pull, with no previous evaluation in the history, left out); kept: the tasks whose
+    mean fall beats the median task's, the best ``top_k``."""
+    changes: dict[str, list[float]] = {}
+    for before, pull in itertools.pairwise(history):
+        changes.setdefault(pull["task"], []).append(pull["dev_loss"] - before["dev_loss"])
+    mean = {t: float(np.mean(v)) for t, v in changes.items() if t != primary}
+    bar = float(np.median(list(mean.values())))
+    return sorted((t for t, m in mean.items() if m < bar), key=mean.get)[:top_k]
 
 
 def evidence_until(history: list[dict], arms, steps: int) -> dict[str, tuple[float, float]]:
@@ -132,6 +149,7 @@ def run_sampler(suite, trials: int, steps: int, seed: int):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser.add_argument("--seeds", type=int, help="seeds (default: by scale)")
     parser.add_argument(
         "--methods",
         default=",".join([*ONLINE, "sampler"]),
@@ -149,16 +167,20 @@ def main(argv=None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     scale = SCALES[args.scale]
-    rows = {f"{m}: {rule}": [] for m in methods for rule in RULES}
+    rows = {f"{m}: {rule}": [] for m in methods for rule in [*RULES, *([LOSS_RULE] if m in ONLINE else [])]}
     rows["random"] = []
     by_length: dict[tuple[str, int], list[tuple[float, float]]] = {}  # (online method, steps) -> (P, R)
     rng = np.random.default_rng(0)
-    for seed in range(scale["seeds"]):
+    n_seeds = args.seeds or scale["seeds"]
+    for seed in range(n_seeds):
         suite = make_synthetic_suite(n_helpful=4, n_neutral=3, n_harmful=3, seed=seed)
         helpful = set(suite.names("helpful"))
         for method in methods:
             if method in ONLINE:
                 wall, evidence, posterior, arm, history = run_online(suite, scale["online_steps"], seed, ONLINE[method])
+                selected = loss_selection(history, arm)
+                p, r = precision_recall(selected, helpful)
+                rows[f"{method}: {LOSS_RULE}"].append((p, r, len(selected), wall))
                 for fraction in LENGTHS:
                     steps = int(scale["online_steps"] * fraction)
                     selected = _select(evidence_until(history, evidence, steps), arm, baseline="median", top_k=3)
@@ -181,10 +203,11 @@ def main(argv=None) -> int:
     lines = [
         *_common.header(TITLE),
         f"- Setting: synthetic suite with 10 candidates (4 helpful, 3 neutral, 3 harmful), tiny model, "
-        f"{scale['seeds']} seed(s); online: one run of {scale['online_steps']} steps, 10 steps a pull, "
+        f"{n_seeds} seed(s); online: one run of {scale['online_steps']} steps, 10 steps a pull, "
         "reward on 2 dev batches (AutoSeM's: the dev accuracy rose, a tie decided by the dev loss), or "
         "on 4 (the library's default), or the trend reward on 4 (the dev loss fell by more than the "
-        f"median change of the previous 20 pulls); sampler: {scale['trials']} trials of {scale['trial_steps']} steps "
+        f"median change of the previous 20 pulls), or 20 steps a pull; sampler: "
+        f"{scale['trials']} trials of {scale['trial_steps']} steps "
         "(the first primary-only); each selection rule reads the same runs: the undecayed evidence "
         "(wins/pulls) against the median task or the primary-only arm, or the decayed posterior mean "
         "(the selection before); random: each candidate kept with probability 1/2 (200 draws a seed).",
