@@ -33,6 +33,8 @@ def test_bad_pipeline_settings(suite):
         AutoSeM("x", suite.primary, suite.auxiliaries, baseline="best")
     with pytest.raises(AuxoptError, match="unknown setting"):
         AutoSeM("x", suite.primary, suite.auxiliaries, base={"steps": 3})
+    with pytest.raises(AuxoptError, match="pruner must be an Optuna pruner"):  # before stage 1 trains
+        AutoSeM("x", suite.primary, suite.auxiliaries, pruner="median")
 
 
 @pytest.mark.slow

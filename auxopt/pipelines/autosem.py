@@ -150,6 +150,8 @@ class AutoSeM:
         for key in ("stage1_trials", "stage2_trials"):
             if getattr(self, key) < 1:
                 raise AuxoptError(f"{key} must be at least 1")
+        if self.pruner is not None and not isinstance(self.pruner, optuna.pruners.BasePruner):
+            raise AuxoptError(f"pruner must be an Optuna pruner or None, not {type(self.pruner).__name__}")
         if self.online.gamma != self.gamma:
             self.online = replace(self.online, gamma=self.gamma)
         self._stage1_spec()  # validates base settings before any storage is touched
