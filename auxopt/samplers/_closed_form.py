@@ -10,7 +10,8 @@ priors on the lengthscales and the noise, standardised outcomes):
   ``fit_gpytorch_mll`` for the same optimum;
 * :class:`ClosedFormPosterior`: the fitted model's exact posterior (the ``SingleTaskGP``'s, to
   rounding) from a Cholesky factor computed once, as a BoTorch ``Model``, without GPyTorch's lazy
-  tensors;
+  tensors; :meth:`~ClosedFormPosterior.believing` conditions it on pending points (the kriging
+  believer);
 * :class:`ClosedFormLogEI`: BoTorch's analytic ``LogExpectedImprovement`` on that posterior, its
   value and gradient computed in one step.
 
@@ -20,6 +21,7 @@ optimum, the posterior to 1e-10, log EI's value and gradient).
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from typing import Any
@@ -190,19 +192,38 @@ class ClosedFormPosterior(Model):
             noise = model.likelihood.noise.detach().reshape(())
             # inputs scaled by sqrt(5) / lengthscale: the kernel is then a function of squared distances
             self._scale = _SQRT5 / model.covar_module.lengthscale.detach().reshape(-1)
-            self._Z = x * self._scale
-            K = _matern52(_sq_dist(self._Z, self._Z)) + noise * torch.eye(len(x), **tkw)
-            L = torch.linalg.cholesky(K)
-            alpha = torch.cholesky_solve((model.train_targets.detach() - constant).unsqueeze(-1), L)
-            # on the outcomes' scale: mean = m' + k(x, X) alpha', covariance = c^2 k(x, x') - v^T v
-            # with v = L'^-1 k(X, x') and L' = L / c (c: the Standardize transform's std)
+            self._y_std, self._unit_noise = y_std, noise
             self._mean_const = y_mean + y_std * constant
-            self._alpha = (y_std * alpha).squeeze(-1)
-            #: the posterior mean at the training inputs (K - noise I) alpha', on the outcomes' scale
-            self.train_mean = self._mean_const + (K - noise * torch.eye(len(x), **tkw)) @ self._alpha
-            self._L = L / y_std
             self._prior_var = y_std.pow(2)
             self._noise = noise * self._prior_var
+            self._condition(x * self._scale, model.train_targets.detach() - constant)
+            #: the posterior mean at the training inputs (K - noise I) alpha', on the outcomes' scale
+            self.train_mean = self._mean_const + (self._K - noise * torch.eye(len(x), **tkw)) @ self._alpha
+
+    def _condition(self, Z: torch.Tensor, targets: torch.Tensor) -> None:
+        """Factor the kernel matrix of the scaled inputs ``Z`` and solve for the standardised,
+        centred ``targets``: on the outcomes' scale the mean is ``m' + k(x, X) alpha'`` and the
+        covariance ``c² k(x, x') - vᵀv`` with ``v = L'^-1 k(X, x')``, ``L' = L / c`` (``c``: the
+        Standardize transform's std)."""
+        self._Z, self._targets = Z, targets
+        self._K = _matern52(_sq_dist(Z, Z)) + self._unit_noise * torch.eye(len(Z), dtype=Z.dtype, device=Z.device)
+        L = torch.linalg.cholesky(self._K)
+        self._alpha = (self._y_std * torch.cholesky_solve(targets.unsqueeze(-1), L)).squeeze(-1)
+        self._L = L / self._y_std
+
+    def believing(self, X: torch.Tensor) -> ClosedFormPosterior:
+        """The kriging believer (Ginsbourger et al., 2010): this posterior conditioned on
+        observations at the pending points ``X`` ``(m, d)`` equal to its own mean there (with the
+        learned noise). The mean is unchanged everywhere; the variance shrinks around the pending
+        points, so that log EI there falls and the next candidate goes elsewhere. Its
+        ``train_mean`` also holds the believed values, the incumbent's candidates."""
+        with torch.no_grad():
+            believed = self.posterior(X.unsqueeze(0)).mean.reshape(-1)
+            out = copy.copy(self)
+            centred = (believed - self._mean_const) / self._y_std
+            out._condition(torch.cat([self._Z, X * self._scale]), torch.cat([self._targets, centred]))
+            out.train_mean = torch.cat([self.train_mean, believed])
+        return out
 
     @property
     def num_outputs(self) -> int:

@@ -9,9 +9,9 @@
 * :func:`logei_candidates`: the sampler's default candidates function: fit the GP, then maximise
   log expected improvement over a noise-aware incumbent (the best posterior mean at the observed
   points, not the best noisy observation) on :class:`~auxopt.samplers._closed_form.ClosedFormPosterior`:
-  analytic (:class:`~auxopt.samplers._closed_form.ClosedFormLogEI`) when no trial is
-  pending, ``qLogExpectedImprovement`` (quasi-MC, the running trials' points as ``X_pending``)
-  when some are; continuously (``optimize_acqf``, at most :data:`ACQF_MAXITER` L-BFGS-B
+  analytic (:class:`~auxopt.samplers._closed_form.ClosedFormLogEI`), on the posterior conditioned
+  on the running trials' points at its own mean there when some are pending (the kriging
+  believer); continuously (``optimize_acqf``, at most :data:`ACQF_MAXITER` L-BFGS-B
   iterations a start) or on the lattice of the integer and stepped parameters (exhaustively when
   it is small);
 * :func:`seeded_torch`: the torch setting every candidates function runs in (one CPU thread, a
@@ -27,7 +27,6 @@ import warnings
 from collections.abc import Iterator
 
 import torch
-from botorch.acquisition.logei import qLogExpectedImprovement
 from botorch.exceptions.errors import BotorchError, ModelFittingError
 from botorch.exceptions.warnings import BotorchWarning
 from botorch.fit import fit_gpytorch_mll
@@ -36,7 +35,6 @@ from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.optim import optimize_acqf, optimize_acqf_discrete
 from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
-from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from auxopt.samplers._closed_form import ClosedFormLogEI, ClosedFormPosterior
@@ -104,15 +102,17 @@ def logei_candidates(
     seed: int,
     num_restarts: int = 4,
     raw_samples: int = 128,
-    mc_samples: int = 128,
     maxiter: int = ACQF_MAXITER,
 ) -> torch.Tensor:
     """The next point: fit :func:`fit_gp` to ``(train_X, train_Y)`` and maximise log expected
     improvement over the best posterior mean at ``train_X`` (a noise-aware incumbent) on the unit
-    cube: analytic ``LogExpectedImprovement`` without pending points, ``qLogExpectedImprovement``
-    with ``pending_X`` as ``X_pending`` (the improvement of the candidate and the pending points
-    jointly, so the candidate avoids the pending points' neighbourhoods) otherwise. Both evaluate
-    the posterior through :class:`ClosedFormPosterior`.
+    cube: analytic log EI in closed form (:class:`ClosedFormLogEI`) on
+    :class:`ClosedFormPosterior`. Points being evaluated elsewhere (``pending_X``) are believed at
+    the posterior mean there (the kriging believer, :meth:`ClosedFormPosterior.believing`): the
+    variance around them shrinks, so the candidate avoids their neighbourhoods, and their believed
+    values join the incumbent's candidates. (Optuna's GPSampler and BoTorch use quasi-MC
+    ``qLogEI`` with pending points instead; at a hundred trials it made a suggestion about three
+    times slower, ``benchmarks/speed/mixing_latency.py``.)
 
     Args:
         train_X: ``(n, d)`` unit-cube points (float64, on the GP's device).
@@ -124,10 +124,10 @@ def logei_candidates(
             ``optimize_acqf_mixed_alternating`` (parameters with more than
             :data:`MAX_LOCAL_SEARCH_VALUES` values relaxed and rounded), a continuous one by
             ``optimize_acqf``.
-        seed: seeds the quasi-MC base samples of ``qLogExpectedImprovement``.
+        seed: the suggestion's seed (this function draws its random starts from torch's global
+            RNG, which :func:`seeded_torch` seeds with it; a custom function may use it directly).
         num_restarts, raw_samples: the acquisition optimiser's starts and the random points they
             are chosen from.
-        mc_samples: quasi-MC samples of ``qLogExpectedImprovement`` (with pending points only).
         maxiter: L-BFGS-B iterations of each start of the continuous search (see
             :data:`ACQF_MAXITER`).
 
@@ -136,16 +136,9 @@ def logei_candidates(
     """
     tkw = {"dtype": train_X.dtype, "device": train_X.device}
     posterior_model = ClosedFormPosterior(fit_gp(train_X, train_Y))
-    best_f = posterior_model.train_mean.max()
-    if pending_X is None or len(pending_X) == 0:
-        acqf = ClosedFormLogEI(posterior_model, best_f=best_f)
-    else:
-        acqf = qLogExpectedImprovement(
-            posterior_model,
-            best_f=best_f,
-            sampler=SobolQMCNormalSampler(torch.Size([mc_samples]), seed=seed),
-            X_pending=pending_X,
-        )
+    if pending_X is not None and len(pending_X) > 0:
+        posterior_model = posterior_model.believing(pending_X)
+    acqf = ClosedFormLogEI(posterior_model, best_f=posterior_model.train_mean.max())
     bounds = torch.stack([torch.zeros(cube.dim, **tkw), torch.ones(cube.dim, **tkw)])
     size = cube.lattice_size()
     if size is not None and size <= MAX_ENUMERATED_POINTS:

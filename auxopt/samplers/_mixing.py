@@ -104,10 +104,10 @@ class MixingRatioSampler(BaseSampler):
     with the gradient in closed form (:func:`~auxopt.samplers._gp.fit_gp`). The next point maximises
     log expected improvement over the best posterior mean at the observed points (a noise-aware
     incumbent): analytic ``LogExpectedImprovement`` (evaluated in closed form,
-    :class:`~auxopt.samplers._closed_form.ClosedFormLogEI`) when no other trial is running, else
-    ``qLogExpectedImprovement`` (``mc_samples`` quasi-MC samples) with the RUNNING trials of other
-    workers that already hold every parameter of the space as ``X_pending``, so that parallel
-    workers spread out (a trial left RUNNING by a crashed worker stays pending until it is failed,
+    :class:`~auxopt.samplers._closed_form.ClosedFormLogEI`). The RUNNING trials of other workers
+    that already hold every parameter of the space are pending points, believed at the posterior
+    mean there (the kriging believer: the variance around them shrinks), so that parallel workers
+    spread out (a trial left RUNNING by a crashed worker stays pending until it is failed,
     e.g. by Optuna's heartbeat). Integer and stepped parameters are optimised on their
     lattice, not rounded afterwards: a fully discrete space with at most
     :data:`MAX_ENUMERATED_POINTS` lattice points is searched exhaustively (the acquisition is
@@ -161,11 +161,9 @@ class MixingRatioSampler(BaseSampler):
         device: ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"`` for the GP.
         num_restarts, raw_samples: the acquisition optimiser's starts and the random points they
             are chosen from (modest, so that a suggestion stays fast).
-        mc_samples: quasi-MC samples of ``qLogExpectedImprovement``, the acquisition function
-            when other trials are running (the analytic one without them needs none).
         candidates_func: the function that proposes the next point from the data, see above
-            (``None``: :func:`~auxopt.samplers.logei_candidates` with ``num_restarts``,
-            ``raw_samples`` and ``mc_samples``, which a custom function does not receive).
+            (``None``: :func:`~auxopt.samplers.logei_candidates` with ``num_restarts`` and
+            ``raw_samples``, which a custom function does not receive).
     """
 
     def __init__(
@@ -178,14 +176,12 @@ class MixingRatioSampler(BaseSampler):
         device: str | torch.device = "cpu",
         num_restarts: int = 4,
         raw_samples: int = 128,
-        mc_samples: int = 128,
         candidates_func: CandidatesFunc | None = None,
     ):
         for name, value, minimum in (
             ("n_startup_trials", 1 if n_startup_trials is None else n_startup_trials, 1),
             ("num_restarts", num_restarts, 1),
             ("raw_samples", raw_samples, 1),
-            ("mc_samples", mc_samples, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
                 raise AuxoptError(f"{name} must be a whole number >= {minimum}, not {value!r}")
@@ -198,7 +194,6 @@ class MixingRatioSampler(BaseSampler):
         self._device = _check_device(device)
         self._num_restarts = int(num_restarts)
         self._raw_samples = int(raw_samples)
-        self._mc_samples = int(mc_samples)
         if candidates_func is not None and not callable(candidates_func):
             raise AuxoptError(
                 "candidates_func must be a function (train_X, train_Y, pending_X, *, cube, seed) "
@@ -208,7 +203,6 @@ class MixingRatioSampler(BaseSampler):
             logei_candidates,
             num_restarts=self._num_restarts,
             raw_samples=self._raw_samples,
-            mc_samples=self._mc_samples,
         )
         self._seed_given = seed is not None
         self._seed = int(seed) if seed is not None else _fresh_seed()

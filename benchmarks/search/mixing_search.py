@@ -101,12 +101,25 @@ def incumbents(study, checkpoints, score) -> list[float]:
     return [score(max(trials[:k], key=lambda t: t.value)) for k in checkpoints]
 
 
-def run_study(factory, seed: int, objective, trials: int):
+def run_study(factory, seed: int, objective, trials: int, workers: int = 1):
+    """A study of ``trials`` trials; with ``workers`` > 1 as asynchronous workers would run it: each
+    trial is asked while the previous ``workers - 1`` are still RUNNING (their parameters known,
+    their values not), which are then told one at a time, the oldest first."""
     import optuna
 
     study = optuna.create_study(direction="maximize", sampler=factory(seed))
     start = time.perf_counter()
-    study.optimize(objective, n_trials=trials)
+    if workers == 1:
+        study.optimize(objective, n_trials=trials)
+    else:
+        running = []
+        for _ in range(trials):
+            if len(running) == workers:
+                study.tell(*running.pop(0))
+            trial = study.ask()
+            running.append((trial, objective(trial)))
+        for trial, value in running:
+            study.tell(trial, value)
     return study, time.perf_counter() - start
 
 
@@ -177,8 +190,13 @@ def main(argv=None) -> int:
         help="also run the real-data stage 2 (default: on at --scale cpu)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the whole run")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="synthetic studies run as this many asynchronous workers"
+    )
     parser.add_argument("--write", action="store_true", help=f"write the tables into {_common.RESULTS}")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, not {args.workers}")
 
     import optuna
     import torch
@@ -202,7 +220,7 @@ def main(argv=None) -> int:
         for seed in range(n_seeds):
             landscape = Landscape(d, seed)
             for name, factory in factories.items():
-                study, wall = run_study(factory, seed, landscape, scale["trials"])
+                study, wall = run_study(factory, seed, landscape, scale["trials"], args.workers)
                 regrets = incumbents(study, checks, lambda t: -t.user_attrs["true"])
                 synthetic.setdefault((d, name), []).append((regrets, wall))
                 shown = " ".join(f"{r:.3f}" for r in regrets)
@@ -214,7 +232,14 @@ def main(argv=None) -> int:
         "e_(i+1), e_i = log1p(r_i) - log1p(r*_i), r*_i ~ U(0.5, 4), w_i ~ U(0.5, 2), c_i ~ "
         f"U(-0.4, 0.4) (optimum f(r*) = 0), drawn per (d, seed); observed f + N(0, {SIGMA:g}²), the "
         f"same noise for trial k under every sampler. {scale['trials']} trials a study, "
-        f"{n_seeds} seed(s) (sampler seed = landscape seed). **Regret after k trials** = 0 − "
+        f"{n_seeds} seed(s) (sampler seed = landscape seed)"
+        + (
+            f", run as {args.workers} asynchronous workers (each trial asked while the previous "
+            f"{args.workers - 1} are RUNNING, their points pending; told oldest first)"
+            if args.workers > 1
+            else ""
+        )
+        + ". **Regret after k trials** = 0 − "
         "noise-free f of the incumbent, the trial with the best *noisy* value among the first k "
         "(lower is better); mean ± sd over seeds. For scale, the mean regret of a uniformly random "
         "r: " + ", ".join(f"{random_regret(d, n_seeds):.2f} (d = {d})" for d in dims) + ".",
@@ -286,7 +311,8 @@ def main(argv=None) -> int:
             found = "; ".join(ratios_text(p) for _, _, p in runs)
             lines.append(f"| {name} | {cells} | {found} | {np.mean([w for _, w, _ in runs]):.0f} |")
 
-    _common.publish(TITLE, [*_common.header(TITLE), *lines], args.write)
+    title = TITLE if args.workers == 1 else f"{TITLE} with {args.workers} asynchronous workers"
+    _common.publish(title, [*_common.header(title), *lines], args.write)
     return 0
 
 

@@ -122,9 +122,10 @@ def main(argv=None) -> int:
         "(`sample_relative`: GP fit + acquisition search) and told FAIL so that N stays fixed; "
         "median and max reported, 'first' separately (it also pays one-off lazy imports). With "
         "'+1 running', one more trial stays RUNNING throughout (another worker's): MixingRatioSampler "
-        "then maximises qLogEI with it as a pending point, GPSampler its batch acquisition. "
+        "then believes it at its posterior mean (the kriging believer) and maximises log EI, "
+        "GPSampler maximises quasi-MC qLogEI with it pending. "
         "Both samplers at their defaults: `MixingRatioSampler(seed=0)` (closed-form MAP fit; "
-        "analytic log EI, no trial pending; 4 restarts from 128 raw samples, at most 10 L-BFGS-B "
+        "analytic log EI; 4 restarts from 128 raw samples, at most 10 L-BFGS-B "
         "iterations each; its GP step always runs on one CPU thread) and "
         f"`GPSampler(seed=0)` with the process's {threads} torch threads, and again with "
         "`torch.set_num_threads(1)` for the whole suggestion.",
