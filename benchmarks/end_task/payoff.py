@@ -24,7 +24,9 @@ where the primary has one, its ``domain.txt`` for AANG:
 
 **Statistics.** The same seeds for every row (paired); test is scored at the best dev step; each row's
 paired difference from primary-only gets a 95 % t-interval and wins/ties/losses over seeds. The compute
-columns count every training step a row spent (search included) and its wall time.
+columns count every training step a row spent (search included) and its wall time. Below each
+suite's table, the gain against compute of the searches had they stopped after ``k`` runs (the hand
+search over ``k`` candidates, AutoSeM after ``k`` stage-2 runs), read from the runs made.
 
 **Resumable.** Every run is a trial of an Optuna study (one per suite, ``payoff-<suite>``) in an SQLite
 file (default ``benchmarks/payoff-<scale>.db``): parameters ``row`` and ``seed``, scores and compute as
@@ -766,6 +768,80 @@ def figure(results: dict[str, tuple[Suite, dict, str]], path: Path) -> None:
     plt.close(fig)
 
 
+def search_curves(url: str, study, suite: Suite, data: dict, scale: dict) -> dict[str, list[tuple[int, float, int]]]:
+    """Test gain over primary-only against training steps, had each search stopped after ``k`` runs
+    (read from the runs already made, nothing trained): ``label -> [(steps, mean Δ test, seeds)]``.
+
+    * the hand search (best single (dev)) over ``k`` of the candidates: the best dev among the ``k``
+      1:1 runs, averaged over every subset of ``k`` candidates;
+    * each AutoSeM row after its first ``k`` stage-2 runs: stage 1's steps plus those runs' (pruned
+      ones with the steps they ran), the answer the best dev among the finished ones."""
+    import itertools
+
+    import optuna
+    from optuna.trial import TrialState
+
+    base = {s: v["test"] for s, v in data.get("primary-only", {}).items()}
+    singles = data.get("_singles", {})
+    curves: dict[str, list[tuple[int, float, int]]] = {}
+    seeds = sorted(set(base).intersection(*(set(runs) for runs in singles.values()))) if singles else []
+    for k in range(1, len(singles) + 1) if seeds else ():
+        gains, steps = [], []
+        for seed in seeds:
+            for subset in itertools.combinations(singles, k):
+                best = max(subset, key=lambda c: singles[c][seed]["dev"])
+                gains.append(singles[best][seed]["test"] - base[seed])
+                steps.append(sum(singles[c][seed]["steps"] for c in subset))
+        curves.setdefault(ROWS["single"], []).append(
+            (round(statistics.mean(steps)), statistics.mean(gains), len(seeds))
+        )
+    for key in ("autosem-online", "autosem-pruned"):
+        by_k: dict[int, list[tuple[int, float]]] = {}
+        for seed in sorted(set(data.get(ROWS[key], {})) & set(base)):
+            prefix = stage_prefix(study.study_name, key, seed, scale)
+            try:
+                stage1 = optuna.load_study(study_name=f"{prefix}.stage1", storage=url)
+                stage2 = optuna.load_study(study_name=f"{prefix}.stage2", storage=url)
+            except KeyError:
+                continue
+            spent = sum(t.user_attrs.get("steps", 0) for t in stage1.get_trials(deepcopy=False))
+            best = None
+            trials = sorted(stage2.get_trials(deepcopy=False), key=lambda t: t.number)
+            k = 0
+            for t in trials:
+                spent += t.user_attrs.get("steps", 0)
+                if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+                    continue  # a failed attempt: its steps count, its retry is the run
+                k += 1
+                if t.state == TrialState.COMPLETE and (best is None or t.value > best.value):
+                    best = t
+                if best is not None:
+                    by_k.setdefault(k, []).append((spent, best.user_attrs["test_metric"] - base[seed]))
+        for _k, points in sorted(by_k.items()):
+            curves.setdefault(ROWS[key], []).append(
+                (round(statistics.mean(p for p, _ in points)), statistics.mean(g for _, g in points), len(points))
+            )
+    return curves
+
+
+def curve_lines(curves: dict[str, list[tuple[int, float, int]]]) -> list[str]:
+    if not curves:
+        return []
+    lines = [
+        "Gain against compute, had each search stopped after k runs (from the runs above, nothing "
+        "retrained; `payoff.search_curves`): mean test gain over primary-only, at the mean training "
+        "steps spent (AutoSeM's include stage 1).",
+        "",
+        "| search | k = 1 | 2 | 3 | 4 | 5 | 6 | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, points in curves.items():
+        cells = [f"{g:+.3f} @ {steps}" for steps, g, _ in points][:6]
+        cells += [""] * (6 - len(cells))
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {max(n for _, _, n in points)} |")
+    return [*lines, ""]
+
+
 def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, args) -> None:
     import optuna
 
@@ -807,6 +883,7 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         data = collect(study, suite, scale)
         results[name] = (suite, data, metric)
         lines += suite_lines(name, suite, data, metric, scale)
+        lines += curve_lines(search_curves(url, study, suite, data, scale))
         found = study.user_attrs.get("contamination", {})
         pairs = [p for p in found.get("pairs", found.get("overlaps", [])) if p.get("count")]
         lines += [
