@@ -5,7 +5,7 @@ roles), for several seeds:
 
 * **online** — one training run with the online Thompson schedule at a constant learning rate (the
   primary task and every auxiliary are arms; a pull is ``steps_per_pull`` minibatches; reward = primary
-  dev rose, a tie decided by the dev loss);
+  dev rose, a tie decided by the dev loss; the variants in :data:`ONLINE` change the reward or the pull);
 * **sampler** — an Optuna study with ``ThompsonTaskSampler`` over ``aux_task`` (``none`` + every
   auxiliary); a trial trains primary + the chosen auxiliary (ratio 1:1); reward = the trial's dev
   accuracy is at least the mean of the primary-only trials;
@@ -73,6 +73,7 @@ ONLINE = {
     "online (4 dev batches)": dict(eval_batches=4),
     "online (trend reward)": dict(eval_batches=4, reward="trend"),
     "online (20 steps a pull)": dict(eval_batches=2, steps_per_pull=20),
+    "online (gradient alignment)": dict(reward="alignment", align_examples=500),
 }
 
 
@@ -100,16 +101,28 @@ def run_online(suite, steps: int, seed: int, settings: dict):
 LOSS_RULE = "mean dev-loss change below the median task's, top 3"
 
 
+COS_RULE = "mean cosine above the median task's, top 3"
+
+
 def loss_selection(history: list[dict], primary: str, top_k: int = 3) -> list[str]:
     """A continuous reading of the same pulls: each task's mean change of the primary dev loss over its
-    pulls (the first pull, with no previous evaluation in the history, left out); kept: the tasks whose
-    mean fall beats the median task's, the best ``top_k``."""
+    pulls (the first pull, with no previous evaluation in the history, left out), or with the alignment
+    reward minus its mean cosine with the dev gradient; kept: the tasks whose mean fall beats the
+    median task's, the best ``top_k``."""
     changes: dict[str, list[float]] = {}
-    for before, pull in itertools.pairwise(history):
-        changes.setdefault(pull["task"], []).append(pull["dev_loss"] - before["dev_loss"])
+    if history and "cos" in history[0]:
+        for pull in history:
+            changes.setdefault(pull["task"], []).append(-pull["cos"])
+    else:
+        for before, pull in itertools.pairwise(history):
+            changes.setdefault(pull["task"], []).append(pull["dev_loss"] - before["dev_loss"])
     mean = {t: float(np.mean(v)) for t, v in changes.items() if t != primary}
     bar = float(np.median(list(mean.values())))
     return sorted((t for t, m in mean.items() if m < bar), key=mean.get)[:top_k]
+
+
+def _continuous_rule(method: str) -> str:
+    return COS_RULE if ONLINE[method].get("reward") == "alignment" else LOSS_RULE
 
 
 def evidence_until(history: list[dict], arms, steps: int) -> dict[str, tuple[float, float]]:
@@ -143,7 +156,14 @@ def run_sampler(suite, trials: int, steps: int, seed: int):
     study.enqueue_trial({"aux_task": "none"})  # a primary-only reference for the baseline reward
     start = time.perf_counter()
     study.optimize(Objective(build, prune=False), n_trials=trials)
-    return time.perf_counter() - start, sampler.evidence(study), sampler.posterior(study), "none"
+    wall = time.perf_counter() - start
+    sooner = {}  # the evidence of the first k trials, replayed in a copy of the study that holds only them
+    for fraction in LENGTHS:
+        k = max(1, int(trials * fraction))
+        early = optuna.create_study(direction="maximize")
+        early.add_trials(sorted(study.trials, key=lambda t: t.number)[:k])
+        sooner[fraction] = (k, sampler.evidence(early))
+    return wall, sampler.evidence(study), sampler.posterior(study), "none", sooner
 
 
 def main(argv=None) -> int:
@@ -155,6 +175,7 @@ def main(argv=None) -> int:
         default=",".join([*ONLINE, "sampler"]),
         help=f"comma-separated stage-1 variants (default all: {', '.join([*ONLINE, 'sampler'])})",
     )
+    parser.add_argument("--online-steps", type=int, help="steps of the online stage-1 run (default: by scale)")
     parser.add_argument("--write", action="store_true", help=f"write the table into {_common.RESULTS}")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
@@ -166,10 +187,13 @@ def main(argv=None) -> int:
     from auxopt.tasks import make_synthetic_suite
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    scale = SCALES[args.scale]
-    rows = {f"{m}: {rule}": [] for m in methods for rule in [*RULES, *([LOSS_RULE] if m in ONLINE else [])]}
+    scale = dict(SCALES[args.scale])
+    if args.online_steps:
+        scale["online_steps"] = args.online_steps
+    rows = {f"{m}: {rule}": [] for m in methods for rule in [*RULES, *([_continuous_rule(m)] if m in ONLINE else [])]}
     rows["random"] = []
-    by_length: dict[tuple[str, int], list[tuple[float, float]]] = {}  # (online method, steps) -> (P, R)
+    by_length: dict[tuple[str, float], list[tuple[float, float]]] = {}  # (method, fraction) -> [(P, R)]
+    length_steps: dict[tuple[str, float], int] = {}  # (method, fraction) -> stage-1 steps
     rng = np.random.default_rng(0)
     n_seeds = args.seeds or scale["seeds"]
     for seed in range(n_seeds):
@@ -180,13 +204,17 @@ def main(argv=None) -> int:
                 wall, evidence, posterior, arm, history = run_online(suite, scale["online_steps"], seed, ONLINE[method])
                 selected = loss_selection(history, arm)
                 p, r = precision_recall(selected, helpful)
-                rows[f"{method}: {LOSS_RULE}"].append((p, r, len(selected), wall))
+                rows[f"{method}: {_continuous_rule(method)}"].append((p, r, len(selected), wall))
                 for fraction in LENGTHS:
-                    steps = int(scale["online_steps"] * fraction)
+                    steps = length_steps[(method, fraction)] = int(scale["online_steps"] * fraction)
                     selected = _select(evidence_until(history, evidence, steps), arm, baseline="median", top_k=3)
-                    by_length.setdefault((method, steps), []).append(precision_recall(selected, helpful))
+                    by_length.setdefault((method, fraction), []).append(precision_recall(selected, helpful))
             else:
-                wall, evidence, posterior, arm = run_sampler(suite, scale["trials"], scale["trial_steps"], seed)
+                wall, evidence, posterior, arm, sooner = run_sampler(suite, scale["trials"], scale["trial_steps"], seed)
+                for fraction, (k, early) in sooner.items():
+                    length_steps[(method, fraction)] = k * scale["trial_steps"]
+                    selected = _select(early, arm, baseline="median", top_k=3)
+                    by_length.setdefault((method, fraction), []).append(precision_recall(selected, helpful))
             for rule, select in RULES.items():
                 selected = select(evidence, posterior, arm)
                 p, r = precision_recall(selected, helpful)
@@ -206,7 +234,8 @@ def main(argv=None) -> int:
         f"{n_seeds} seed(s); online: one run of {scale['online_steps']} steps, 10 steps a pull, "
         "reward on 2 dev batches (AutoSeM's: the dev accuracy rose, a tie decided by the dev loss), or "
         "on 4 (the library's default), or the trend reward on 4 (the dev loss fell by more than the "
-        f"median change of the previous 20 pulls), or 20 steps a pull; sampler: "
+        f"median change of the previous 20 pulls), or 20 steps a pull, or the gradient-alignment reward (the "
+        "pull's summed gradient has a positive cosine with the dev-loss gradient on all 500 dev examples); sampler: "
         f"{scale['trials']} trials of {scale['trial_steps']} steps "
         "(the first primary-only); each selection rule reads the same runs: the undecayed evidence "
         "(wins/pulls) against the median task or the primary-only arm, or the decayed posterior mean "
@@ -223,18 +252,18 @@ def main(argv=None) -> int:
             f"| {v[:, 2].mean():.1f} | {wall} |"
         )
     if by_length:
-        lengths = sorted({steps for _, steps in by_length})
         lines += [
             "",
             "Selection against stage 1's length (AutoSeM's default rule on the evidence of the pulls that "
-            "ended by then, from the same online runs): precision / recall, mean over seeds.",
+            "ended by then, or of the sampler's first trials, from the same runs): precision / recall, mean "
+            "over seeds, at the stage-1 training steps shown.",
             "",
-            "| method | " + " | ".join(f"{n} steps" for n in lengths) + " |",
-            "|---|" + "---|" * len(lengths),
+            "| method | " + " | ".join(f"{f:.0%} of stage 1" for f in LENGTHS) + " |",
+            "|---|" + "---|" * len(LENGTHS),
         ]
-        for method in [m for m in methods if m in ONLINE]:
-            cells = [np.mean(by_length[(method, n)], axis=0) for n in lengths]
-            lines.append(f"| {method} | " + " | ".join(f"{p:.2f} / {r:.2f}" for p, r in cells) + " |")
+        for method in methods:
+            cells = [(np.mean(by_length[(method, f)], axis=0), length_steps[(method, f)]) for f in LENGTHS]
+            lines.append(f"| {method} | " + " | ".join(f"{p:.2f} / {r:.2f} ({n} steps)" for (p, r), n in cells) + " |")
     _common.publish(TITLE, lines, args.write)
     return 0
 
