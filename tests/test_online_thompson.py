@@ -79,50 +79,6 @@ def test_trend_reward_judges_the_loss_change_against_the_recent_median():
         OnlineThompson(reward="trend", window=0)
 
 
-def test_alignment_reward_is_the_sign_of_the_pull_gradients_cosine_with_the_dev_gradient():
-    """Hand-worked on a 2-parameter model whose dev-loss gradient is (1, 0): the pull's gradient is
-    the sum of its steps' gradients; the reward is 1 when its cosine with (1, 0) is positive."""
-    import torch
-
-    from auxopt.train.alignment import PullAlignment
-
-    model = torch.nn.Linear(2, 1, bias=False)
-    dev_loss = lambda: (model.weight * torch.tensor([[1.0, 0.0]])).sum()  # noqa: E731
-    schedule = ThompsonSchedule(["p", "a"], OnlineThompson(steps_per_pull=2, reward="alignment"), seed=0)
-    feedback = PullAlignment(schedule, model, dev_loss)
-    steps = [[1.0, 1.0], [-1.0, 0.5], [1.0, 0.0], [1.0, 1.0], [-3.0, 0.0], [1.0, -1.0]]
-    for step, grad in enumerate(steps, start=1):  # pulls: (0, 1.5), (2, 1), (-2, -1)
-        schedule.next_task()
-        model.weight.grad = torch.tensor([grad])
-        feedback.after_backward()
-        model.weight.grad = None  # the loop's zero_grad: the pull's sum survives it
-        feedback.on_step_end(step)
-    assert [h["reward"] for h in schedule.history] == [0, 1, 0]  # cos 0 is no win
-    assert [h["cos"] for h in schedule.history] == pytest.approx([0.0, 2 / 5**0.5, -2 / 5**0.5], abs=1e-6)
-    assert [h["step"] for h in schedule.history] == [2, 4, 6]
-    assert model.weight.grad is None  # the dev gradient is taken without touching param.grad
-    with pytest.raises(AuxoptError, match="reward"):
-        schedule.observe(7, (0.5, 0.1))
-    with pytest.raises(AuxoptError, match="align_examples"):
-        OnlineThompson(reward="alignment", align_examples=0)
-
-
-def test_online_run_with_the_alignment_reward(suite):
-    config = TrainConfig(
-        suite.primary,
-        suite.auxiliaries,
-        schedule=OnlineThompson(steps_per_pull=5, reward="alignment", align_examples=32),
-        max_steps=30,
-        eval_every=30,
-        max_length=24,
-        batch_size=16,
-    )
-    history = train(config).extra["thompson"]["history"]
-    assert [h["step"] for h in history] == list(range(5, 31, 5))
-    assert all(-1 <= h["cos"] <= 1 and h["reward"] == int(h["cos"] > 0) for h in history)
-    assert len({round(h["cos"], 6) for h in history}) == len(history)  # each pull measured anew
-
-
 def test_state_dict_resumes_identically():
     a = ThompsonSchedule(["p", "a", "b"], OnlineThompson(steps_per_pull=2), seed=5)
     a.observe(0, 0.1)

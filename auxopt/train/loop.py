@@ -17,7 +17,6 @@ from auxopt.models.tokenize import Encoded
 from auxopt.tasks.batches import Batches
 from auxopt.tasks.overlap import check_overlap
 from auxopt.tasks.task import Task
-from auxopt.train.alignment import PullAlignment, dev_loss_stream
 from auxopt.train.callbacks import ReporterLike, TrainCallback, as_callbacks
 from auxopt.train.checkpoint import TrainState
 from auxopt.train.config import TrainConfig, TrainedModel, TrainResult
@@ -211,21 +210,7 @@ def train(
             for s, v in curve:  # the retried trial shows the whole curve (no stop asked)
                 for hook in hooks:
                     hook.on_evaluate(s, v)
-    aligner = None
-    if feedback and schedule.spec.reward == "alignment":  # each pull judged on its gradient
-        dev_loss = dev_loss_stream(
-            model,
-            primary,
-            dev_data,
-            primary.dev.labels,
-            examples=schedule.spec.align_examples,
-            device=device,
-            bf16=bf16,
-            seed=config.seed,
-        )
-        aligner = PullAlignment(schedule, model, dev_loss)
-        hooks.append(aligner)
-    elif feedback:  # the schedule's first reward, then one after each pull (after the other hooks)
+    if feedback:  # the schedule's first reward, then one after each pull (after the other hooks)
         if resumed_from is None:
             schedule.observe(0, quick_dev())
         hooks.append(ScheduleFeedback(schedule, quick_dev))
@@ -240,8 +225,6 @@ def train(
             evals_since_best = 0
         for name, n in strategy.backward(step).items():
             examples[name] = examples.get(name, 0) + n
-        if aligner is not None:
-            aligner.after_backward()
         if config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()

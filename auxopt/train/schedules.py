@@ -185,10 +185,6 @@ def _check(ratios: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-#: the online Thompson schedule's rewards (:class:`OnlineThompson`)
-REWARDS = ("rose", "trend", "alignment")
-
-
 @dataclass(frozen=True)
 class OnlineThompson:
     """AutoSeM's stage 1 inside one training run (``TrainConfig(schedule=OnlineThompson())``).
@@ -212,19 +208,12 @@ class OnlineThompson:
     (every pull "hurts") is credited to whichever task happened to be pulled. Until ``window``
     changes are known the loss must simply fall.
 
-    ``reward="alignment"`` judges a pull on its gradient instead of a dev evaluation: 1 when the sum of
-    the pull's training gradients points the same way as the primary's dev-loss gradient on the next
-    ``align_examples`` dev examples (cosine > 0; :mod:`auxopt.train.alignment`), so that to first order
-    the pull lowered the dev loss. One backward pass over a few dev examples replaces the dev
-    evaluation; the cosines are kept in the history.
-
     Args:
         steps_per_pull: minibatches per pull.
         gamma, alpha0, beta0: the bandit's decay and Beta prior (AutoSeM: 0.3 and Beta(1, 1)).
         eval_batches: dev batches per reward evaluation (None: the whole dev split).
-        reward: ``"rose"`` (the dev metric rose; AutoSeM's), ``"trend"`` or ``"alignment"`` (see above).
+        reward: ``"rose"`` (the dev metric rose; AutoSeM's) or ``"trend"`` (see above).
         window: the pulls the ``"trend"`` reward's median is taken over.
-        align_examples: dev examples per dev gradient of the ``"alignment"`` reward.
     """
 
     steps_per_pull: int = 10
@@ -234,7 +223,6 @@ class OnlineThompson:
     eval_batches: int | None = 4
     reward: str = "rose"
     window: int = 20
-    align_examples: int = 64
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps_per_pull, int) or self.steps_per_pull < 1:
@@ -242,10 +230,8 @@ class OnlineThompson:
         if self.eval_batches is not None and (not isinstance(self.eval_batches, int) or self.eval_batches < 1):
             raise AuxoptError(f"eval_batches must be a positive integer or None, not {self.eval_batches!r}")
         check_bandit_parameters(self.alpha0, self.beta0, self.gamma)
-        if self.reward not in REWARDS:
-            raise AuxoptError(f"reward must be one of {', '.join(map(repr, REWARDS))}, not {self.reward!r}")
-        if not isinstance(self.align_examples, int) or self.align_examples < 1:
-            raise AuxoptError(f"align_examples must be a positive integer, not {self.align_examples!r}")
+        if self.reward not in ("rose", "trend"):
+            raise AuxoptError(f"reward must be 'rose' or 'trend', not {self.reward!r}")
         if not isinstance(self.window, int) or self.window < 1:
             raise AuxoptError(f"window must be a positive integer, not {self.window!r}")
 
@@ -319,11 +305,6 @@ class ThompsonSchedule(Schedule):
             step, value = args
         else:
             raise AuxoptError(f"observe takes (value) or (step, value), not {len(args)} arguments")
-        if self.spec.reward == "alignment":
-            raise AuxoptError(
-                "reward='alignment' rewards each pull from its gradient (auxopt.train.alignment), not from"
-                " a dev evaluation: reward the pull with reward(won) instead of observe"
-            )
         metric, loss = value if isinstance(value, tuple) else (value, None)
         if self.spec.reward == "trend" and loss is None:
             raise AuxoptError("reward='trend' judges pulls on the dev loss: observe((metric, loss))")
@@ -349,18 +330,17 @@ class ThompsonSchedule(Schedule):
         self.last_value = (metric, loss) if loss is not None else metric
         return reward
 
-    def reward(self, won: Any, task: str | None = None, step: int | None = None, info: dict | None = None) -> int:
+    def reward(self, won: Any, task: str | None = None, step: int | None = None) -> int:
         """Reward a pull with your own verdict ``won`` (True/1: it helped, False/0: it did not).
         ``task`` defaults to the current pull's task; rewarding the current pull also ends it (the
-        next draw starts a new pull); ``info`` (numbers) goes into the pull's history entry. Returns
-        the reward as 0/1."""
+        next draw starts a new pull). Returns the reward as 0/1."""
         task = self.current if task is None else task
         if task is None:
             raise AuxoptError("there is no pull to reward yet: draw a task first (next(schedule))")
         if task not in self.bandit:
             raise AuxoptError(f"unknown task {task!r}; the schedule's tasks are {list(self.bandit.arms)!r}")
         r = check_reward(won, "the reward of a pull")
-        self._record(self.steps if step is None else step, task, r, dict(info or {}))
+        self._record(self.steps if step is None else step, task, r, {})
         if task == self.current:
             self.remaining = 0
         return r

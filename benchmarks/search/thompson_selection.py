@@ -73,7 +73,6 @@ ONLINE = {
     "online (4 dev batches)": dict(eval_batches=4),
     "online (trend reward)": dict(eval_batches=4, reward="trend"),
     "online (20 steps a pull)": dict(eval_batches=2, steps_per_pull=20),
-    "online (gradient alignment)": dict(reward="alignment", align_examples=500),
 }
 
 
@@ -101,28 +100,16 @@ def run_online(suite, steps: int, seed: int, settings: dict):
 LOSS_RULE = "mean dev-loss change below the median task's, top 3"
 
 
-COS_RULE = "mean cosine above the median task's, top 3"
-
-
 def loss_selection(history: list[dict], primary: str, top_k: int = 3) -> list[str]:
     """A continuous reading of the same pulls: each task's mean change of the primary dev loss over its
-    pulls (the first pull, with no previous evaluation in the history, left out), or with the alignment
-    reward minus its mean cosine with the dev gradient; kept: the tasks whose mean fall beats the
-    median task's, the best ``top_k``."""
+    pulls (the first pull, with no previous evaluation in the history, left out); kept: the tasks whose
+    mean fall beats the median task's, the best ``top_k``."""
     changes: dict[str, list[float]] = {}
-    if history and "cos" in history[0]:
-        for pull in history:
-            changes.setdefault(pull["task"], []).append(-pull["cos"])
-    else:
-        for before, pull in itertools.pairwise(history):
-            changes.setdefault(pull["task"], []).append(pull["dev_loss"] - before["dev_loss"])
+    for before, pull in itertools.pairwise(history):
+        changes.setdefault(pull["task"], []).append(pull["dev_loss"] - before["dev_loss"])
     mean = {t: float(np.mean(v)) for t, v in changes.items() if t != primary}
     bar = float(np.median(list(mean.values())))
     return sorted((t for t, m in mean.items() if m < bar), key=mean.get)[:top_k]
-
-
-def _continuous_rule(method: str) -> str:
-    return COS_RULE if ONLINE[method].get("reward") == "alignment" else LOSS_RULE
 
 
 def evidence_until(history: list[dict], arms, steps: int) -> dict[str, tuple[float, float]]:
@@ -190,7 +177,7 @@ def main(argv=None) -> int:
     scale = dict(SCALES[args.scale])
     if args.online_steps:
         scale["online_steps"] = args.online_steps
-    rows = {f"{m}: {rule}": [] for m in methods for rule in [*RULES, *([_continuous_rule(m)] if m in ONLINE else [])]}
+    rows = {f"{m}: {rule}": [] for m in methods for rule in [*RULES, *([LOSS_RULE] if m in ONLINE else [])]}
     rows["random"] = []
     by_length: dict[tuple[str, float], list[tuple[float, float]]] = {}  # (method, fraction) -> [(P, R)]
     length_steps: dict[tuple[str, float], int] = {}  # (method, fraction) -> stage-1 steps
@@ -204,7 +191,7 @@ def main(argv=None) -> int:
                 wall, evidence, posterior, arm, history = run_online(suite, scale["online_steps"], seed, ONLINE[method])
                 selected = loss_selection(history, arm)
                 p, r = precision_recall(selected, helpful)
-                rows[f"{method}: {_continuous_rule(method)}"].append((p, r, len(selected), wall))
+                rows[f"{method}: {LOSS_RULE}"].append((p, r, len(selected), wall))
                 for fraction in LENGTHS:
                     steps = length_steps[(method, fraction)] = int(scale["online_steps"] * fraction)
                     selected = _select(evidence_until(history, evidence, steps), arm, baseline="median", top_k=3)
@@ -234,8 +221,7 @@ def main(argv=None) -> int:
         f"{n_seeds} seed(s); online: one run of {scale['online_steps']} steps, 10 steps a pull, "
         "reward on 2 dev batches (AutoSeM's: the dev accuracy rose, a tie decided by the dev loss), or "
         "on 4 (the library's default), or the trend reward on 4 (the dev loss fell by more than the "
-        f"median change of the previous 20 pulls), or 20 steps a pull, or the gradient-alignment reward (the "
-        "pull's summed gradient has a positive cosine with the dev-loss gradient on all 500 dev examples); sampler: "
+        f"median change of the previous 20 pulls), or 20 steps a pull; sampler: "
         f"{scale['trials']} trials of {scale['trial_steps']} steps "
         "(the first primary-only); each selection rule reads the same runs: the undecayed evidence "
         "(wins/pulls) against the median task or the primary-only arm, or the decayed posterior mean "
