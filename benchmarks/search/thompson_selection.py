@@ -147,9 +147,11 @@ def run_sampler(suite, trials: int, steps: int, seed: int):
     sooner = {}  # the evidence of the first k trials, replayed in a copy of the study that holds only them
     for fraction in LENGTHS:
         k = max(1, int(trials * fraction))
+        first = sorted(study.trials, key=lambda t: t.number)[:k]
         early = optuna.create_study(direction="maximize")
-        early.add_trials(sorted(study.trials, key=lambda t: t.number)[:k])
-        sooner[fraction] = (k, sampler.evidence(early))
+        early.add_trials(first)
+        # steps really trained: a trial that repeats a finished run's settings reuses its outcome (0 steps)
+        sooner[fraction] = (sum(t.user_attrs.get("steps", 0) for t in first), sampler.evidence(early))
     return wall, sampler.evidence(study), sampler.posterior(study), "none", sooner
 
 
@@ -198,8 +200,8 @@ def main(argv=None) -> int:
                     by_length.setdefault((method, fraction), []).append(precision_recall(selected, helpful))
             else:
                 wall, evidence, posterior, arm, sooner = run_sampler(suite, scale["trials"], scale["trial_steps"], seed)
-                for fraction, (k, early) in sooner.items():
-                    length_steps[(method, fraction)] = k * scale["trial_steps"]
+                for fraction, (steps, early) in sooner.items():
+                    length_steps[(method, fraction)] = steps
                     selected = _select(early, arm, baseline="median", top_k=3)
                     by_length.setdefault((method, fraction), []).append(precision_recall(selected, helpful))
             for rule, select in RULES.items():
