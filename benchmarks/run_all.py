@@ -75,13 +75,6 @@ SUITE: dict[str, dict[str, list[str]]] = {
         "gpu": ["--scale", "cpu", "--seeds", "8"],
     },
     "storage_throughput": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
-    "autosem_end_task": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
-    "aang_end_task": {
-        "ci": ["--scale", "ci"],
-        "cpu": ["--scale", "cpu", "--tasks", "citation_intent,chemprot", "--threads", "1"],
-        "gpu": ["--scale", "gpu", "--tasks", "citation_intent,chemprot"],
-    },
-    "attittud_end_task": {"ci": ["--scale", "ci"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu"]},
     "verify_report": {"ci": [], "cpu": [], "gpu": []},  # reads the verdicts auxopt verify stored
 }
 LONG_ON_CPU = (
@@ -90,9 +83,6 @@ LONG_ON_CPU = (
     "thompson_selection",
     "mixing_search",
     "storage_throughput",
-    "autosem_end_task",
-    "aang_end_task",
-    "attittud_end_task",
 )
 
 
