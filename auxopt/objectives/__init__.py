@@ -7,7 +7,8 @@
 * :class:`TiedLMHead`, :class:`ObjectiveLosses` — objective → loss (:mod:`auxopt.objectives.losses`).
 """
 
-from auxopt.objectives.aang import AANG, AANGStep
+from auxopt.objectives.aang import AANG
+from auxopt.objectives.aang_step import AANGStep
 from auxopt.objectives.losses import ObjectiveLosses, TiedLMHead
 from auxopt.objectives.taxonomy import (
     OUTPUTS,
