@@ -46,7 +46,8 @@ The package, one module per job (lower ones never import higher ones):
 * :mod:`~auxopt.integrations.transformers.model` — :class:`MultiTaskModelForTrainer`, :func:`load_multitask_model`.
 * :mod:`~auxopt.integrations.transformers.data` — :class:`TaskDataset`, :class:`TaggedDataset`,
   :class:`MultiTaskCollator`, :class:`MixingBatchSampler`, :func:`task_metrics`.
-* :mod:`~auxopt.integrations.transformers.trainer` — :class:`AttittudArgs`, :class:`MultiTaskTrainer`.
+* :mod:`~auxopt.integrations.transformers.trainer` — :class:`MultiTaskTrainer`;
+* :mod:`~auxopt.integrations.transformers.attittud` — :class:`AttittudArgs` and the trainer's ATTITTUD step.
 """
 
 from auxopt.integrations.transformers.data import (
