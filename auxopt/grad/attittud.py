@@ -68,7 +68,7 @@ from typing import Any
 
 import torch
 
-from auxopt.errors import AuxoptError
+from auxopt.errors import AuxoptError, check_integer
 from auxopt.grad.modes import basis_mode, vmap_safe_masks
 from auxopt.grad.project import DEFAULT_ETA, part_norms, primary_grad_basis, recombine_, resolve_eta
 from auxopt.grad.subspace import (
@@ -128,12 +128,6 @@ def _batch_size(batch: Any) -> int:
     raise AuxoptError("Attittud.refresh: the batch holds no tensor with a leading (examples) dimension")
 
 
-def _integer(label: str, key: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise AuxoptError(f"{label}: {key} must be an integer >= {low}, not {value!r}")
-    return value
-
-
 class Attittud:
     """ATTITTUD over ``params``, the shared parameters (see the module docstring).
 
@@ -182,10 +176,10 @@ class Attittud:
         chunk_size: int | None = None,
     ):
         label = self._name
-        self.k = _integer(label, "k", k, 1)
-        self.every = _integer(label, "every", every, 1)
-        self.oversample = _integer(label, "oversample", oversample, 0)
-        self.power_iters = _integer(label, "power_iters", power_iters, 0)
+        self.k = check_integer(label, "k", k, 1)
+        self.every = check_integer(label, "every", every, 1)
+        self.oversample = check_integer(label, "oversample", oversample, 0)
+        self.power_iters = check_integer(label, "power_iters", power_iters, 0)
         self.eta, self.basis_kind = resolve_eta(eta)
         if isinstance(eta_prim, bool) or not isinstance(eta_prim, int | float) or not math.isfinite(eta_prim):
             raise AuxoptError(f"{label}: eta_prim must be a finite number, not {eta_prim!r}")
@@ -208,7 +202,7 @@ class Attittud:
         self.method = method  # resolved by the first refresh, or here when m is given
         self._fallback = False  # "auto" after a vmap failure: randomized from then on
         if m is not None:
-            _integer(label, "m", m, 1)
+            check_integer(label, "m", m, 1)
             self.method = self._resolve(m)
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)
         self.basis: torch.Tensor | None = None

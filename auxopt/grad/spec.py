@@ -84,7 +84,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from auxopt.errors import AuxoptError
+from auxopt.errors import AuxoptError, check_integer
 from auxopt.grad.project import DEFAULT_ETA, resolve_eta
 from auxopt.grad.subspace import METHODS, GiB
 
@@ -142,14 +142,8 @@ class GradientDecomposer:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for key in ("k", "m", "every", "log_every"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise AuxoptError(f"GradientDecomposer: {key} must be an integer >= 1, not {value!r}")
-        for key in ("oversample", "power_iters"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise AuxoptError(f"GradientDecomposer: {key} must be an integer >= 0, not {value!r}")
+        for key, low in (("k", 1), ("m", 1), ("every", 1), ("log_every", 1), ("oversample", 0), ("power_iters", 0)):
+            check_integer("GradientDecomposer", key, getattr(self, key), low)
         if self.k > self.m:
             raise AuxoptError(
                 f"GradientDecomposer: k={self.k} exceeds m={self.m}; m examples span at most m "

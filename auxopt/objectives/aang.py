@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from auxopt import records
-from auxopt.errors import AuxoptError
+from auxopt.errors import AuxoptError, check_integer
 from auxopt.objectives.aang_step import AANGStep
 from auxopt.objectives.taxonomy import STAGES, AuxObjective, ObjectiveSpace, why_illegal
 
@@ -117,8 +117,7 @@ class AANG:
             value = getattr(self, key)
             if value is None and key in ("dev_batch_size", "dev_fit_size"):
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise AuxoptError(f"AANG: {key} must be an integer >= 1, not {value!r}")
+            check_integer("AANG", key, value, 1)
         if isinstance(self.finetune, bool) or not (isinstance(self.finetune, int | float) and 0 <= self.finetune < 1):
             raise AuxoptError(
                 f"AANG: finetune must be a share of max_steps in [0, 1) (0: no final "

@@ -9,7 +9,6 @@ split is carved from train with a fixed seed; :attr:`Task.carved` records how.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from auxopt.errors import AuxoptError
+from auxopt.tasks.labels import check_no_missing_labels, infer_kind, sorted_label_names
 from auxopt.tasks.readers import Records, data_dirs, read_source
 from auxopt.tasks.task import SPLITS, Split, Task
 
@@ -203,7 +203,7 @@ def _build(
     _check_splits(name, records)
     text_field, pair_field, has_pair = _fields(name, records["train"][0], options)
     raw = _columns(name, records, text_field, pair_field, has_pair, options, files)
-    kind = options.kind or _infer_kind(raw["train"][2])
+    kind = options.kind or infer_kind(raw["train"][2])
     if kind not in ("classification", "regression"):
         raise AuxoptError(f"task {name!r}: kind must be 'classification' or 'regression', not {kind!r}")
     metric = options.metric
@@ -293,7 +293,7 @@ def _columns(
                 ) from None
         raw[split_name] = (texts, pairs, labels)
         if options.labels is None or options.kind == "regression":  # with labels=[...] they are dropped instead
-            _check_no_missing_labels(
+            check_no_missing_labels(
                 name,
                 split_name,
                 labels,
@@ -309,7 +309,7 @@ def _classification_splits(
 ) -> tuple[tuple[str, ...], dict[str, Split]]:
     """The label names (class-id order) and the splits with label ids; with ``expected`` labels,
     examples with others are dropped (and recorded in ``carved``)."""
-    label_names = expected if expected is not None else _label_names(raw["train"][2])
+    label_names = expected if expected is not None else sorted_label_names(raw["train"][2])
     index = {lab: i for i, lab in enumerate(label_names)}
     splits = {}
     for split_name, (texts, pairs, labels_) in raw.items():
@@ -383,43 +383,6 @@ def _carve(name: str, splits: dict[str, Split], options: TaskOptions, carved: di
 # ---------------------------------------------------------------------------- helpers
 
 
-def _is_missing(label: Any) -> bool:
-    """An empty label: None, a blank string, NaN (a float, or the text ``nan`` a CSV writes for it)."""
-    if label is None:
-        return True
-    if isinstance(label, float):
-        return math.isnan(label)
-    if isinstance(label, str):
-        return label.strip() == "" or label.strip().lower() == "nan"
-    return False
-
-
-def _check_no_missing_labels(
-    name: str, split: str, labels: Sequence[Any], field: str, file: Path | None, *, drop_hint: bool = True
-) -> None:
-    """An :class:`AuxoptError` naming the file, the rows and the column of empty or NaN labels
-    (else they would become a class of their own)."""
-    missing = [i for i, lab in enumerate(labels) if _is_missing(lab)]
-    if not missing:
-        return
-    if file is not None and file.suffix in (".csv", ".tsv"):  # line 1 is the header
-        where, rows = f"{str(file)!r}, column {field!r}", "line(s) " + _numbers([i + 2 for i in missing])
-    elif file is not None:
-        where, rows = f"{str(file)!r}, field {field!r}", "record(s) " + _numbers([i + 1 for i in missing])
-    else:
-        where, rows = f"the {split} split, field {field!r}", "example(s) " + _numbers(missing)
-    raise AuxoptError(
-        f"task {name!r}: {where} has an empty or NaN label at {rows} ({len(missing)} of {len(labels)}); "
-        "fill in those labels or remove the rows"
-        + (" (or pass labels=[...] to keep only the expected labels)" if drop_hint else "")
-    )
-
-
-def _numbers(values: list[int], most: int = 8) -> str:
-    shown = ", ".join(str(v) for v in values[:most])
-    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
-
-
 def _detect(sample: Mapping[str, Any], candidates: Iterable[str], name: str, what: str) -> str:
     for field_name in candidates:
         if field_name in sample:
@@ -433,21 +396,3 @@ def _as_text(value: Any) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else str(value)
-
-
-def _infer_kind(labels: Sequence[Any]) -> str:
-    try:
-        values = [float(lab) for lab in labels]
-    except (TypeError, ValueError):
-        return "classification"
-    if all(isinstance(lab, bool) for lab in labels):
-        return "classification"
-    return "classification" if all(float(v).is_integer() for v in values) else "regression"
-
-
-def _label_names(labels: Sequence[Any]) -> tuple[str, ...]:
-    names = {str(lab) for lab in labels}
-    try:
-        return tuple(sorted(names, key=float))
-    except ValueError:
-        return tuple(sorted(names))
