@@ -55,13 +55,14 @@ def _type_checking_lines(tree: ast.AST) -> set[int]:
     return lines
 
 
-def import_graph() -> dict[str, set[str]]:
-    """module → the auxopt modules it imports (a submodule import counts as the submodule)."""
+def import_graph(annotations: bool = False) -> dict[str, set[str]]:
+    """module → the auxopt modules it imports (a submodule import counts as the submodule); with
+    ``annotations``, the imports under ``if TYPE_CHECKING:`` too."""
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text())
-        skip = _type_checking_lines(tree)
+        skip = set() if annotations else _type_checking_lines(tree)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets: set[str] = set()
         for node in ast.walk(tree):
@@ -135,6 +136,25 @@ def test_no_import_cycles():
     # a package's __init__ re-exports its modules; a module importing its own package's __init__
     # would tie them in a knot, so those edges count too
     assert _cycles(graph) == []
+
+
+def test_no_two_modules_import_each_other_not_even_for_annotations():
+    """A module that a lower one names in its annotations knows the lower one's reader: the lower
+    one describes what it takes in words (``Any``) instead, so that each pair reads one way."""
+    graph = import_graph(annotations=True)
+    pairs = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a in graph.get(b, ())})
+    # a package's __init__ re-exports its modules, which may import names from the package: not a pair
+    pairs = [(a, b) for a, b in pairs if not (b.startswith(a + ".") or a.startswith(b + "."))]
+    assert pairs == []
+
+
+#: the most lines a module may have: past it, it holds more than one thing; split it along its seams
+MAX_LINES = 450
+
+
+def test_no_module_is_longer_than_the_limit():
+    long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert long == {}, f"modules over {MAX_LINES} lines: {long}"
 
 
 def test_every_module_imports_only_its_layer_or_below():

@@ -11,7 +11,7 @@ split, and keeps the records (:data:`auxopt.records.GRAD_PARTS`) and the checkpo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -22,9 +22,6 @@ from auxopt.models.heads import select_parameters
 from auxopt.models.losses import per_example_loss
 from auxopt.records import GRAD_BASIS, GRAD_PARTS
 from auxopt.tasks.batches import Batches
-
-if TYPE_CHECKING:
-    from auxopt.grad.spec import GradientDecomposer
 
 #: reference examples per group of one length in a basis refresh (see :meth:`DecomposerStep.refresh`)
 REFERENCE_GROUP = 16
@@ -42,7 +39,7 @@ class DecomposerStep:
     as one client of :class:`~auxopt.grad.Attittud`. It supplies the task schedule's minibatches,
     the primary's reference batches and per-example loss, and keeps the records and checkpoints."""
 
-    def __init__(self, ctx, spec: GradientDecomposer):
+    def __init__(self, ctx, spec: Any):  # spec: the GradientDecomposer that makes it
         self.ctx, self.spec = ctx, spec
         self.eta, self.basis_kind = resolve_eta(spec.eta)
         self.primary = ctx.primary.name

@@ -6,7 +6,7 @@ described in :mod:`auxopt.objectives.aang`."""
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,14 +20,11 @@ from auxopt.objectives.taxonomy import STAGES, AuxObjective
 from auxopt.objectives.weighting import OnlineWeights, _flat
 from auxopt.tasks.batches import Batches
 
-if TYPE_CHECKING:  # pragma: no cover
-    from auxopt.objectives.aang import AANG
-
 
 class AANGStep:
     """The step strategy of :class:`AANG` (see the module docstring)."""
 
-    def __init__(self, ctx, spec: AANG):
+    def __init__(self, ctx, spec: Any):  # spec: the AANG that makes it
         self.ctx, self.spec = ctx, spec
         seed = ctx.config.seed if spec.seed is None else spec.seed
         space, self.objectives = spec.resolve(ctx.primary)

@@ -14,7 +14,7 @@ from auxopt.tasks.task import Task
 from auxopt.train.schedules import check_ratio
 
 if TYPE_CHECKING:
-    from auxopt.train.step import StepStrategy, TrainContext
+    from auxopt.train.export import TrainedModel
 
 PLUGIN_ALIASES = ("objectives", "decomposer")  # the older names of TrainConfig.plugin
 
@@ -23,13 +23,14 @@ PLUGIN_ALIASES = ("objectives", "decomposer")  # the older names of TrainConfig.
 class StepPlugin(Protocol):
     """What ``TrainConfig.plugin`` holds: a maker of the run's step strategy.
 
-    ``make_step(ctx)`` returns the :class:`~auxopt.train.step.StepStrategy` (it may attach extra
+    ``make_step(ctx)`` takes the run's :class:`~auxopt.train.step.TrainContext` and returns its
+    :class:`~auxopt.train.step.StepStrategy` (it may attach extra
     modules to ``ctx.model``); ``describe()`` gives its settings for :meth:`TrainConfig.describe`.
     Optionally ``check(config)``, which :meth:`TrainConfig.validate` calls, and a class attribute
     ``config_key`` (``"objectives"`` for AANG, ``"decomposer"`` for ATTITTUD and Jacobian descent):
     the key under which ``describe()`` records it (``"plugin"`` when absent)."""
 
-    def make_step(self, ctx: TrainContext) -> StepStrategy: ...
+    def make_step(self, ctx: Any) -> Any: ...  # (TrainContext) -> StepStrategy, both in auxopt.train.step
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -250,33 +251,13 @@ class TrainConfig:
 
 
 @dataclass
-class TrainedModel:
-    """The primary task's model at the best dev step, as :func:`~auxopt.train.train` hands it back
-    (``keep_model=True``): the multi-task network in eval mode (auxiliary and objective heads
-    included), its tokenizer, the primary task, the length it was trained at, the run's settings
-    (:meth:`TrainConfig.describe`) and its contamination check. :meth:`TrainResult.save_pretrained`
-    writes it as a folder that ``transformers.pipeline`` loads."""
-
-    model: Any
-    tokenizer: Any
-    task: Task
-    max_length: int
-    settings: dict[str, Any]
-    contamination: dict[str, Any] | None = None  # the run's OverlapReport.to_dict()
-
-    @property
-    def head(self) -> str:
-        return self.task.head_name
-
-
-@dataclass
 class TrainResult:
     """The outcome of :func:`auxopt.train.train`.
 
     ``best_dev`` is the best primary dev metric seen at an evaluation, ``test_at_best`` the primary
     test metric of the model at that step (None without a test split); ``curve`` holds (step, dev).
     ``stopped`` says why training ended: ``"max_steps"``, ``"early_stopping"`` or ``"reporter"``.
-    ``model`` is the trained model at the best dev step (:class:`TrainedModel`) when ``train`` was
+    ``model`` is the trained model at the best dev step (:class:`~auxopt.train.export.TrainedModel`) when ``train`` was
     asked to keep it, else None.
     """
 

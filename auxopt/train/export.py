@@ -18,15 +18,36 @@ import copy
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from auxopt.errors import AuxoptError
+from auxopt.tasks.task import Task
 
-if TYPE_CHECKING:  # pragma: no cover
-    from auxopt.train.config import TrainedModel
+
+@dataclass
+class TrainedModel:
+    """The primary task's model at the best dev step, as :func:`~auxopt.train.train` hands it back
+    (``keep_model=True``): the multi-task network in eval mode (auxiliary and objective heads
+    included), its tokenizer, the primary task, the length it was trained at, the run's settings
+    (:meth:`~auxopt.train.TrainConfig.describe`) and its contamination check.
+    :meth:`~auxopt.train.TrainResult.save_pretrained` writes it as a folder that
+    ``transformers.pipeline`` loads."""
+
+    model: Any
+    tokenizer: Any
+    task: Task
+    max_length: int
+    settings: dict[str, Any]
+    contamination: dict[str, Any] | None = None  # the run's OverlapReport.to_dict()
+
+    @property
+    def head(self) -> str:
+        return self.task.head_name
+
 
 #: largest |logit difference| between the trained network and the folder loaded back
 TOLERANCE = 1e-4

@@ -19,7 +19,8 @@ from auxopt.tasks.overlap import check_overlap
 from auxopt.tasks.task import Task
 from auxopt.train.callbacks import ReporterLike, TrainCallback, as_callbacks
 from auxopt.train.checkpoint import TrainState
-from auxopt.train.config import TrainConfig, TrainedModel, TrainResult
+from auxopt.train.config import TrainConfig, TrainResult
+from auxopt.train.export import TrainedModel
 from auxopt.train.runtime import resolve_device, seed_everything
 from auxopt.train.schedules import make_schedule
 from auxopt.train.step import TrainContext, make_step
