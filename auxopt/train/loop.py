@@ -118,7 +118,7 @@ def train(
     ignored as ``config.on_overlap`` says, and is recorded in ``extra["contamination"]``.
 
     With ``keep_model=True`` the result carries the model at the best dev step
-    (:class:`~auxopt.train.config.TrainedModel`, in eval mode); ``result.save_pretrained(folder)``
+    (:class:`~auxopt.train.export.TrainedModel`, in eval mode); ``result.save_pretrained(folder)``
     writes it as a folder that ``transformers.pipeline("text-classification", model=folder)`` loads.
     """
     start_time = time.perf_counter()
