@@ -1,0 +1,3 @@
+from .sampler import MixingRatioSampler
+
+__all__ = ["MixingRatioSampler"]

@@ -1,0 +1,11 @@
+"""OptunaHub's entry to auxopt's MixingRatioSampler: the sampler itself lives in auxopt."""
+
+from __future__ import annotations
+
+try:
+    from auxopt.samplers import MixingRatioSampler
+except ImportError as e:  # pragma: no cover - what a user without auxopt sees
+    raise ImportError("this OptunaHub package wraps auxopt's sampler: pip install auxopt") from e
+
+
+__all__ = ["MixingRatioSampler"]
