@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,32 +126,87 @@ def train(
     start_time = time.perf_counter()
     hooks = as_callbacks(reporter, callbacks)
     config.validate()  # the checks that StudySpec.preflight makes before anything is stored
-    ratios = config.active_ratios()
     tasks = config.active_tasks()
     overlap = check_overlap(
         config.primary, [t for t in config.auxiliaries if t.name in tasks], on_overlap=config.on_overlap
     )
     seed_everything(config.seed)
+    ctx = build_context(config, tasks)
+    for hook in hooks:
+        hook.on_train_begin(ctx.model, ctx.tokenizer)
+    strategy = make_step(ctx)  # after the model is whole: a strategy may attach modules to it
+    optimizer, scheduler = build_optimizer(config, ctx.model, ctx.device)
+    run = RunState(examples=dict.fromkeys(tasks, 0))
+    saver = None
+    if config.checkpoint is not None:  # resume mid-run from the newest checkpoint that loads
+        saver = TrainState(
+            model=ctx.model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            schedule=ctx.schedule,
+            batches=ctx.batches,
+            strategy=strategy,
+        )
+        run.resume(saver.resume(config.checkpoint.store), hooks)
+    if getattr(ctx.schedule, "wants_feedback", False):  # the online schedule's rewards, after the other hooks
+        hooks.append(schedule_feedback(ctx, first=run.resumed_from is None))
+
+    finetune_start = getattr(strategy, "finetune_start", None)  # a final primary-only phase (AANG)
+    for step in range(run.step + 1, config.max_steps + 1):
+        run.step = step
+        if step == finetune_start:  # it starts from the best dev state, with fresh optimiser moments
+            run.start_finetune(ctx.model, optimizer)
+        run.count(strategy.backward(step))
+        optimizer_step(config, ctx.model, optimizer, scheduler)
+        for hook in hooks:
+            hook.on_step_end(step)
+        if (step % config.eval_every == 0 or step == config.max_steps) and run.evaluate(step, ctx, hooks):
+            break
+        if saver is not None and step % config.checkpoint.every == 0 and step < config.max_steps:
+            saver.save(config.checkpoint.store, step, run.state_dict())
+
+    ctx.flush_checks()
+    test = run.test(ctx, keep_model)
+    return TrainResult(
+        metric=config.primary.metric,
+        best_dev=float(run.best_dev),
+        best_step=run.best_step,
+        test_at_best=test,
+        curve=run.curve,
+        steps=run.step,
+        examples=run.examples,
+        wall_time=time.perf_counter() - start_time,
+        stopped=run.stopped,
+        device=str(ctx.device),
+        extra={
+            **({records.THOMPSON: ctx.schedule.summary()} if getattr(ctx.schedule, "wants_feedback", False) else {}),
+            **strategy.summary(),
+            **({records.RESUMED_FROM_STEP: run.resumed_from} if run.resumed_from is not None else {}),
+            **({records.CONTAMINATION: overlap.to_dict()} if overlap.contaminated else {}),
+        },
+        model=TrainedModel(
+            ctx.model.eval(), ctx.tokenizer, config.primary, config.max_length, config.describe(), overlap.to_dict()
+        )
+        if keep_model
+        else None,
+    )
+
+
+# -- the parts of train() --------------------------------------------------------------------------
+def build_context(config: TrainConfig, tasks: dict[str, Task]) -> TrainContext:
+    """The model on its device, the tokenised splits, the minibatch streams and the task schedule."""
     device = resolve_device(config.device)
-    bf16 = use_bf16(config.bf16, device)
     model, tokenizer = build_model(config, list(tasks.values()))
     model.to(device).train()
-    for hook in hooks:
-        hook.on_train_begin(model, tokenizer)
-
     train_data = {n: encode_split(tokenizer, t, "train", config.max_length) for n, t in tasks.items()}
     train_labels = {
         n: torch.as_tensor(t.train.labels, dtype=torch.long if t.kind == "classification" else torch.float32)
         for n, t in tasks.items()
     }
-    primary = config.primary
-    dev_data = encode_split(tokenizer, primary, "dev", config.max_length)
     batches = {
         n: Batches(len(d), config.batch_size, config.seed * 1000 + i) for i, (n, d) in enumerate(train_data.items())
     }
-    schedule = make_schedule(ratios, config.schedule, seed=config.seed)
-
-    ctx = TrainContext(
+    return TrainContext(
         config=config,
         model=model,
         tokenizer=tokenizer,
@@ -157,13 +214,16 @@ def train(
         train_data=train_data,
         train_labels=train_labels,
         batches=batches,
-        dev_data=dev_data,
-        schedule=schedule,
+        dev_data=encode_split(tokenizer, config.primary, "dev", config.max_length),
+        schedule=make_schedule(config.active_ratios(), config.schedule, seed=config.seed),
         device=device,
-        bf16=bf16,
+        bf16=use_bf16(config.bf16, device),
         forward=compiled_forward(model, config.compile),
     )
-    strategy = make_step(ctx)
+
+
+def build_optimizer(config: TrainConfig, model: torch.nn.Module, device: torch.device):
+    """AdamW (no weight decay on biases and norms) and its warm-up/decay schedule (:func:`lr_factor`)."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     params = [
         {
@@ -174,138 +234,135 @@ def train(
     ]
     # fused: one kernel for the whole update on CUDA (per-step overhead, not arithmetic, bounds small models)
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
 
-    feedback = getattr(schedule, "wants_feedback", False)
 
-    def quick_dev() -> tuple[float, float]:  # the online schedule's reward: a bounded dev evaluation
-        return evaluate(
-            model,
-            primary,
-            dev_data,
-            primary.dev.labels,
-            device=device,
-            batch_size=config.eval_batch_size,
-            bf16=bf16,
-            max_batches=schedule.spec.eval_batches,
-            with_loss=True,
-        )
+def optimizer_step(config: TrainConfig, model: torch.nn.Module, optimizer, scheduler) -> None:
+    """Clip the gradient the step strategy left, update, advance the learning rate, clear the gradient."""
+    if config.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
-    curve: list[tuple[int, float]] = []
-    examples = dict.fromkeys(tasks, 0)
-    best_dev, best_step, best_state = -math.inf, 0, None
-    evals_since_best, stopped, step = 0, "max_steps", 0
-    resumed_from, saver = None, None
-    if config.checkpoint is not None:  # resume mid-run from the newest checkpoint that loads
-        saver = TrainState(
-            model=model, optimizer=optimizer, scheduler=scheduler, schedule=schedule, batches=batches, strategy=strategy
-        )
-        resumed = saver.resume(config.checkpoint.store)
-        if resumed is not None:
-            resumed_from = step = int(resumed["step"])
-            loop = resumed["loop"]
-            curve = [(int(s), float(v)) for s, v in loop["curve"]]
-            examples, best_state = dict(loop["examples"]), loop["best_state"]
-            best_dev, best_step = float(loop["best_dev"]), int(loop["best_step"])
-            evals_since_best = int(loop["evals_since_best"])
-            for s, v in curve:  # the retried trial shows the whole curve (no stop asked)
-                for hook in hooks:
-                    hook.on_evaluate(s, v)
-    if feedback:  # the schedule's first reward, then one after each pull (after the other hooks)
-        if resumed_from is None:
-            schedule.observe(0, quick_dev())
-        hooks.append(ScheduleFeedback(schedule, quick_dev))
 
-    first_step = step + 1
-    finetune_start = getattr(strategy, "finetune_start", None)  # a final primary-only phase (AANG)
-    for step in range(first_step, config.max_steps + 1):
-        if step == finetune_start:  # it starts from the best dev state, with fresh optimiser moments
-            if best_state is not None:
-                model.load_state_dict(best_state)
-            optimizer.state.clear()
-            evals_since_best = 0
-        for name, n in strategy.backward(step).items():
-            examples[name] = examples.get(name, 0) + n
-        if config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        for hook in hooks:
-            hook.on_step_end(step)
-
-        if step % config.eval_every == 0 or step == config.max_steps:
-            ctx.flush_checks()
-            dev = evaluate(
-                model,
-                primary,
-                dev_data,
-                primary.dev.labels,
-                device=device,
-                batch_size=config.eval_batch_size,
-                bf16=bf16,
-                max_batches=config.eval_batches,
-            )
-            curve.append((step, dev))
-            if dev > best_dev:
-                best_dev, best_step, evals_since_best = dev, step, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            else:
-                evals_since_best += 1
-            for hook in hooks:
-                hook.on_evaluate(step, dev)
-            if any([hook.should_stop() for hook in hooks]):  # every callback is asked
-                stopped = "reporter"
-                break
-            if config.patience is not None and evals_since_best >= config.patience:
-                stopped = "early_stopping"
-                break
-        if saver is not None and step % config.checkpoint.every == 0 and step < config.max_steps:
-            saver.save(
-                config.checkpoint.store,
-                step,
-                {
-                    "curve": curve,
-                    "examples": examples,
-                    "best_dev": best_dev,
-                    "best_step": best_step,
-                    "best_state": best_state,
-                    "evals_since_best": evals_since_best,
-                },
-            )
-
-    ctx.flush_checks()
-    test = None
-    if best_state is not None and (primary.test is not None or keep_model):
-        model.load_state_dict(best_state)
-    if primary.test is not None and best_state is not None:
-        test = evaluate(
-            model,
-            primary,
-            encode_split(tokenizer, primary, "test", config.max_length),
-            primary.test.labels,
-            device=device,
-            batch_size=config.eval_batch_size,
-            bf16=bf16,
-        )
-    return TrainResult(
-        metric=primary.metric,
-        best_dev=float(best_dev),
-        best_step=best_step,
-        test_at_best=test,
-        curve=curve,
-        steps=step,
-        examples=examples,
-        wall_time=time.perf_counter() - start_time,
-        stopped=stopped,
-        device=str(device),
-        extra={
-            **({records.THOMPSON: schedule.summary()} if feedback else {}),
-            **strategy.summary(),
-            **({records.RESUMED_FROM_STEP: resumed_from} if resumed_from is not None else {}),
-            **({records.CONTAMINATION: overlap.to_dict()} if overlap.contaminated else {}),
-        },
-        model=TrainedModel(model.eval(), tokenizer, primary, config.max_length, config.describe(), overlap.to_dict())
-        if keep_model
-        else None,
+def dev_score(ctx: TrainContext, max_batches: int | None, with_loss: bool = False):
+    """The primary's dev metric on the first ``max_batches`` dev batches (all: None)."""
+    primary = ctx.config.primary
+    return evaluate(
+        ctx.model,
+        primary,
+        ctx.dev_data,
+        primary.dev.labels,
+        device=ctx.device,
+        batch_size=ctx.config.eval_batch_size,
+        bf16=ctx.bf16,
+        max_batches=max_batches,
+        with_loss=with_loss,
     )
+
+
+def schedule_feedback(ctx: TrainContext, first: bool) -> ScheduleFeedback:
+    """The online schedule's rewards: a bounded dev evaluation (metric and loss) after each pull, and
+    once before training as the reference (``first``; not again on a resumed run)."""
+    schedule = ctx.schedule
+
+    def quick_dev() -> tuple[float, float]:
+        return dev_score(ctx, schedule.spec.eval_batches, with_loss=True)
+
+    if first:
+        schedule.observe(0, quick_dev())
+    return ScheduleFeedback(schedule, quick_dev)
+
+
+@dataclass
+class RunState:
+    """Where a run stands: its step, the dev curve, the examples seen per task, the best dev score
+    with its step and weights (on the CPU), the evaluations since, and why it stopped. A checkpoint
+    holds it (:meth:`state_dict`) beside the model's and the optimiser's."""
+
+    examples: dict[str, int]
+    step: int = 0
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    best_dev: float = -math.inf
+    best_step: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    evals_since_best: int = 0
+    stopped: str = "max_steps"
+    resumed_from: int | None = None
+
+    def count(self, used: dict[str, int]) -> None:
+        for name, n in used.items():
+            self.examples[name] = self.examples.get(name, 0) + n
+
+    def start_finetune(self, model: torch.nn.Module, optimizer) -> None:
+        """A final phase starts from the best dev state so far, with fresh optimiser moments."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        optimizer.state.clear()
+        self.evals_since_best = 0
+
+    def evaluate(self, step: int, ctx: TrainContext, hooks: Sequence[TrainCallback]) -> bool:
+        """Score dev, keep the best weights, tell the hooks; True when the run should stop (a hook
+        asked, or ``patience`` evaluations passed without a better dev score)."""
+        ctx.flush_checks()
+        dev = dev_score(ctx, ctx.config.eval_batches)
+        self.curve.append((step, dev))
+        if dev > self.best_dev:
+            self.best_dev, self.best_step, self.evals_since_best = dev, step, 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in ctx.model.state_dict().items()}
+        else:
+            self.evals_since_best += 1
+        for hook in hooks:
+            hook.on_evaluate(step, dev)
+        if any([hook.should_stop() for hook in hooks]):  # every callback is asked
+            self.stopped = "reporter"
+            return True
+        patience = ctx.config.patience
+        if patience is not None and self.evals_since_best >= patience:
+            self.stopped = "early_stopping"
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "curve": self.curve,
+            "examples": self.examples,
+            "best_dev": self.best_dev,
+            "best_step": self.best_step,
+            "best_state": self.best_state,
+            "evals_since_best": self.evals_since_best,
+        }
+
+    def resume(self, resumed: dict[str, Any] | None, hooks: Sequence[TrainCallback]) -> None:
+        """Continue from a checkpoint's state (None: nothing to resume); the hooks see the restored
+        curve again (a retried trial shows the whole curve; no stop is asked)."""
+        if resumed is None:
+            return
+        self.resumed_from = self.step = int(resumed["step"])
+        loop = resumed["loop"]
+        self.curve = [(int(s), float(v)) for s, v in loop["curve"]]
+        self.examples, self.best_state = dict(loop["examples"]), loop["best_state"]
+        self.best_dev, self.best_step = float(loop["best_dev"]), int(loop["best_step"])
+        self.evals_since_best = int(loop["evals_since_best"])
+        for s, v in self.curve:
+            for hook in hooks:
+                hook.on_evaluate(s, v)
+
+    def test(self, ctx: TrainContext, keep_model: bool) -> float | None:
+        """Load the best dev weights (when there is a test split or the model is kept) and score the
+        primary's test split with them."""
+        primary = ctx.config.primary
+        if self.best_state is not None and (primary.test is not None or keep_model):
+            ctx.model.load_state_dict(self.best_state)
+        if primary.test is None or self.best_state is None:
+            return None
+        return evaluate(
+            ctx.model,
+            primary,
+            encode_split(ctx.tokenizer, primary, "test", ctx.config.max_length),
+            primary.test.labels,
+            device=ctx.device,
+            batch_size=ctx.config.eval_batch_size,
+            bf16=ctx.bf16,
+        )
