@@ -85,6 +85,42 @@ def configurations(url: str, suite_name: str):
     return {s: r for s, r in sorted(runs.items()) if all(w in r for w in wanted)}
 
 
+def stage2_configurations(url: str, suite_name: str) -> dict[int, dict]:
+    """seed → {run: (curve, dev, test)} of AutoSeM's own stage-2 runs (the row that lets every run
+    finish), named by what they are: ``all-equal`` and ``primary-only`` (the protected fixed points),
+    then ``utilities`` and ``gp 1``, ``gp 2``, … in the order they ran (the order AutoSeM runs them
+    in now: equal mixing, the primary alone, the utilities point, the GP's). Runs that reused another
+    run's outcome (0 steps) are left out: a search trains each configuration once."""
+    import optuna
+    import payoff
+
+    scale = payoff.SCALES["cpu"]
+    out = {}
+    for seed in range(scale["seeds"] + 2):
+        name = payoff.stage_prefix(f"payoff-{suite_name}", "autosem-online", seed, scale) + ".stage2"
+        try:
+            study = optuna.load_study(study_name=name, storage=url)
+        except KeyError:
+            continue
+        runs, extra = {}, 0
+        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+            if t.state.name != "COMPLETE" or not t.user_attrs.get("steps") or not t.user_attrs.get("curve"):
+                continue
+            ratios = [v for k, v in t.params.items() if k.startswith("ratio_")]
+            if all(v == 1.0 for v in ratios):
+                key = "all-equal"
+            elif all(v < 0.125 for v in ratios):  # every auxiliary in the off band
+                key = "primary-only"
+            else:
+                key = "utilities" if extra == 0 else f"gp {extra}"
+                extra += 1
+            curve = [(int(s), float(v)) for s, v in t.user_attrs["curve"]]
+            runs[key] = (curve, float(t.value), t.user_attrs.get("test_metric"))
+        if all(k in runs for k in PROTECTED):
+            out[seed] = runs
+    return out
+
+
 def replay(factory, order: list[str], runs: dict) -> tuple[str, int]:
     """One replayed search: (the answer's row, the training steps spent)."""
     import optuna
@@ -180,12 +216,42 @@ def main(argv=None) -> int:
                 f"{max(lost):.4f} | {statistics.mean(tests):.3f} |"
             )
             print(lines[-1], flush=True)
+    stage2 = {suite: stage2_configurations(url, suite) for suite in seeds_of}
+    if any(stage2.values()):
+        lines += [
+            "",
+            "AutoSeM's own stage 2, replayed: the stage-2 runs of the `AutoSeM (online, no pruning)` row, in the "
+            "order AutoSeM runs them now (equal mixing and the primary alone first, protected; then the "
+            "utilities point and the GP's runs as they ran); steps of stage 2 (stage 1 left out) and the dev "
+            "its answer lost against the unpruned stage 2, per seed.",
+            "",
+            "| suite | pruner | "
+            + " | ".join(f"seed {seed}" for seed in range(max(len(v) for v in stage2.values())))
+            + " |",
+            "|---|---|" + "---|" * max(len(v) for v in stage2.values()),
+        ]
+        for suite, data in stage2.items():
+            for label, factory in table.items():
+                cells = []
+                for runs in data.values():
+                    order = [*PROTECTED[::-1], *[r for r in runs if r not in PROTECTED]]
+                    answer, steps = replay(factory, order, runs)
+                    best = max(v[1] for v in runs.values())
+                    cells.append(f"{steps} steps, −{best - runs[answer][1]:.3f}")
+                lines.append(f"| {suite} | {label} | " + " | ".join(cells) + " |")
+                print(lines[-1], flush=True)
     lines += [
         "",
         "- Chosen from dev (never test): AutoSeM's default `auxopt.pruners.search_pruner()` is the median rule "
         "(2 startup runs, no warm-up): among the rules that lose less dev than one evaluation's noise it spends "
         "the fewest steps over both suites; successive halving from the first evaluation is cheaper on "
         "sentiment but loses the most dev there, and costs more on dsp.",
+        "- On AutoSeM's own stage-2 curves (the second table; 3 seeds a suite) the same rule spends 0.68 of "
+        "stage 2's steps on sentiment and 0.70 on dsp, and stops seed 0's best run (the utilities point, dev "
+        "0.841 against a median of 0.849 at step 100, 0.878 at its end): its answer loses 0.019 dev there, "
+        "about one evaluation's standard error, 0.006 on average. A warm-up of half a run keeps every "
+        "answer at 0.93 and 0.80 of the steps. With 300-step runs whose dev is this noisy, stopping early "
+        "saves little without risking the answer; the default stays until more seeds say otherwise.",
     ]
     _common.publish(TITLE, lines, args.write)
     return 0
