@@ -24,8 +24,8 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check auxopt tests benchmarks studies examples optunahub-registry
-	$(BIN)/ruff format --check auxopt tests benchmarks studies examples optunahub-registry
+	$(BIN)/ruff check auxopt tests benchmarks studies examples optunahub-registry docs
+	$(BIN)/ruff format --check auxopt tests benchmarks studies examples optunahub-registry docs
 
 clean:
 	rm -rf $(VENV) quickstart.db

@@ -79,7 +79,8 @@ class BetaBernoulliBandit:
         arms: the arm names (any hashable values, e.g. task names); more can be added later with
             :meth:`add_arm` — an arm added late starts at the prior, which is exactly where it would
             be had it been there all along (decay keeps an unpulled arm at the prior).
-        alpha0, beta0: the Beta prior, both > 0 (default Beta(1, 1), uniform).
+        alpha0: the Beta prior's α, > 0 (default 1: Beta(1, 1), uniform).
+        beta0: the Beta prior's β, > 0 (default 1).
         gamma: the decay toward the prior applied to every arm at every pull, in [0, 1)
             (default 0.3 as in AutoSeM; 0 disables decay).
 

@@ -43,11 +43,12 @@ def search_pruner() -> optuna.pruners.BasePruner:
     first).
 
     Replayed on the payoff benchmark's dev curves (``benchmarks/search/pruner_replay.py``: the primary
-    alone and equal mixing protected, then one 1:1 run per candidate), it spent 0.70 (sentiment) and
-    0.52 (dsp) of the steps of the search without pruning, for 0.005 dev lost on average (sentiment;
-    none on dsp): as cheap as successive halving (min resource one evaluation, η 3: 0.59 and 0.71)
-    for less dev lost (0.009), cheaper than Hyperband (0.78, 0.82) and the median rule with a
-    warm-up. The dev lost is within one evaluation's noise on a 377-example dev split."""
+    alone and equal mixing protected, then one 1:1 run per candidate; 4 seeds on sentiment, 3 on dsp,
+    2026-12-05), it spent 0.74 (sentiment) and 0.52 (dsp) of the steps of the search without pruning,
+    for 0.005 dev lost on average (sentiment; none on dsp). Successive halving (min resource one
+    evaluation, η 3) spent 0.58 and 0.71 for 0.0075 lost; Hyperband 0.78 and 0.82; the median rule
+    with a warm-up of half a run 0.84 and 0.68 for 0.003. The dev lost is within one evaluation's
+    noise on a 377-example dev split."""
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
 
 

@@ -52,7 +52,8 @@ class StudySpec:
         space: ``space(trial) -> dict`` of :class:`TrainConfig` fields this trial uses (e.g.
             ``{"ratios": {...}, "lr": ...}``), suggested through ``trial``; any Optuna sampler searches it.
         base: fixed :class:`TrainConfig` fields (``max_steps``, ``model``, …) under the suggested ones.
-        sampler, pruner: Optuna's (default: TPE with ``seed``; :meth:`default_pruner`).
+        sampler: an Optuna sampler (default: TPE with ``seed``).
+        pruner: an Optuna pruner (default: :meth:`default_pruner`).
         n_trials: trials one run adds.
         storage: default storage URL (default: ``sqlite:///<name>.db`` beside the study file).
         user_attrs: stored on the study (e.g. the ground truth of a synthetic benchmark).

@@ -1,6 +1,6 @@
 """AutoSeM on real data: which sentence tasks help question classification (TREC), and how much.
 
-Stage 1 trains TREC with SST-2, SUBJ, MR and CoLA as bandit arms (online Thompson sampling, AutoSeM's
+Stage 1 trains TREC with SUBJ, MR, CoLA and QNLI as bandit arms (online Thompson sampling, AutoSeM's
 own stage 1); stage 2 searches the mixing ratios of the tasks it kept with a BoTorch GP. Both studies
 (``autosem_trec.stage1``, ``autosem_trec.stage2``) go to ``autosem_trec.db`` beside this file; run the
 same command again to continue after an interruption.
@@ -16,10 +16,10 @@ from auxopt.pipelines import AutoSeM
 
 primary = load_task("trec", max_train=1000)
 auxiliaries = [
-    load_task("sst2", max_train=3000),
     load_task("subj", max_train=3000),
     load_task("mr", max_train=3000),
     load_task("cola", max_train=3000),
+    load_task("qnli", max_train=3000),
 ]
 
 study = AutoSeM(

@@ -217,7 +217,11 @@ def test_finetune_steps_and_online_finetune(small):
         )
     )
     assert result.extra["aang_finetune"] == {"start": 3, "steps": 2}
-    assert result.extra["aang_weights"]["steps"] == [1, 2]
+    record = result.extra["aang_weights"]
+    assert record["steps"] == [1, 2, 3]  # 3: the weights the run ends with (after step 2's update)
+    final = dict(zip(record["objectives"], record["weights"][-1], strict=True))
+    assert all(final[name] == weight for name, weight in result.extra["aang_top"])
+    assert record["weights"][-1] != record["weights"][-2]  # step 2 updated them
     assert result.examples[small.primary.name] == 4 * 8
     assert sum(n for k, n in result.examples.items() if k != small.primary.name) == 2 * 8
 

@@ -185,7 +185,7 @@ def test_the_code_is_linted_and_formatted():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
-    folders = ["auxopt", "tests", "benchmarks", "studies", "examples", "optunahub-registry"]
+    folders = ["auxopt", "tests", "benchmarks", "studies", "examples", "optunahub-registry", "docs"]
     repo = ROOT.parent
     for command in ([ruff, "check", *folders], [ruff, "format", "--check", *folders]):
         done = subprocess.run(command, cwd=repo, capture_output=True, text=True)

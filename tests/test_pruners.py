@@ -11,7 +11,7 @@ class PruneEverything(optuna.pruners.BasePruner):
 
 
 def test_protected_pruner_lets_queued_points_of_a_users_study_finish(suite, tmp_path):
-    """The README's recipe for a study of one's own: points queued as protected run to their last
+    """The recipe of docs/tutorials/autosem.md for a study of one's own: points queued as protected run to their last
     step under a pruner that would stop every run; the others end PRUNED with the steps they ran."""
     spec = StudySpec(
         name="lr",

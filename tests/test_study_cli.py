@@ -217,8 +217,8 @@ def test_storage_url_helpers(tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_command_twice_then_the_readme_export_and_verify(tmp_path, monkeypatch, capsys):
-    """The README's main job: `auxopt quickstart` writes quickstart.db; running it again adds trials;
-    the quickstart's export and verify commands, as the README writes them, run on it (verify with 2
+    """The quickstart's job: `auxopt quickstart` writes quickstart.db; running it again adds trials;
+    the export and verify commands, as docs/getting-started.md writes them, run on it (verify with 2
     seeds instead of 5, for time)."""
     import shlex
 
@@ -238,11 +238,11 @@ def test_quickstart_command_twice_then_the_readme_export_and_verify(tmp_path, mo
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete and all("dev_metric" in t.user_attrs and "test_metric" in t.user_attrs for t in complete)
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("Then take the result out", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "getting-started.md").read_text()
+    block = page.split("Then take the result out", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [shlex.split(line) for line in block.strip().splitlines()]
     assert [c[:2] for c in commands] == [["auxopt", "export"], ["auxopt", "verify"]]
-    monkeypatch.chdir(tmp_path)  # the README's relative paths; in this process, to save start-ups
+    monkeypatch.chdir(tmp_path)  # the page's relative paths; in this process, to save start-ups
     assert main(commands[0][1:]) == 0
     out = capsys.readouterr().out
     assert "reproduced exactly" in out and (tmp_path / "quickstart-model" / "model.safetensors").is_file()

@@ -108,7 +108,7 @@ def _outcome_parsers(sub) -> None:
         description="Train the study's chosen configuration and the primary task alone (the same run without "
         "its auxiliary tasks) with N fresh paired seeds, as trials of the companion study <name>.verify in "
         "the same storage (resumable; no run repeated), and report the paired difference of dev and test "
-        "scores with a 95 %% interval and wins/ties/losses. The verdict is stored on the study, shown in "
+        "scores with a 95 % interval and wins/ties/losses. The verdict is stored on the study, shown in "
         "the dashboard's note and written into the model card of a later auxopt export.",
         epilog="examples:\n  auxopt verify studies/quickstart.py\n"
         "  auxopt verify my_autosem.py --seeds 10 --workers 2 --threads 1",

@@ -146,7 +146,8 @@ class Attittud:
             per-example memory checked here rather than at the first refresh.
         memory_budget: most bytes the k × D fp32 basis may take, and the per-example method's m × D
             gradients (default 4 GiB).
-        oversample, power_iters: the randomised SVD's p and q (:func:`~auxopt.grad.randomized_basis`).
+        oversample: the randomised SVD's oversampling p (:func:`~auxopt.grad.randomized_basis`).
+        power_iters: the randomised SVD's power iterations q.
         seed: seeds the randomised SVD's sketches (its own generator, checkpointed by
             :meth:`state_dict`); None draws them from torch's global generator.
         chunk_size: passed to ``torch.func.vmap`` (bounds the memory of a refresh).
@@ -351,7 +352,8 @@ class Attittud:
                 returning one (called right before its backward pass: one graph alive at a time).
             aux_losses: one auxiliary loss or a sequence of them (same kinds); each is decomposed on
                 its own. Tensors that share a graph are fine (all but the last keep it for the next).
-            eta, eta_prim: override the instance's weights for this call.
+            eta: overrides the instance's η for this call.
+            eta_prim: overrides the instance's primary weight for this call.
             norms: also return the parts' norms (one more pass over V per auxiliary loss).
 
         Returns None, or with ``norms=True`` ``{"prim": ‖g_prim‖, "pos": [‖g_+‖ per aux loss],

@@ -120,8 +120,9 @@ class GradientDecomposer:
         method: how the basis is computed: ``"per_example"`` (exact, from the m × D per-example
             gradient matrix), ``"randomized"`` (randomised SVD, never forming it) or ``"auto"``
             (``per_example`` when 4·m·D bytes fit in ``memory_budget``, else ``randomized``).
-        oversample, power_iters: randomised SVD's p and q (:func:`~auxopt.grad.randomized_basis`;
+        oversample: the randomised SVD's oversampling p (:func:`~auxopt.grad.randomized_basis`;
             the randomized method only).
+        power_iters: the randomised SVD's power iterations q (the randomized method only).
         log_every: record the parts' norms every this many steps (and at step 1).
         seed: seeds the reference batches and sketches (None: the run's seed).
     """

@@ -4,7 +4,7 @@ Let ``ℓ(θ) = (ℓ_1(θ), …, ℓ_m(θ))`` be the per-example primary losses 
 ``J = ∂ℓ/∂θ`` (m × D) their Jacobian on the chosen shared parameters: row i is example i's gradient.
 ATTITTUD (Dery, Dauphin & Grangier, ICLR 2021, §3) projects auxiliary gradients onto
 ``span(V)``, where ``V`` (k × D) holds the top-k right singular vectors of ``J``
-(``J = U Σ Vᵀ``, rows of ``V`` orthonormal).
+(``J = Σᵢ σᵢ uᵢ vᵢᵀ``; row i of ``V`` is ``vᵢᵀ``, so the rows are orthonormal and ``J ≈ U_k Σ_k V``).
 
 :func:`randomized_basis` computes ``V`` without forming ``J`` — randomised SVD (Halko, Martinsson &
 Tropp 2011, Algorithms 4.3/4.4 + 5.1) applied to ``Jᵀ`` (D × m), built from two matrix-free products

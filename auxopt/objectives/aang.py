@@ -65,14 +65,17 @@ class AANG:
             :class:`AuxObjective`); default: every objective of the space.
         weights: fixed weights of ``objectives`` (``learn=False``; default 1 each).
         primary_weight: the primary loss's weight with fixed objectives.
-        weight_lr, joint_lr: learning rates of the factor and joint logits (joint default: weight_lr).
-        primary_lr: learning rate of the primary/auxiliary split ψ; init_primary: λ at the start.
+        weight_lr: learning rate of the factor logits.
+        joint_lr: learning rate of the joint logits (default: ``weight_lr``).
+        primary_lr: learning rate of the primary/auxiliary split ψ.
+        init_primary: λ at the start.
         update_every: update the weights every this many steps (other steps: one combined backward).
         dev_batch_size: dev examples the dev-loss gradient is taken on per weight update (default:
             the run's batch size).
         dev_fit_size: primary *train* examples the dev head is fitted on per weight update (default:
             ``dev_batch_size``; the official runs fit on 32 and take the gradient on 32).
-        dev_head_steps, dev_head_l2: L-BFGS iterations and L2 penalty of the dev-head fit.
+        dev_head_steps: L-BFGS iterations of the dev-head fit.
+        dev_head_l2: L2 penalty of the dev-head fit.
         log_every: record the weights every this many steps (and at step 1).
         align_embeddings: include the embedding tables in the gradients whose cosine is taken (by
             default only the transformer layers: the word-embedding gradient is a sparse record of

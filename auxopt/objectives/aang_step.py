@@ -82,6 +82,7 @@ class AANGStep:
             "primary_weight": [],
         }
         self.cosines: list[list[float]] = []
+        self.last_weighted = 0  #: the last step trained with the objectives (before any fine-tuning)
 
     # -- weights --------------------------------------------------------------------------------
     def current_weights(self) -> tuple[list[float], float]:
@@ -186,6 +187,7 @@ class AANGStep:
             return {self.ctx.primary.name: n}
         if step == 1 or step % self.spec.log_every == 0:
             self._log(step)
+        self.last_weighted = step
         terms, sampled = self._terms()
         used: dict[str, int] = {}
         update = self.online is not None and (step - 1) % self.spec.update_every == 0
@@ -233,9 +235,18 @@ class AANGStep:
         return used
 
     def summary(self) -> dict[str, Any]:
-        weights, _ = self.current_weights()
+        weights, primary = self.current_weights()
         top = sorted(zip(self.record["objectives"], weights, strict=True), key=lambda t: -t[1])[:5]
-        out: dict[str, Any] = {records.AANG_WEIGHTS: self.record, records.AANG_TOP: [[n, round(w, 6)] for n, w in top]}
+        record = self.record
+        end = self.last_weighted + 1  # a row holds the weights a step starts with: these, the final ones
+        if self.online is not None and record["steps"] and record["steps"][-1] < end:
+            record = {
+                **record,
+                "steps": [*record["steps"], end],
+                "weights": [*record["weights"], [round(w, 6) for w in weights]],
+                "primary_weight": [*record["primary_weight"], round(primary, 6)],
+            }
+        out: dict[str, Any] = {records.AANG_WEIGHTS: record, records.AANG_TOP: [[n, round(w, 6)] for n, w in top]}
         if self.cosines:
             out["aang_cosines"] = self.cosines
         if self.finetune_start is not None:
@@ -251,6 +262,7 @@ class AANGStep:
             "generator": self.generator.get_state(),
             "record": copy.deepcopy(self.record),
             "cosines": copy.deepcopy(self.cosines),
+            "last_weighted": self.last_weighted,
         }
         if self.online is not None:
             state.update(
@@ -267,6 +279,7 @@ class AANGStep:
         self.generator.set_state(state["generator"])
         self.record = copy.deepcopy(state["record"])
         self.cosines = copy.deepcopy(state["cosines"])
+        self.last_weighted = state.get("last_weighted", 0)
         if self.online is not None:
             self.online.load_state_dict(state["online"])
             self.dev_w = state["dev_w"].cpu()

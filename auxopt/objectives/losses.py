@@ -126,7 +126,8 @@ def data_sources(objectives, primary, tasks, *, domain: Any, out_of_domain: Any)
                 )
             out[data] = tuple(primary.domain_text)
         elif value is None:
-            raise AuxoptError(f"objective data {data!r} needs {data}=PATH or a list of passages")
+            own = "" if data != "domain" or primary.domain_text else f" (task {primary.name!r} has no domain.txt)"
+            raise AuxoptError(f"objective data {data!r} needs {data}=PATH or a list of passages{own}")
         else:
             out[data] = read_texts(value, "in-domain" if data == "domain" else "out-of-domain")
     return out

@@ -169,7 +169,9 @@ class ObjectiveSpace:
     Args:
         data: data stages (default: ``"task"``, plus ``"domain"`` / ``"out_of_domain"`` when those
             texts are given).
-        transforms, representations, outputs: the options of the other stages (default: all).
+        transforms: the transform stage's options (default: all).
+        representations: the representation stage's options (default: all).
+        outputs: the output stage's options (default: all).
         domain: in-domain text — a file path (one passage a line), a list of passages, or True for
             the primary task's own ``domain.txt`` (:attr:`Task.domain_text`, checked when training starts).
         out_of_domain: out-of-domain text (a path or a list of passages).
@@ -268,8 +270,10 @@ class ObjectiveSpace:
         return n
 
     def nearest(self, stages: Sequence[str]) -> AuxObjective:
-        """The legal objective closest to a (maybe illegal) tuple: the most stages in common, ties
-        broken by keeping data, then output, then representation, then transform; then by order."""
+        """The legal objective closest to a (maybe illegal) tuple, stages compared in the order data,
+        output, representation, transform (lexicographically: keeping the data stage outweighs keeping
+        all three others, keeping the output outweighs representation and transform together); among
+        equals, the first in the space."""
         priority = (8, 1, 2, 4)  # data, transform, representation, output
 
         def score(o: AuxObjective) -> int:

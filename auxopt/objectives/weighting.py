@@ -98,8 +98,9 @@ class OnlineWeights:
             ``mask``).
         options: the options of each factor (for :class:`AuxObjective` s: ``{stage: [option, …]}``;
             for tuples: one sequence per position); None: the options the objectives use, sorted.
-        lr, joint_lr, primary_lr: learning rates of the factor logits θ, the joint logits φ
-            (None: ``lr``) and the primary/auxiliary split ψ.
+        lr: learning rate of the factor logits θ.
+        joint_lr: learning rate of the joint logits φ (None: ``lr``).
+        primary_lr: learning rate of the primary/auxiliary split ψ.
         init_primary: the primary's share λ = σ(ψ) at the start.
         seed: seeds :meth:`sample` when it is given no generator.
     """
@@ -223,10 +224,10 @@ class OnlineWeights:
 
         Args:
             sampled: what :meth:`sample` returned.
-            primary_loss, aux_losses: scalar loss tensors (ones sharing a forward pass are fine) or
-                zero-argument callables (each evaluated just before its backward pass, so one graph
-                lives at a time); ``aux_losses`` one per sampled objective, in order, or a mapping
-                ``{objective: loss}`` covering the sampled ones.
+            primary_loss: a scalar loss tensor, or a zero-argument callable evaluated just before
+                its backward pass (so that one graph lives at a time).
+            aux_losses: the same kind, one per sampled objective, in order, or a mapping
+                ``{objective: loss}`` covering the sampled ones (losses sharing a forward pass are fine).
             dev: the dev loss (a tensor or callable) whose gradient over ``shared`` the cosines use,
                 or that gradient already flattened (a 1-D tensor of ``shared``'s total size).
             shared: the parameters the cosines are taken over (those every objective trains).

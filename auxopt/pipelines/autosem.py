@@ -35,6 +35,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -43,6 +44,7 @@ from auxopt import records
 from auxopt.errors import AuxoptError
 from auxopt.pruners import ProtectedPruner, search_pruner
 from auxopt.samplers import select_tasks
+from auxopt.storage import default_storage_url
 from auxopt.study import StudySpec
 from auxopt.tasks.task import Task
 from auxopt.train import OnlineThompson
@@ -77,7 +79,8 @@ class AutoSeM:
 
     Args:
         name: prefix of the two study names (``<name>.stage1``, ``<name>.stage2``).
-        primary, auxiliaries: the end task and the candidate auxiliary tasks.
+        primary: the end task.
+        auxiliaries: the candidate auxiliary tasks.
         base: fixed :class:`~auxopt.train.TrainConfig` fields for every run (model, max_steps, …).
         stage1: ``"online"`` or ``"sampler"``.
         online: the online schedule's settings (``stage1="online"``).
@@ -284,7 +287,12 @@ class AutoSeM:
 
     # -- running ------------------------------------------------------------------------------
     def storage_url(self, storage: str | None = None) -> str:
-        return self._stage1_spec().storage_url(storage)
+        """Both stages' storage: ``storage``, else ``self.storage``, else ``sqlite:///<name>.db`` beside
+        the study file (or in the working folder)."""
+        if storage or self.storage:
+            return storage or self.storage
+        folder = Path(self.source_file).parent if self.source_file else Path.cwd()
+        return default_storage_url(self.name, folder)
 
     @staticmethod
     def _remaining(spec: StudySpec, storage: str, target: int) -> int:
@@ -337,8 +345,9 @@ class AutoSeM:
         evidence = self._evidence(study1, spec1)
         utilities = {k: a / (a + b) for k, (a, b) in evidence.items()}
         selected = self.select(evidence)
-        study1.set_user_attr(records.SELECTED_TASKS, selected)
-        study1.set_user_attr(records.UTILITIES, utilities)
+        if not self._read_only:  # load_result() writes nothing
+            study1.set_user_attr(records.SELECTED_TASKS, selected)
+            study1.set_user_attr(records.UTILITIES, utilities)
         logger.info(
             "AutoSeM stage 1 kept %s (utilities %s)",
             selected or "no task",

@@ -159,8 +159,8 @@ class MixingRatioSampler(BaseSampler):
         independent_sampler: samples everything outside the relative search space (default
             ``RandomSampler(seed=seed)``).
         device: ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"`` for the GP.
-        num_restarts, raw_samples: the acquisition optimiser's starts and the random points they
-            are chosen from (modest, so that a suggestion stays fast).
+        num_restarts: the acquisition optimiser's starts (modest, so that a suggestion stays fast).
+        raw_samples: the random points the starts are chosen from.
         candidates_func: the function that proposes the next point from the data, see above
             (``None``: :func:`~auxopt.samplers.logei_candidates` with ``num_restarts`` and
             ``raw_samples``, which a custom function does not receive).

@@ -119,7 +119,9 @@ class ThompsonTaskSampler(BaseSampler):
         param_names: the categorical parameter(s) chosen by the bandit (one bandit each).
         reward: ``"baseline"``, ``"previous"`` or a callable, see above.
         none_arm: the primary-only choice (never selected by :func:`select_tasks`).
-        alpha0, beta0: the Beta prior (> 0). gamma: the decay toward the prior per pull, in [0, 1).
+        alpha0: the Beta prior's α (> 0).
+        beta0: the Beta prior's β (> 0).
+        gamma: the decay toward the prior per pull, in [0, 1).
         seed: seeds the Thompson draws and the default independent sampler.
         independent_sampler: samples all other parameters (default ``RandomSampler(seed=seed)``).
     """

@@ -95,8 +95,12 @@ def load_task(
         labels: the expected label set of a classification task, in class-id order; examples with any
             other label are dropped (and counted in :attr:`Task.carved`). Default: every label in train.
         config: the hub dataset's configuration (``load_task("hf:nyu-mll/glue", config="rte")``).
-        text_field, pair_field, label_field: record fields (text fields are detected when omitted).
-        dev_fraction, test_fraction, seed: how a missing dev/test split is carved from train.
+        text_field: the record field of the text (detected when omitted).
+        pair_field: the record field of a text pair's second text (detected when omitted).
+        label_field: the record field of the label.
+        dev_fraction: the share of train carved out as dev when the task has no dev split.
+        test_fraction: the share of train carved out as test when the task has no test split.
+        seed: seeds that carving.
         max_train: keep at most this many train examples (a seeded random subset), for small budgets.
     """
     options = TaskOptions.of(locals())

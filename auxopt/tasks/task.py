@@ -40,7 +40,9 @@ class Task:
 
     Args:
         name: unique name; used for heads, ratios and parameters.
-        train, dev, test: the splits (``test`` may be ``None``).
+        train: the training split.
+        dev: the dev split (model selection).
+        test: the test split, or ``None``.
         kind: ``"classification"`` or ``"regression"``.
         labels: label names of a classification task (index = class id); empty for regression.
         metric: ``accuracy``, ``macro_f1``, ``mcc`` or ``pearson`` (all higher-is-better).

@@ -210,7 +210,9 @@ class OnlineThompson:
 
     Args:
         steps_per_pull: minibatches per pull.
-        gamma, alpha0, beta0: the bandit's decay and Beta prior (AutoSeM: 0.3 and Beta(1, 1)).
+        gamma: the bandit's decay toward the prior per pull (AutoSeM: 0.3).
+        alpha0: the Beta prior's α (AutoSeM: 1).
+        beta0: the Beta prior's β (AutoSeM: 1).
         eval_batches: dev batches per reward evaluation (None: the whole dev split).
         reward: ``"rose"`` (the dev metric rose; AutoSeM's) or ``"trend"`` (see above).
         window: the pulls the ``"trend"`` reward's median is taken over.

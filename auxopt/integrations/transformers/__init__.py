@@ -29,6 +29,7 @@ with a head per task (:class:`auxopt.models.MultiTaskModel`) with that ``forward
     from transformers import TrainingArguments
     from auxopt import make_synthetic_suite
     from auxopt.integrations.transformers import AttittudArgs, MultiTaskTrainer
+    from auxopt.samplers import MixingRatioSampler
 
     suite = make_synthetic_suite()
     args = TrainingArguments("out", max_steps=300, per_device_train_batch_size=32, eval_strategy="steps",

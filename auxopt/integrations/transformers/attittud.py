@@ -31,7 +31,13 @@ class AttittudArgs:
     Args:
         params: the shared parameters, by name prefix or glob (``"encoder"``; ``"!*word_embeddings*"``
             drops a match), as :class:`~auxopt.grad.GradientDecomposer` selects them; heads never.
-        k, every, eta, eta_prim, method, memory_budget, seed: as :class:`~auxopt.grad.Attittud`.
+        k: the basis rank, as in :class:`~auxopt.grad.Attittud`.
+        every: steps between refreshes, as in :class:`~auxopt.grad.Attittud`.
+        eta: (η⊥, η+, η−) or a preset name, as in :class:`~auxopt.grad.Attittud`.
+        eta_prim: the primary gradient's weight, as in :class:`~auxopt.grad.Attittud`.
+        method: how the basis is computed, as in :class:`~auxopt.grad.Attittud`.
+        memory_budget: the largest basis and Jacobian allowed, as in :class:`~auxopt.grad.Attittud`.
+        seed: seeds the randomised SVD's sketches, as in :class:`~auxopt.grad.Attittud`.
         m: primary examples per reference batch (a refresh every ``every`` steps); at most the
             primary's train size.
         log_every: record the parts' norms (``trainer.grad_parts``) every this many steps.

@@ -241,7 +241,7 @@ class MultiTaskTrainer(AttittudSteps, Trainer):
             batch_sampler=self.batch_sampler,
             collate_fn=self.data_collator,
             num_workers=self.args.dataloader_num_workers,
-            pin_memory=self.args.dataloader_pin_memory,
+            pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available(),  # no pinning without CUDA
         )
         return self.accelerator.prepare(loader)
 
