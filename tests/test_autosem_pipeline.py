@@ -162,6 +162,19 @@ def test_sampler_stage1_resumes_with_only_missing_trials(suite, tmp_path):
     assert len(optuna.load_study(study_name="thompson.stage1", storage=storage).trials) == 3
 
 
+def test_sampler_stage1_runs_take_stage1_steps_and_stage2_runs_the_base_steps(suite, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'short.db'}"
+    pipeline = AutoSeM(
+        "short", suite.primary, suite.auxiliaries[:2], base=BASE, stage1="sampler", stage1_trials=3,
+        stage1_steps=15, threshold=0.0, baseline=None, stage2_trials=2, pruner=None, storage=storage,
+    )  # fmt: skip
+    final = pipeline.optimize()
+    stage1 = optuna.load_study(study_name="short.stage1", storage=storage).trials
+    assert {t.user_attrs["config"]["max_steps"] for t in stage1} == {15}
+    assert all(t.user_attrs["steps"] in (0, 15) for t in stage1)  # 0: a repeat reuses a finished run
+    assert {t.user_attrs["config"]["max_steps"] for t in final.trials} == {BASE["max_steps"]}
+
+
 def test_online_stage1_that_keeps_nothing_trains_the_primary_alone(suite, tmp_path):
     storage = f"sqlite:///{tmp_path / 'none.db'}"
     kwargs = dict(

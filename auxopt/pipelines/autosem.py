@@ -84,7 +84,10 @@ class AutoSeM:
         base: fixed :class:`~auxopt.train.TrainConfig` fields for every run (model, max_steps, …).
         stage1: ``"online"`` or ``"sampler"``.
         online: the online schedule's settings (``stage1="online"``).
-        stage1_steps: training steps of the online stage-1 run (default ``base["max_steps"]``).
+        stage1_steps: training steps of the online stage-1 run, or of each run of the sampler stage 1
+            (default ``base["max_steps"]``). The sampler judges each candidate by a 1:1 run against
+            the primary alone, and those runs may be shorter than stage 2's (the selection
+            benchmark's sampler, precision 1.00, trains 150 steps a trial).
         stage1_trials: trials of the sampler stage 1.
         gamma: the bandit's decay toward the prior (both stage-1 variants); it steers the sampling
             only, never the selection.
@@ -204,7 +207,10 @@ class AutoSeM:
 
         def space(trial: optuna.Trial) -> dict:
             aux = trial.suggest_categorical("aux_task", ["none", *names])
-            return {"ratios": {primary: 1} if aux == "none" else {primary: 1, aux: 1}}
+            out: dict[str, Any] = {"ratios": {primary: 1} if aux == "none" else {primary: 1, aux: 1}}
+            if self.stage1_steps:
+                out["max_steps"] = int(self.stage1_steps)
+            return out
 
         sampler = ThompsonTaskSampler(seed=self.seed, gamma=self.gamma)
         pruner = None if self.pruner is None else ProtectedPruner(self.pruner, protect=_primary_only)

@@ -163,7 +163,7 @@ ROWS = {
 }
 #: A method row's revision: raised when the method's code or defaults change, so that its earlier
 #: runs are superseded (kept in the file, left out of the table) while every other row stays.
-REVISION = {"autosem-online": 3, "autosem-sampler": 3, "autosem-pruned": 2, "attittud": 2, "aang": 2}
+REVISION = {"autosem-online": 3, "autosem-sampler": 4, "autosem-pruned": 2, "attittud": 2, "aang": 2}
 #: per row key, the scale settings only that row depends on (the shared ones must match the study's)
 METHOD_KEYS = {
     "autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
@@ -430,7 +430,12 @@ def autosem_pipeline(row: str, seed: int, primary, auxiliaries, scale: dict, url
         on_overlap="ignore",
         stage1="sampler" if row == "autosem-sampler" else "online",
         **({"pruner": None} if row == "autosem-online" else {}),  # that row: every run finishes
-        stage1_trials=scale["stage1_trials"],
+        # the sampler: every arm (the primary alone and each candidate) at least twice, in runs of
+        # half the length (each arm's first run trains; a repeat of it reuses its outcome)
+        **({"stage1_steps": scale["steps"] // 2} if row == "autosem-sampler" else {}),
+        stage1_trials=max(scale["stage1_trials"], 2 * (len(auxiliaries) + 1))
+        if row == "autosem-sampler"
+        else scale["stage1_trials"],
         stage2_trials=scale["stage2_trials"],
         n_startup_trials=scale["stage2_startup"],
         seed=seed,
@@ -858,7 +863,8 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         f"- Setting ({scale_name} scale): model {s['model']}, max length {s['max_length']}, batch {s['batch_size']}, "
         f"{s['steps']} steps a run, lr {s['lr'] or 'default'} (AdamW, 10 % warm-up, linear decay), dev every "
         f"{s['eval_every']} steps, test scored at the best dev step; seeds 0–{s['seeds'] - 1}, the same for "
-        f"every row. AutoSeM: stage 1 online (one run at constant lr) or {s['stage1_trials']} sampler trials, "
+        f"every row. AutoSeM: stage 1 online (one run at constant lr) or sampler trials (at least "
+        f"{s['stage1_trials']}, two per arm, of {s['steps'] // 2} steps), "
         f"kept: the tasks whose undecayed win rate beats the median task's (at most 3); stage 2 "
         f"{s['stage2_trials']} runs over ratios 1/8 … 4 of the primary's (log scale, or off), the first being "
         "equal mixing, the primary alone and the stage-1 utilities (the no-pruning row ran the utilities "
