@@ -362,34 +362,13 @@ class AutoSeM:
         aux_evidence = {k: v for k, v in evidence.items() if k not in (self.primary.name, "none")}
 
         baseline = self._primary_only_trials(study1)  # the sampler's stage 1 trained it already
+        alone = {self.primary.name: 1.0}
         if not selected and baseline:
-            best = max(baseline, key=lambda t: t.value)
-            self.result = AutoSeMResult(
-                [],
-                aux_evidence,
-                {self.primary.name: 1.0},
-                float(best.value),
-                best.user_attrs.get(records.TEST_METRIC),
-                self.stage1_name,
-                None,
-                best.number,
-                self.stage1_name,
-            )
+            self.result = self._result([], aux_evidence, alone, max(baseline, key=lambda t: t.value), None, False)
             return study1
         if not selected:  # nothing beat the primary's own arm: the answer is the primary alone
             study2 = self._continue(self._primary_only_spec(), url, 1, run)
-            best = study2.best_trial
-            self.result = AutoSeMResult(
-                [],
-                aux_evidence,
-                {self.primary.name: 1.0},
-                float(best.value),
-                best.user_attrs.get(records.TEST_METRIC),
-                self.stage1_name,
-                self.stage2_name,
-                best.number,
-                self.stage2_name,
-            )
+            self.result = self._result([], aux_evidence, alone, study2.best_trial, self.stage2_name, True)
             return study2
         points = self.candidate_points(selected, utilities, with_primary_alone=not baseline)
         spec2 = self._stage2_spec(selected, points)
@@ -400,22 +379,24 @@ class AutoSeM:
         study2 = self._continue(spec2, url, self.stage2_trials, run)
         finished = [t for t in study2.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
         best = max([*finished, *baseline], key=lambda t: t.value)
-        if best in baseline:
-            ratios = {self.primary.name: 1.0, **dict.fromkeys(selected, 0.0)}
-        else:
-            ratios = {self.primary.name: 1.0, **best.user_attrs[records.RATIOS]}
-        self.result = AutoSeMResult(
+        in_stage2 = best not in baseline
+        ratios = {**alone, **(best.user_attrs[records.RATIOS] if in_stage2 else dict.fromkeys(selected, 0.0))}
+        self.result = self._result(selected, aux_evidence, ratios, best, self.stage2_name, in_stage2)
+        return study2
+
+    def _result(self, selected, evidence, ratios, best, stage2: str | None, in_stage2: bool) -> AutoSeMResult:
+        """The answer: ``best`` (a trial of stage 2, or else of stage 1) and its ratios."""
+        return AutoSeMResult(
             selected,
-            aux_evidence,
+            evidence,
             {k: float(v) for k, v in ratios.items()},
             float(best.value),
             best.user_attrs.get(records.TEST_METRIC),
             self.stage1_name,
-            self.stage2_name,
+            stage2,
             best.number,
-            self.stage1_name if best in baseline else self.stage2_name,
+            self.stage2_name if in_stage2 else self.stage1_name,
         )
-        return study2
 
     def load_result(self, storage: str | None = None) -> AutoSeMResult:
         """The outcome of the finished pipeline, read from storage (nothing is trained or queued);
