@@ -239,10 +239,7 @@ class StudySpec:
     def storage_url(self, storage: str | None = None) -> str:
         if storage:
             return storage
-        if self.storage:
-            return self.storage
-        folder = Path(self.source_file).parent if self.source_file else Path.cwd()
-        return default_storage_url(self.name, folder)
+        return self.storage or file_storage_url(self.name, self.source_file)
 
     def contamination(self, on_overlap: str | None = None) -> OverlapReport:
         """The overlap of every candidate auxiliary's train split (and the primary's own) with the
@@ -357,6 +354,11 @@ class StudySpec:
             if publisher is not None:
                 publisher.flush(study)
         return study
+
+
+def file_storage_url(name: str, source_file: str | None) -> str:
+    """``sqlite:///<name>.db`` beside the study file that defines it (or in the working folder)."""
+    return default_storage_url(name, Path(source_file).parent if source_file else Path.cwd())
 
 
 def _prefixed(name: str, message: str) -> str:

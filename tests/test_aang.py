@@ -239,3 +239,12 @@ def test_new_settings_are_checked_and_described():
     for key in ("dev_fit_size", "dev_batch_size"):
         with pytest.raises(AuxoptError, match=f"{key} must be an integer >= 1"):
             AANG(**{key: 0})
+
+
+def test_in_domain_objectives_on_a_task_without_domain_text_name_the_missing_file(small):
+    from auxopt.train import TrainConfig
+
+    assert not small.primary.domain_text  # the synthetic primary has no domain.txt
+    config = TrainConfig(small.primary, objectives=AANG(objectives=["dapt"], learn=False), max_steps=2)
+    with pytest.raises(AuxoptError, match=rf"needs domain=PATH .*task '{small.primary.name}' has no domain.txt"):
+        config.validate()

@@ -35,7 +35,6 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -44,8 +43,7 @@ from auxopt import records
 from auxopt.errors import AuxoptError
 from auxopt.pruners import ProtectedPruner, search_pruner
 from auxopt.samplers import select_tasks
-from auxopt.storage import default_storage_url
-from auxopt.study import StudySpec
+from auxopt.study import StudySpec, file_storage_url
 from auxopt.tasks.task import Task
 from auxopt.train import OnlineThompson
 
@@ -295,10 +293,7 @@ class AutoSeM:
     def storage_url(self, storage: str | None = None) -> str:
         """Both stages' storage: ``storage``, else ``self.storage``, else ``sqlite:///<name>.db`` beside
         the study file (or in the working folder)."""
-        if storage or self.storage:
-            return storage or self.storage
-        folder = Path(self.source_file).parent if self.source_file else Path.cwd()
-        return default_storage_url(self.name, folder)
+        return storage or self.storage or file_storage_url(self.name, self.source_file)
 
     @staticmethod
     def _remaining(spec: StudySpec, storage: str, target: int) -> int:
