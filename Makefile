@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
+# the suite runs on every core (pytest-xdist), a test file per worker so module fixtures are built once;
+# `make test PARALLEL=` runs it in one process
+PARALLEL ?= -n auto --dist loadfile
 BIN := $(VENV)/bin
 
 .PHONY: install quickstart test lint clean
@@ -21,7 +24,7 @@ quickstart: install
 	$(BIN)/auxopt quickstart
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check auxopt tests benchmarks studies examples optunahub-registry docs

@@ -33,3 +33,15 @@ def suite():
     return make_synthetic_suite(
         n_helpful=1, n_neutral=1, n_harmful=1, n_train=300, n_aux_train=600, n_dev=200, n_test=200
     )
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, share the cores among the workers: torch's own choice (every core in each
+    worker) oversubscribes them, which makes a parallel suite slower than a serial one."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
