@@ -41,6 +41,21 @@ def test_paired_difference_interval_and_wins_by_hand():
     assert payoff.paired(_runs({5: 0.9}), base) is None
 
 
+def test_kept_set_against_best_singles_pick_counts_the_seeds_both_ran():
+    data = {
+        "best single (dev)": {s: {"detail": {"chosen": c}} for s, c in enumerate(["mr", "sst2", "mr", "subj"])},
+        "AutoSeM (online, pruned)": {
+            0: {"detail": {"selected": ["mr", "qnli"]}},
+            1: {"detail": {"selected": ["cola"]}},  # misses sst2
+            3: {"detail": {"selected": ["subj"]}},
+            4: {"detail": {"selected": ["mr"]}},  # best single has no seed 4: not counted
+        },
+        "AutoSeM (sampler)": {2: {"detail": {"selected": []}}},  # kept nothing
+    }
+    assert payoff.kept_holds_pick(data) == {"AutoSeM (online, pruned)": (2, 3), "AutoSeM (sampler)": (0, 1)}
+    assert payoff.kept_holds_pick({"AutoSeM (sampler)": data["AutoSeM (sampler)"]}) == {}
+
+
 def test_job_order_puts_the_premise_first_and_pairs_seeds():
     suite = payoff.SUITES["sentiment"]
     order = payoff.jobs(suite, payoff.SCALES["cpu"], seeds=5, only=None)

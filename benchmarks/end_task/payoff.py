@@ -735,7 +735,28 @@ def suite_lines(name: str, suite: Suite, data: dict, metric: str, scale: dict) -
                 notes.append(f"{label} seed {seed}: top weights {top} (uniform {d['aang_uniform']:.3f})")
     if notes:
         lines += ["", "Choices: " + "; ".join(notes) + "."]
+    held = kept_holds_pick(data)
+    if held:
+        lines += [
+            "",
+            "AutoSeM's kept set holds the task best single (dev) chose, on the seeds both ran: "
+            + "; ".join(f"{label} {n} of {m}" for label, (n, m) in held.items())
+            + ".",
+        ]
     return lines + [""]
+
+
+def kept_holds_pick(data: dict) -> dict[str, tuple[int, int]]:
+    """For each AutoSeM row: on how many of the seeds it shares with best single (dev) its kept set
+    holds the task best single chose on dev (of how many)."""
+    picks = {s: (v.get("detail") or {}).get("chosen") for s, v in data.get("best single (dev)", {}).items()}
+    held = {}
+    for label in ("AutoSeM (online, no pruning)", "AutoSeM (online, pruned)", "AutoSeM (sampler)"):
+        runs = {s: (v.get("detail") or {}).get("selected") for s, v in data.get(label, {}).items()}
+        seeds = [s for s in runs if runs[s] is not None and picks.get(s)]
+        if seeds:
+            held[label] = (sum(picks[s] in runs[s] for s in seeds), len(seeds))
+    return held
 
 
 def figure(results: dict[str, tuple[Suite, dict, str]], path: Path) -> None:
