@@ -13,7 +13,9 @@ A trial whose run settings equal those of a finished trial (a sampler that propo
 configuration again, or two points of a search space that mean the same run, such as two ratios in
 AutoSeM's "off" band) is not trained again: it takes that trial's outcome, with ``reused_from`` naming
 it and 0 steps of its own. Training is deterministic given its settings, seed included, so the
-outcome is the one a second run would give; a trial with another seed is another run.
+outcome is the one a second run would give; a trial with another seed is another run. A repeat of
+a PRUNED trial replays its curve to the pruner: stopped again, it ends PRUNED without training;
+let through (its peers have changed), it trains.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ from auxopt.train.checkpoint import DEFAULT_EVERY, Checkpoint
 
 
 class TrialReporter:
-    """Forwards (step, dev metric) to ``trial.report``; asks the pruner whether to stop."""
+    """Forwards (step, dev metric) to ``trial.report``; asks the pruner whether to stop. Steps in
+    ``replayed`` were reported already (from a pruned twin's curve, which a deterministic run repeats)."""
 
-    def __init__(self, trial: optuna.Trial, prune: bool = True):
-        self.trial, self.prune = trial, prune
+    def __init__(self, trial: optuna.Trial, prune: bool = True, replayed: frozenset[int] = frozenset()):
+        self.trial, self.prune, self.replayed = trial, prune, replayed
 
     def report(self, step: int, value: float) -> None:
-        self.trial.report(value, step)
+        if step not in self.replayed:
+            self.trial.report(value, step)
 
     def should_stop(self) -> bool:
         return self.prune and self.trial.should_prune()
@@ -86,10 +90,12 @@ _NOT_REUSED = (
 )
 
 
-def finished_twin(trial: optuna.Trial, config: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
-    """The first COMPLETE trial of ``trial``'s study that ran exactly these settings, if any."""
+def finished_twin(
+    trial: optuna.Trial, config: dict[str, Any], state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE
+) -> optuna.trial.FrozenTrial | None:
+    """The first trial of ``trial``'s study in ``state`` that ran exactly these settings, if any."""
     key = settings_key(config)
-    for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for other in trial.study.get_trials(deepcopy=False, states=(state,)):
         if (
             other.number != trial.number
             and records.CONFIG in other.user_attrs
@@ -101,6 +107,13 @@ def finished_twin(trial: optuna.Trial, config: dict[str, Any]) -> optuna.trial.F
 
 def reuse_result(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> float:
     """Give ``trial`` the outcome of ``twin`` (same settings): its metrics, curve and records, no steps."""
+    _take_records(trial, twin)
+    for step, value in twin.intermediate_values.items():
+        trial.report(value, step)
+    return float(twin.value)
+
+
+def _take_records(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
     origin = twin.user_attrs.get(records.REUSED_FROM, twin.number)
     for key, value in twin.user_attrs.items():
         if key not in _NOT_REUSED:
@@ -108,9 +121,18 @@ def reuse_result(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> float:
     for key in (records.STEPS, records.EXAMPLES, records.WALL_TIME_S):
         trial.set_user_attr(key, 0)
     trial.set_user_attr(records.REUSED_FROM, origin)
-    for step, value in twin.intermediate_values.items():
+
+
+def replay_pruned(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> frozenset[int]:
+    """Report a PRUNED twin's curve (the same settings, so the same curve) and ask the pruner at each
+    step, as its run would. Where the pruner stops it again, ``trial`` takes the twin's outcome and is
+    pruned without training (0 steps, ``reused_from``); else the steps reported, for the run to skip."""
+    for step, value in sorted(twin.intermediate_values.items()):
         trial.report(value, step)
-    return float(twin.value)
+        if trial.should_prune():
+            _take_records(trial, twin)
+            raise optuna.TrialPruned(f"pruned at step {step} (dev {value:.4f}), as trial {twin.number} was")
+    return frozenset(twin.intermediate_values)
 
 
 class Objective:
@@ -148,6 +170,8 @@ class Objective:
         twin = finished_twin(trial, settings) if self.reuse else None
         if twin is not None:
             return reuse_result(trial, twin)
+        pruned = finished_twin(trial, settings, optuna.trial.TrialState.PRUNED) if self.reuse and self.prune else None
+        replayed = replay_pruned(trial, pruned) if pruned is not None else frozenset()
         retried = retried_trials(trial)
         if retried:
             trial.set_user_attr(records.RETRY_OF, retried[0])
@@ -156,7 +180,7 @@ class Objective:
             checkpoints = TrialCheckpointStore(trial, artifact_store(self.artifacts))
             config = dataclasses.replace(config, checkpoint=Checkpoint(checkpoints, every=self.checkpoint_every))
         try:
-            result = self.train_fn(config, TrialReporter(trial, self.prune))
+            result = self.train_fn(config, TrialReporter(trial, self.prune, replayed))
         except Exception:
             if checkpoints is not None:  # a run that fails by itself would fail again: no resume
                 checkpoints.delete_all()

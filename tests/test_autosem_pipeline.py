@@ -367,7 +367,12 @@ def test_sampler_stage1_pruner_keeps_the_primary_only_runs_and_counts_pruned_pul
     others = [t for t in trials if t.params["aux_task"] != "none"]
     assert alone and all(t.state == optuna.trial.TrialState.COMPLETE for t in alone)
     assert others and all(t.state == optuna.trial.TrialState.PRUNED for t in others)
-    assert all(t.user_attrs[records.STEPS] == BASE["eval_every"] for t in others)
+    first = {}  # each arm's first pruned run keeps the steps it ran; a repeat is pruned again untrained
+    for t in others:
+        first.setdefault(t.params["aux_task"], t.number)
+        repeat = first[t.params["aux_task"]] != t.number
+        assert t.user_attrs[records.STEPS] == (0 if repeat else BASE["eval_every"])
+        assert t.user_attrs.get(records.REUSED_FROM) == (first[t.params["aux_task"]] if repeat else None)
     evidence = pipeline._stage1_spec().sampler.evidence(stage1)
     for t in others:  # Beta(1, 1) prior: every pull of a pruned arm is a loss
         wins = evidence[t.params["aux_task"]][0] - 1

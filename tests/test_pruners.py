@@ -70,3 +70,51 @@ def test_pruner_replay_counts_the_steps_a_pruned_search_spent():
     assert pruner_replay.replay(optuna.pruners.NopPruner, order, runs) == ("single:bad", 600)
     assert pruner_replay.replay(search_pruner, order, runs) == ("single:good", 500)
     assert pruner_replay.replay(lambda: PruneEverything(), order, runs) == ("primary-only", 400)
+
+
+def test_a_repeat_of_a_pruned_run_is_pruned_again_without_training_unless_the_pruner_lets_it_through():
+    """Training is deterministic given its settings: a trial that repeats a PRUNED trial's settings
+    replays its curve to the pruner. Stopped at the same step, it ends PRUNED with 0 steps of its own;
+    let through, it trains, and its curve is reported once."""
+    import types
+    import warnings
+
+    from auxopt.objective import Objective
+    from auxopt.train import TrainResult
+
+    curve = {"bad": [(10, 0.40), (20, 0.45), (30, 0.60)]}
+    runs = []
+
+    def fake_train(config, reporter):
+        runs.append(config.x)
+        done = []
+        for step, value in curve[config.x]:
+            done.append((step, value))
+            reporter.report(step, value)
+            if reporter.should_stop():
+                break
+        stopped = "reporter" if len(done) < len(curve[config.x]) else "max_steps"
+        best = max(done, key=lambda sv: sv[1])
+        return TrainResult("accuracy", best[1], best[0], None, done, done[-1][0], {}, 0.0, stopped, "cpu")
+
+    def build(trial):
+        x = trial.suggest_categorical("x", ["bad"])
+        return types.SimpleNamespace(x=x, checkpoint=None, describe=lambda: {"x": x})
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    objective = Objective(build, train_fn=fake_train)
+    study.optimize(objective, n_trials=2)
+    first, repeat = study.trials
+    assert runs == ["bad"]  # trained once
+    assert first.state == repeat.state == optuna.trial.TrialState.PRUNED
+    assert first.user_attrs["steps"] == 10 and repeat.user_attrs["steps"] == 0
+    assert repeat.user_attrs["reused_from"] == 0 and repeat.intermediate_values == {10: 0.40}
+
+    study.pruner = optuna.pruners.NopPruner()  # its peers changed: the same curve is no longer stopped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna warns when a step is reported twice
+        study.optimize(objective, n_trials=1)
+    last = study.trials[-1]
+    assert runs == ["bad", "bad"] and last.state == optuna.trial.TrialState.COMPLETE
+    assert last.intermediate_values == dict(curve["bad"]) and last.value == 0.60
+    assert "reused_from" not in last.user_attrs and last.user_attrs["steps"] == 30
