@@ -5,6 +5,7 @@ import textwrap
 import optuna
 import pytest
 
+from auxopt import records
 from auxopt.errors import AuxoptError
 from auxopt.pipelines import AutoSeM
 from auxopt.train import OnlineThompson
@@ -173,6 +174,30 @@ def test_sampler_stage1_runs_take_stage1_steps_and_stage2_runs_the_base_steps(su
     assert {t.user_attrs["config"]["max_steps"] for t in stage1} == {15}
     assert all(t.user_attrs["steps"] in (0, 15) for t in stage1)  # 0: a repeat reuses a finished run
     assert {t.user_attrs["config"]["max_steps"] for t in final.trials} == {BASE["max_steps"]}
+    # stage 1's primary-only runs are shorter than stage 2's: no stand-in for the primary alone, which
+    # stage 2 runs (protected) at its own length, so the answer is never worse on dev than it
+    alone = [t for t in final.trials if _alone(t, suite)]
+    assert len(alone) == 1 and alone[0].user_attrs[records.PROTECTED]
+    assert pipeline.result.trial_study == "short.stage2" and pipeline.result.best_dev >= alone[0].value
+
+
+def _alone(trial, suite) -> bool:
+    """A stage-2 trial of the primary alone: every kept task off."""
+    return all(v == 0 for k, v in trial.user_attrs[records.RATIOS].items() if k != suite.primary.name)
+
+
+def test_sampler_stage1_full_length_primary_only_runs_are_stage2s_primary_alone(suite, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'full.db'}"
+    pipeline = AutoSeM(
+        "full", suite.primary, suite.auxiliaries[:2], base=BASE, stage1="sampler", stage1_trials=3,
+        threshold=0.0, baseline=None, stage2_trials=2, pruner=None, storage=storage,
+    )  # fmt: skip
+    final = pipeline.optimize()
+    stage1 = optuna.load_study(study_name="full.stage1", storage=storage).trials
+    alone = [t for t in stage1 if t.params["aux_task"] == "none" and t.state == optuna.trial.TrialState.COMPLETE]
+    assert alone  # the sampler's first trial is the primary alone
+    assert not any(_alone(t, suite) for t in final.trials)  # not run again
+    assert pipeline.result.best_dev >= max(t.value for t in alone)
 
 
 def test_online_stage1_that_keeps_nothing_trains_the_primary_alone(suite, tmp_path):

@@ -16,11 +16,11 @@ The bandit's decay (γ) drives only which task is tried next. Selection reads th
 Stage 2, study ``<name>.stage2``, searches the kept tasks' mixing ratios relative to the primary's 1
 on a log scale with :class:`~auxopt.samplers.MixingRatioSampler`. Its first trials are fixed
 candidate points: **equal mixing**, the **primary alone** (every kept task off; reused from stage
-1's primary-only trials when the sampler ran some) and the **stage-1 utilities** mapped onto ratios
-1/2 … 2, so the result is never worse on dev than equal mixing or the primary alone; the GP takes
-the remaining trials. A proposal whose effective ratios already ran (two values in the off band
-mean the same run) takes that trial's outcome without training again (user_attr ``reused_from``,
-0 steps). Runs report their dev curve, and a pruner (by default
+1's primary-only trials when the sampler ran some as long as stage 2's runs) and the **stage-1
+utilities** mapped onto ratios 1/2 … 2, so the result is never worse on dev than equal mixing or the
+primary alone; the GP takes the remaining trials. A proposal whose effective ratios already ran (two
+values in the off band mean the same run) takes that trial's outcome without training again
+(user_attr ``reused_from``, 0 steps). Runs report their dev curve, and a pruner (by default
 :func:`~auxopt.pruners.search_pruner`, the median rule) stops those that trail; equal mixing and the
 primary alone are protected from it, and so are the sampler stage 1's primary-only runs. Both
 studies live in one storage and name each other in their user_attrs.
@@ -85,7 +85,8 @@ class AutoSeM:
         stage1_steps: training steps of the online stage-1 run, or of each run of the sampler stage 1
             (default ``base["max_steps"]``). The sampler judges each candidate by a 1:1 run against
             the primary alone, and those runs may be shorter than stage 2's (the selection
-            benchmark's sampler, precision 1.00, trains 150 steps a trial).
+            benchmark's sampler, precision 1.00, trains 150 steps a trial); stage 2 then runs the
+            primary alone at its own length, where full-length primary-only runs stand in for it.
         stage1_trials: trials of the sampler stage 1.
         gamma: the bandit's decay toward the prior (both stage-1 variants); it steers the sampling
             only, never the selection.
@@ -416,11 +417,17 @@ class AutoSeM:
                 "run the pipeline to the end first (auxopt run STUDY.py)"
             )
 
+    def _stage1_runs_full_length(self) -> bool:
+        """The sampler stage 1's runs train as many steps as stage 2's."""
+        from auxopt.train import TrainConfig
+
+        return not self.stage1_steps or int(self.stage1_steps) == int(self.base.get("max_steps", TrainConfig.max_steps))
+
     def _primary_only_trials(self, study1: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         """Stage 1's finished runs of the primary task alone: the sampler's ``none`` arm (the online
         stage 1 has none: its one run mixes every task)."""
-        if self.stage1 != "sampler":
-            return []
+        if self.stage1 != "sampler" or not self._stage1_runs_full_length():
+            return []  # runs shorter than stage 2's are no stand-in for its primary-alone point
         return [
             t
             for t in study1.get_trials(deepcopy=False)

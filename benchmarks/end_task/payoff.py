@@ -163,7 +163,9 @@ ROWS = {
 }
 #: A method row's revision: raised when the method's code or defaults change, so that its earlier
 #: runs are superseded (kept in the file, left out of the table) while every other row stays.
-REVISION = {"autosem-online": 3, "autosem-sampler": 4, "autosem-pruned": 2, "attittud": 2, "aang": 2}
+#: autosem-sampler 5: its stage 1's half-length primary-only runs no longer stand in for stage 2's
+#: primary-alone point (revision 4 took one as the answer on dsp, below the primary alone).
+REVISION = {"autosem-online": 3, "autosem-sampler": 5, "autosem-pruned": 2, "attittud": 2, "aang": 2}
 #: per row key, the scale settings only that row depends on (the shared ones must match the study's)
 METHOD_KEYS = {
     "autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
