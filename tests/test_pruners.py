@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from auxopt import StudySpec, records
-from auxopt.pruners import ProtectedPruner, search_pruner
+from auxopt.pruners import ProtectedPruner, WarmupPruner, search_pruner
 
 
 class PruneEverything(optuna.pruners.BasePruner):
@@ -44,13 +44,37 @@ def test_protected_pruner_checks_what_it_wraps_and_asks_the_predicate():
         params={"x": 1}, distributions={"x": optuna.distributions.IntDistribution(0, 1)}, value=0.0
     )
     assert not pruner.prune(study, kept) and pruner.prune(study, cut)
-    assert isinstance(search_pruner(), optuna.pruners.MedianPruner)
+    default = search_pruner()
+    assert isinstance(default, WarmupPruner) and isinstance(default.pruner, optuna.pruners.MedianPruner)
+    assert default.fraction == 0.5
+
+
+def test_warmup_pruner_judges_a_run_from_a_fraction_of_its_own_length_on():
+    study = optuna.create_study()
+    pruner = WarmupPruner(PruneEverything(), 0.5)
+
+    def trial(last_step, max_steps=None):
+        attrs = {} if max_steps is None else {records.CONFIG: {"max_steps": max_steps}}
+        values = {} if last_step is None else {last_step: 0.1}
+        return optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING, intermediate_values=values, user_attrs=attrs
+        )
+
+    assert not pruner.prune(study, trial(None, 300))  # nothing reported yet
+    assert not pruner.prune(study, trial(100, 300)) and pruner.prune(study, trial(150, 300))
+    assert pruner.prune(study, trial(50, 100))  # a shorter run: its own half
+    assert pruner.prune(study, trial(10))  # no length known: judged from its first report
+    with pytest.raises(ValueError, match="fraction must be a number in"):
+        WarmupPruner(PruneEverything(), 1.5)
+    with pytest.raises(TypeError, match="wraps an Optuna pruner"):
+        WarmupPruner("median")
 
 
 def test_pruner_replay_counts_the_steps_a_pruned_search_spent():
     """benchmarks/search/pruner_replay.py's replay: the protected rows run first and finish; a
-    candidate below the median of the earlier runs at its first evaluation stops there (50 steps);
-    the answer is the best finished run."""
+    candidate below the median of the earlier runs at its first evaluation stops there (50 steps)
+    under the median rule, but not under auxopt's default, which judges from half a run on; the
+    answer is the best finished run."""
     import sys
     from pathlib import Path
 
@@ -64,11 +88,13 @@ def test_pruner_replay_counts_the_steps_a_pruned_search_spent():
         "primary-only": (curve(0.5, 0.6, 0.7), 0.7, 0.69),
         "all-equal": (curve(0.4, 0.5, 0.6), 0.6, 0.58),
         "single:good": (curve(0.6, 0.7, 0.8), 0.8, 0.79),
-        "single:bad": (curve(0.1, 0.9, 0.9), 0.9, 0.88),  # trails at step 50: stopped before it shines
+        "single:bad": (curve(0.1, 0.9, 0.9), 0.9, 0.88),  # trails at step 50: the median rule stops it there
     }
     order = ["primary-only", "all-equal", "single:bad", "single:good"]
     assert pruner_replay.replay(optuna.pruners.NopPruner, order, runs) == ("single:bad", 600)
-    assert pruner_replay.replay(search_pruner, order, runs) == ("single:good", 500)
+    median = lambda: optuna.pruners.MedianPruner(n_startup_trials=2)  # noqa: E731
+    assert pruner_replay.replay(median, order, runs) == ("single:good", 500)
+    assert pruner_replay.replay(search_pruner, order, runs) == ("single:bad", 600)  # judged from step 75 on
     assert pruner_replay.replay(lambda: PruneEverything(), order, runs) == ("primary-only", 400)
 
 

@@ -21,9 +21,9 @@ utilities** mapped onto ratios 1/2 … 2, so the result is never worse on dev th
 primary alone; the GP takes the remaining trials. A proposal whose effective ratios already ran (two
 values in the off band mean the same run) takes that trial's outcome without training again
 (user_attr ``reused_from``, 0 steps). Runs report their dev curve, and a pruner (by default
-:func:`~auxopt.pruners.search_pruner`, the median rule) stops those that trail; equal mixing and the
-primary alone are protected from it, and so are the sampler stage 1's primary-only runs. Both
-studies live in one storage and name each other in their user_attrs.
+:func:`~auxopt.pruners.search_pruner`, the median rule from half a run on) stops those that trail;
+equal mixing and the primary alone are protected from it, and so are the sampler stage 1's
+primary-only runs. Both studies live in one storage and name each other in their user_attrs.
 
 Running :meth:`AutoSeM.optimize` again continues where the last run stopped: a finished stage 1 is
 read back from storage, never redone, and each stage only runs the trials it still lacks.
@@ -107,8 +107,8 @@ class AutoSeM:
         n_startup_trials: quasi-random trials before the GP of stage 2, the fixed points counted
             (None: just the fixed points).
         pruner: the Optuna pruner that stops stage-2 runs (and the sampler stage 1's) from the dev
-            curve they report (default :func:`~auxopt.pruners.search_pruner`: the median rule; any
-            Optuna pruner: successive halving, Hyperband, …), wrapped in
+            curve they report (default :func:`~auxopt.pruners.search_pruner`: the median rule from
+            half a run on; any Optuna pruner: successive halving, Hyperband, …), wrapped in
             :class:`~auxopt.pruners.ProtectedPruner` so that stage 2's fixed candidate points and
             the sampler's primary-only (``none``) runs always finish; a pruned run counts as a loss
             in the sampler's evidence and keeps the steps it ran. None: every run finishes.

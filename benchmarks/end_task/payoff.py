@@ -165,7 +165,8 @@ ROWS = {
 #: runs are superseded (kept in the file, left out of the table) while every other row stays.
 #: autosem-sampler 5: its stage 1's half-length primary-only runs no longer stand in for stage 2's
 #: primary-alone point (revision 4 took one as the answer on dsp, below the primary alone).
-REVISION = {"autosem-online": 3, "autosem-sampler": 5, "autosem-pruned": 2, "attittud": 2, "aang": 2}
+#: autosem-pruned 3, autosem-sampler 6: the default pruner judges runs from half their length on.
+REVISION = {"autosem-online": 3, "autosem-sampler": 6, "autosem-pruned": 3, "attittud": 2, "aang": 2}
 #: per row key, the scale settings only that row depends on (the shared ones must match the study's)
 METHOD_KEYS = {
     "autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
@@ -892,7 +893,8 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         f"{s['stage2_trials']} runs over ratios 1/8 … 4 of the primary's (log scale, or off), the first being "
         "equal mixing, the primary alone and the stage-1 utilities (the no-pruning row ran the utilities "
         "second), then the GP; every run finishes in the "
-        "'no pruning' row, the others stop runs that trail with the median rule (auxopt.pruners.search_pruner; "
+        "'no pruning' row, the others stop runs that trail with the median rule from half a run on "
+        "(auxopt.pruners.search_pruner; "
         f"equal mixing and the primary alone always finish). AANG, ATTITTUD: library defaults "
         f"(ATTITTUD over all candidates, its auxiliary minibatch cycling through them).",
         f"- Study file: `{shown}` (resumable; `auxopt dashboard --storage sqlite:///{shown}`).",
