@@ -22,6 +22,7 @@ from auxopt import records
 from auxopt.errors import AuxoptError
 from auxopt.objective import Objective
 from auxopt.propose import Distinct, quiet_optuna
+from auxopt.pruners import WarmupPruner
 from auxopt.storage import (
     artifact_dir,
     default_storage_url,
@@ -264,8 +265,10 @@ class StudySpec:
             check_room(tokenizer, task, config.max_length)
 
     def default_pruner(self) -> optuna.pruners.BasePruner:
-        """Median pruning after 4 trials, never in the first half of a run (early dev scores are noisy)."""
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=self.config_for({}).max_steps // 2)
+        """Median pruning after 4 trials, never in the first half of a run (early dev scores are
+        noisy): half of each trial's own ``max_steps``, so a space that searches the run length
+        judges every run from its own middle (:class:`~auxopt.pruners.WarmupPruner`)."""
+        return WarmupPruner(optuna.pruners.MedianPruner(n_startup_trials=4), 0.5)
 
     def load_study(self, storage: str | None = None) -> optuna.Study:
         """Create the Optuna study, or load it when it exists (resume); with ``on_overlap="error"``

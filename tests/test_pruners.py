@@ -70,6 +70,29 @@ def test_warmup_pruner_judges_a_run_from_a_fraction_of_its_own_length_on():
         WarmupPruner("median")
 
 
+def test_a_study_judges_each_run_from_its_own_middle_by_default(suite):
+    """StudySpec's default pruner: the median rule after 4 finished runs, from half of each run's own
+    max_steps on, so a space that searches the run length does not stop a long run in its first half."""
+    spec = StudySpec(name="d", primary=suite.primary, base={"model": "tiny", "max_steps": 100})
+    pruner = spec.default_pruner()
+    study = optuna.create_study(direction="maximize")
+    for score in (0.6, 0.7, 0.8, 0.9):
+        curve = {step: score for step in range(50, 401, 50)}
+        study.add_trial(optuna.trial.create_trial(value=score, intermediate_values=curve))
+
+    def trailing(step, max_steps):
+        return optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING,
+            intermediate_values={s: 0.1 for s in range(50, step + 1, 50)},
+            user_attrs={records.CONFIG: {"max_steps": max_steps}},
+        )
+
+    assert pruner.prune(study, trailing(50, 100))  # half of its 100 steps
+    assert not pruner.prune(study, trailing(100, 400)) and pruner.prune(study, trailing(200, 400))
+    fresh = optuna.create_study(direction="maximize")  # fewer than 4 finished runs: nothing is stopped
+    assert not pruner.prune(fresh, trailing(50, 100))
+
+
 def test_pruner_replay_counts_the_steps_a_pruned_search_spent():
     """benchmarks/search/pruner_replay.py's replay: the protected rows run first and finish; a
     candidate below the median of the earlier runs at its first evaluation stops there (50 steps)

@@ -13,7 +13,7 @@ roles), for several seeds:
   tasks, recall = 1/2), the yardstick.
 
 Selected by each rule of :data:`RULES` from the same runs: AutoSeM's default (undecayed win rate
-above the median task's, at most 3), the same uncapped (recall can reach 1), against the primary-only
+above the median task's, at most 3), the same at most 2 or 1, uncapped (recall can reach 1), against the primary-only
 arm (the primary's own arm online, ``none`` for the sampler), and the selection before (the decayed
 posterior mean above 0.5). Precision and recall are against the helpful set.
 
@@ -55,6 +55,8 @@ def precision_recall(selected: list[str], helpful: set[str]) -> tuple[float, flo
 #: selection rules, all read from the same runs: (label, function of (evidence, decayed posterior, primary arm))
 RULES = {
     "median, top 3 (AutoSeM's default)": lambda ev, post, arm: _select(ev, arm, baseline="median", top_k=3),
+    "median, top 2": lambda ev, post, arm: _select(ev, arm, baseline="median", top_k=2),
+    "median, top 1": lambda ev, post, arm: _select(ev, arm, baseline="median", top_k=1),
     "median": lambda ev, post, arm: _select(ev, arm, baseline="median"),
     "beats the primary-only arm": lambda ev, post, arm: _select(ev, arm, baseline=arm),
     "decayed mean > 0.5 (the old rule, on these runs)": lambda ev, post, arm: _select(post, arm, threshold=0.5),
