@@ -215,6 +215,11 @@ def test_online_stage1_that_keeps_nothing_trains_the_primary_alone(suite, tmp_pa
     final = pipeline.optimize()
     result = pipeline.result
     assert result.selected == [] and result.ratios == {"primary": 1.0}
+    # every candidate's undecayed stage-1 evidence, (1 + wins, 1 + losses), under its new name
+    assert set(result.evidence) >= {t.name for t in suite.auxiliaries}
+    assert all(a >= 1 and b >= 1 for a, b in result.evidence.values())
+    with pytest.warns(FutureWarning, match="now AutoSeMResult.evidence"):
+        assert result.posterior == result.evidence  # the old name still reads it
     # the score is a run of the primary alone, not stage 1's run (which mixed every task)
     assert result.stage2 == "nothing.stage2" and final.study_name == "nothing.stage2" and len(final.trials) == 1
     (trial,) = final.trials

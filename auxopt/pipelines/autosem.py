@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -61,7 +62,7 @@ class AutoSeMResult:
     """What the pipeline found: the kept tasks, the best ratios and their scores."""
 
     selected: list[str]
-    posterior: dict[str, tuple[float, float]]  # undecayed evidence (α0 + wins, β0 + losses) per arm
+    evidence: dict[str, tuple[float, float]]  # undecayed (α0 + wins, β0 + losses) per arm
     ratios: dict[str, float]
     best_dev: float
     test_at_best: float | None
@@ -69,6 +70,13 @@ class AutoSeMResult:
     stage2: str | None
     trial: int | None = None  # the number of the trial that scored best_dev …
     trial_study: str | None = None  # … in this study (stage 2's, or stage 1's primary-only run)
+
+    @property
+    def posterior(self) -> dict[str, tuple[float, float]]:
+        """Deprecated name of :attr:`evidence` (it was never the decayed posterior that steers the
+        bandit's draws)."""
+        warnings.warn("AutoSeMResult.posterior is now AutoSeMResult.evidence", FutureWarning, stacklevel=2)
+        return self.evidence
 
 
 @dataclass

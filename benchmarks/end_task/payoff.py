@@ -471,8 +471,8 @@ def run_autosem(row, seed, primary, auxiliaries, scale, url, study_name) -> dict
         detail={
             "selected": r.selected,
             "ratios": {k: round(v, 3) for k, v in r.ratios.items()},
-            "utility": {k: round(a / (a + b), 3) for k, (a, b) in r.posterior.items()},
-            "evidence": {k: [int(a - 1), int(a + b - 2)] for k, (a, b) in r.posterior.items()},
+            "utility": {k: round(a / (a + b), 3) for k, (a, b) in r.evidence.items()},
+            "evidence": {k: [int(a - 1), int(a + b - 2)] for k, (a, b) in r.evidence.items()},
             "stage2": _stage2_runs(pipeline, url),
         },
     )
