@@ -237,14 +237,21 @@ def test_online_stage1_that_keeps_nothing_trains_the_primary_alone(suite, tmp_pa
 def test_stage2_candidate_points(suite):
     pipeline = AutoSeM("x", suite.primary, suite.auxiliaries)
     u = {"a": 0.8, "b": 0.6, "c": 0.7}
-    equal, alone, utility = pipeline.candidate_points(["a", "b", "c"], u)  # the protected points first
+    # the protected points first, the best kept task (first in ``selected``) alone leading
+    best, alone, equal, utility = pipeline.candidate_points(["a", "c", "b"], u)
+    assert best == {"ratio_a": 1.0, "ratio_c": 0.0625, "ratio_b": 0.0625}
     assert equal == {"ratio_a": 1.0, "ratio_b": 1.0, "ratio_c": 1.0}
-    assert utility == pytest.approx({"ratio_a": 2.0, "ratio_b": 0.5, "ratio_c": 1.0})  # log2 −1 … 1
     assert alone == {"ratio_a": 0.0625, "ratio_b": 0.0625, "ratio_c": 0.0625}  # the "off" band
-    assert len(pipeline.candidate_points(["a"], u)) == 2  # one task: utilities say nothing new
-    assert len(pipeline.candidate_points(["a", "b"], u, with_primary_alone=False)) == 2
+    assert utility == pytest.approx({"ratio_a": 2.0, "ratio_b": 0.5, "ratio_c": 1.0})  # log2 −1 … 1
+    assert pipeline.protected_points(["a", "c", "b"]) == [best, alone, equal]
+    assert pipeline.candidate_points(["a"], u) == [{"ratio_a": 0.0625}, {"ratio_a": 1.0}]  # one task: off, 1:1
+    assert len(pipeline.candidate_points(["a", "b"], u, with_primary_alone=False)) == 3
     ints = AutoSeM("x", suite.primary, suite.auxiliaries, integer_ratios=True, ratio_range=(0, 5))
-    assert ints.candidate_points(["a", "b"], u)[1] == {"ratio_a": 0, "ratio_b": 0}
+    assert ints.candidate_points(["a", "b"], u)[:3] == [
+        {"ratio_a": 1, "ratio_b": 0},
+        {"ratio_a": 0, "ratio_b": 0},
+        {"ratio_a": 1, "ratio_b": 1},
+    ]
 
 
 def test_stage1_online_runs_at_a_constant_learning_rate(suite):
@@ -261,9 +268,9 @@ def test_stage1_online_runs_at_a_constant_learning_rate(suite):
         TrainConfig(suite.primary, lr_schedule="cosine")
 
 
-def test_stage2_starts_at_equal_mixing_primary_alone_and_utilities(suite, tmp_path):
-    """Stage 2's result can be no worse on dev than equal mixing or the primary alone: both run
-    first and finish (the default pruner may stop the runs after them); the GP takes the rest; the
+def test_stage2_starts_at_the_best_task_alone_primary_alone_equal_mixing_and_utilities(suite, tmp_path):
+    """Stage 2's result can be no worse on dev than the best kept task alone, the primary alone or
+    equal mixing: they run first and finish (the default pruner may stop the runs after them); the
     ratios are the primary-relative ones."""
     storage = f"sqlite:///{tmp_path / 'c.db'}"
     pipeline = AutoSeM(
@@ -284,17 +291,20 @@ def test_stage2_starts_at_equal_mixing_primary_alone_and_utilities(suite, tmp_pa
     assert len(result.selected) == 2
     trials = sorted(final.trials, key=lambda t: t.number)
     ratios = [t.user_attrs["ratios"] for t in trials]
-    assert ratios[0] == {"primary": 1, **dict.fromkeys(result.selected, 1.0)}  # equal mixing
+    first, second = result.selected
+    assert ratios[0] == {"primary": 1, first: 1.0, second: 0.0}  # the best kept task alone
     alone = 1
     assert all(ratios[alone][t] == 0 for t in result.selected)  # the primary alone, second
+    assert ratios[2] == {"primary": 1, first: 1.0, second: 1.0}  # equal mixing
     assert set(trials[alone].user_attrs["examples"]) == {"primary"} or all(
         n == 0 for task, n in trials[alone].user_attrs["examples"].items() if task != "primary"
     )
     done = optuna.trial.TrialState.COMPLETE
-    assert len(trials) == 4 and trials[0].state == trials[alone].state == done
+    assert len(trials) == 4 and trials[0].state == trials[alone].state == trials[2].state == done
     assert all(t.state in (done, optuna.trial.TrialState.PRUNED) for t in trials)
+    assert all(t.user_attrs.get("protected") for t in trials[:3]) and not trials[3].user_attrs.get("protected")
     finished = [t.value for t in trials if t.state == done]
-    assert result.best_dev == max(finished) >= max(trials[0].value, trials[alone].value)
+    assert result.best_dev == max(finished) >= max(t.value for t in trials[:3])
     assert result.ratios == {"primary": 1.0, **final.best_trial.user_attrs["ratios"]}
     # resumed: nothing is queued or run twice
     again = AutoSeM(
@@ -340,9 +350,10 @@ class PruneEverything(optuna.pruners.BasePruner):
 
 
 def test_pruner_never_stops_the_fixed_points(suite, tmp_path):
-    """With a pruner that would stop every run at its first evaluation, equal mixing and the primary
-    alone still run to the end, so the result is still the better of them on dev; the other runs (the
-    stage-1 utilities' point included) end PRUNED with the steps they really ran."""
+    """With a pruner that would stop every run at its first evaluation, the best kept task alone,
+    equal mixing and the primary alone still run to the end, so the result is still the best of them
+    on dev; the other runs (the stage-1 utilities' point included) end PRUNED with the steps they
+    really ran."""
     from auxopt import records
 
     pipeline = AutoSeM(
@@ -363,7 +374,7 @@ def test_pruner_never_stops_the_fixed_points(suite, tmp_path):
     trials = study.get_trials(deepcopy=False)
     fixed = [t for t in trials if t.user_attrs.get(records.PROTECTED)]
     others = [t for t in trials if not t.user_attrs.get(records.PROTECTED)]
-    assert len(fixed) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in fixed)
+    assert len(fixed) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in fixed)
     assert others and all(t.state == optuna.trial.TrialState.PRUNED for t in others)
     assert all(t.user_attrs[records.STEPS] == BASE["eval_every"] for t in others)
     alone = next(t for t in fixed if all(v < pipeline.ratio_range[0] for v in t.params.values()))

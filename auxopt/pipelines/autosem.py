@@ -15,14 +15,14 @@ The bandit's decay (γ) drives only which task is tried next. Selection reads th
 
 Stage 2, study ``<name>.stage2``, searches the kept tasks' mixing ratios relative to the primary's 1
 on a log scale with :class:`~auxopt.samplers.MixingRatioSampler`. Its first trials are fixed
-candidate points: **equal mixing**, the **primary alone** (every kept task off; reused from stage
-1's primary-only trials when the sampler ran some as long as stage 2's runs) and the **stage-1
-utilities** mapped onto ratios 1/2 … 2, so the result is never worse on dev than equal mixing or the
-primary alone; the GP takes the remaining trials. A proposal whose effective ratios already ran (two
-values in the off band mean the same run) takes that trial's outcome without training again
-(user_attr ``reused_from``, 0 steps). Runs report their dev curve, and a pruner (by default
-:func:`~auxopt.pruners.search_pruner`, the median rule from half a run on) stops those that trail;
-equal mixing and the primary alone are protected from it, and so are the sampler stage 1's
+candidate points: the **best kept task alone** (1:1), the **primary alone** (every kept task off;
+reused from stage 1's primary-only trials when the sampler ran some as long as stage 2's runs),
+**equal mixing** and the **stage-1 utilities** mapped onto ratios 1/2 … 2; the GP takes the remaining
+trials. A proposal whose effective ratios already ran (two values in the off band mean the same run)
+takes that trial's outcome without training again (user_attr ``reused_from``, 0 steps). Runs report
+their dev curve, and a pruner (by default :func:`~auxopt.pruners.search_pruner`, the median rule
+from half a run on) stops those that trail; the first three points are protected from it (so the
+result is never worse on dev than any of them), and so are the sampler stage 1's
 primary-only runs. Both studies live in one storage and name each other in their user_attrs.
 
 Running :meth:`AutoSeM.optimize` again continues where the last run stopped: a finished stage 1 is
@@ -73,8 +73,7 @@ class AutoSeMResult:
 
     @property
     def posterior(self) -> dict[str, tuple[float, float]]:
-        """Deprecated name of :attr:`evidence` (it was never the decayed posterior that steers the
-        bandit's draws)."""
+        """Deprecated name of :attr:`evidence` (never the decayed posterior that steers the draws)."""
         warnings.warn("AutoSeMResult.posterior is now AutoSeMResult.evidence", FutureWarning, stacklevel=2)
         return self.evidence
 
@@ -91,19 +90,14 @@ class AutoSeM:
         stage1: ``"online"`` or ``"sampler"``.
         online: the online schedule's settings (``stage1="online"``).
         stage1_steps: training steps of the online stage-1 run, or of each run of the sampler stage 1
-            (default ``base["max_steps"]``). The sampler judges each candidate by a 1:1 run against
-            the primary alone, and those runs may be shorter than stage 2's (the selection
-            benchmark's sampler, precision 1.00, trains 150 steps a trial); stage 2 then runs the
-            primary alone at its own length, where full-length primary-only runs stand in for it.
+            (default ``base["max_steps"]``; the sampler's 1:1 runs may be shorter than stage 2's,
+            which then runs the primary alone at its own length).
         stage1_trials: trials of the sampler stage 1.
-        gamma: the bandit's decay toward the prior (both stage-1 variants); it steers the sampling
-            only, never the selection.
+        gamma: the bandit's decay toward the prior; it steers the sampling, never the selection.
         baseline: what a task's stage-1 utility must beat to be kept: ``"median"`` (the median
             task; default), ``"primary"`` (the primary-only arm: the primary task's own arm online,
             the ``none`` arm of the sampler), or ``None`` (the fixed ``threshold``). Online, the
-            primary's own arm wins most often of all (a pull of the primary improves its dev more
-            reliably than any auxiliary), so ``"primary"`` keeps next to nothing there; stage 2's
-            primary-alone point is what guards against keeping tasks that do not help.
+            primary's own arm wins most often, so ``"primary"`` keeps next to nothing there.
         threshold: the bar when ``baseline`` is None.
         top_k: keep at most this many tasks (the best utilities); None: no cap.
         stage2_trials: trials of stage 2, the fixed candidate points included.
@@ -235,25 +229,30 @@ class AutoSeM:
     def _off(self) -> float:
         return 0 if self.integer_ratios else self.ratio_range[0] / 2
 
+    def _snap(self, r: float) -> float:
+        low, high = self.ratio_range
+        return float(min(max(round(r), 1), int(high))) if self.integer_ratios else min(max(r, low), high)
+
+    def protected_points(self, selected: list[str], with_primary_alone: bool = True) -> list[dict[str, float]]:
+        """Stage 2's first trials, which the pruner never stops: the best kept task alone at 1:1 (when
+        more than one is kept; ``selected`` is best first; why it leads: docs/concepts/bandit.md),
+        the primary alone, and equal mixing."""
+        one, off = self._snap(1.0), self._off()
+        points = [{f"ratio_{t}": one if t == selected[0] else off for t in selected}] if len(selected) > 1 else []
+        if with_primary_alone:
+            points.append({f"ratio_{t}": off for t in selected})
+        return [*points, {f"ratio_{t}": one for t in selected}]
+
     def candidate_points(
         self, selected: list[str], utilities: Mapping[str, float], with_primary_alone: bool = True
     ) -> list[dict[str, float]]:
-        """Stage 2's fixed first trials: equal mixing and the primary alone (the protected points,
-        first: the pruner judges the runs after them against them), then the stage-1 utilities
+        """Stage 2's fixed first trials: the :meth:`protected_points`, then the stage-1 utilities
         mapped linearly onto log₂ ratios −1 … 1 (1/2 … 2; left out when they are all equal)."""
-
-        def snap(r: float) -> float:
-            low, high = self.ratio_range
-            return float(min(max(round(r), 1), int(high))) if self.integer_ratios else min(max(r, low), high)
-
-        points = [{f"ratio_{t}": snap(1.0) for t in selected}]
-        if with_primary_alone:
-            points.append({f"ratio_{t}": self._off() for t in selected})
+        points = self.protected_points(selected, with_primary_alone)
         u = [utilities[t] for t in selected]
         if len(selected) > 1 and max(u) > min(u):
-            points.append(
-                {f"ratio_{t}": snap(2.0 ** (-1 + 2 * (utilities[t] - min(u)) / (max(u) - min(u)))) for t in selected}
-            )
+            log2 = {t: -1 + 2 * (utilities[t] - min(u)) / (max(u) - min(u)) for t in selected}
+            points.append({f"ratio_{t}": self._snap(2.0 ** log2[t]) for t in selected})
         return points
 
     def _stage2_spec(self, selected: list[str], points: list[dict[str, float]]) -> StudySpec:
@@ -277,8 +276,8 @@ class AutoSeM:
         self, spec: StudySpec, storage: str, points: list[dict[str, float]], fixed: list[dict[str, float]]
     ) -> None:
         """Queue the candidate points that the stage-2 study has not run or queued yet (once: a
-        resumed study finds them there); those in ``fixed`` (equal mixing, the primary alone) are
-        protected from the pruner."""
+        resumed study finds them there); those in ``fixed`` (:meth:`protected_points`) are protected
+        from the pruner."""
         study = spec.load_study(storage)
         seen = [t.params for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.FAIL]
         for point in points:
@@ -378,7 +377,7 @@ class AutoSeM:
         spec2 = self._stage2_spec(selected, points)
         if self._remaining(spec2, url, self.stage2_trials):
             self._must_be_done(spec2, 1)
-            fixed = points[:1] if baseline else points[:2]  # equal mixing, the primary alone
+            fixed = self.protected_points(selected, with_primary_alone=not baseline)
             self._enqueue(spec2, url, points[: self.stage2_trials], fixed)
         study2 = self._continue(spec2, url, self.stage2_trials, run)
         finished = [t for t in study2.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]

@@ -15,7 +15,8 @@ where the primary has one, its ``domain.txt`` for AANG:
 * ``AutoSeM (online, no pruning)`` — :class:`auxopt.pipelines.AutoSeM` with stage 1 run as one online
   Thompson run, then stage 2 over the kept tasks' ratios, every run to its last step (``pruner=None``);
 * ``AutoSeM (online, pruned)`` / ``AutoSeM (sampler)`` — the pipeline at its defaults, multi-fidelity
-  (runs that trail stop early; equal mixing and the primary alone always finish), with stage 1 run
+  (runs that trail stop early; the best kept task alone, the primary alone and equal mixing always
+  finish), with stage 1 run
   online or as ThompsonTaskSampler trials;
 * ``TAPT`` — the primary plus masked-LM on its own text (``AANG(objectives=["tapt"], learn=False)``);
 * ``AANG`` — AANG's online weighting over the primary's generated objective space;
@@ -166,7 +167,8 @@ ROWS = {
 #: autosem-sampler 5: its stage 1's half-length primary-only runs no longer stand in for stage 2's
 #: primary-alone point (revision 4 took one as the answer on dsp, below the primary alone).
 #: autosem-pruned 3, autosem-sampler 6: the default pruner judges runs from half their length on.
-REVISION = {"autosem-online": 3, "autosem-sampler": 6, "autosem-pruned": 3, "attittud": 2, "aang": 2}
+#: autosem-* 4, 7, 4: stage 2 runs the best kept task alone first, then the primary alone, then equal mixing.
+REVISION = {"autosem-online": 4, "autosem-sampler": 7, "autosem-pruned": 4, "attittud": 2, "aang": 2}
 #: per row key, the scale settings only that row depends on (the shared ones must match the study's)
 METHOD_KEYS = {
     "autosem-online": ("stage1_trials", "stage2_trials", "stage2_startup"),
@@ -891,11 +893,11 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         f"{s['stage1_trials']}, two per arm, of {s['steps'] // 2} steps), "
         f"kept: the tasks whose undecayed win rate beats the median task's (at most 3); stage 2 "
         f"{s['stage2_trials']} runs over ratios 1/8 … 4 of the primary's (log scale, or off), the first being "
-        "equal mixing, the primary alone and the stage-1 utilities (the no-pruning row ran the utilities "
-        "second), then the GP; every run finishes in the "
+        "the best kept task alone (1:1), the primary alone, equal mixing and the stage-1 utilities, "
+        "then the GP; every run finishes in the "
         "'no pruning' row, the others stop runs that trail with the median rule from half a run on "
         "(auxopt.pruners.search_pruner; "
-        f"equal mixing and the primary alone always finish). AANG, ATTITTUD: library defaults "
+        f"the first three points always finish). AANG, ATTITTUD: library defaults "
         f"(ATTITTUD over all candidates, its auxiliary minibatch cycling through them).",
         f"- Study file: `{shown}` (resumable; `auxopt dashboard --storage sqlite:///{shown}`).",
         "- Δ: paired difference of test scores from primary-only over the seeds both rows have, mean and "

@@ -87,19 +87,24 @@ def configurations(url: str, suite_name: str):
     return {s: r for s, r in sorted(runs.items()) if all(w in r for w in wanted)}
 
 
+#: the revision of the payoff's no-pruning AutoSeM row whose stage-2 curves are replayed
+REPLAYED = 3
+
+
 def stage2_configurations(url: str, suite_name: str) -> dict[int, dict]:
     """seed → {run: (curve, dev, test)} of AutoSeM's own stage-2 runs (the row that lets every run
     finish), named by what they are: ``all-equal`` and ``primary-only`` (the protected fixed points),
-    then ``utilities`` and ``gp 1``, ``gp 2``, … in the order they ran (the order AutoSeM runs them
-    in now: equal mixing, the primary alone, the utilities point, the GP's). Runs that reused another
-    run's outcome (0 steps) are left out: a search trains each configuration once."""
+    then ``utilities`` and ``gp 1``, ``gp 2``, … in the order they ran (equal mixing, the primary
+    alone, the utilities point, the GP's: the row's revision 3, :data:`REPLAYED`; revision 4 runs
+    the best kept task alone first). Runs that reused another run's outcome (0 steps) are left out:
+    a search trains each configuration once."""
     import optuna
     import payoff
 
     scale = payoff.SCALES["cpu"]
     out = {}
     for seed in range(scale["seeds"] + 2):
-        name = payoff.stage_prefix(f"payoff-{suite_name}", "autosem-online", seed, scale) + ".stage2"
+        name = f"payoff-{suite_name}.autosem-online.seed{seed}.r{REPLAYED}.stage2"
         try:
             study = optuna.load_study(study_name=name, storage=url)
         except KeyError:
@@ -223,9 +228,9 @@ def main(argv=None) -> int:
     if any(stage2.values()):
         lines += [
             "",
-            "AutoSeM's own stage 2, replayed: the stage-2 runs of the `AutoSeM (online, no pruning)` row, in the "
-            "order AutoSeM runs them now (equal mixing and the primary alone first, protected; then the "
-            "utilities point and the GP's runs as they ran); steps of stage 2 (stage 1 left out) and the dev "
+            "AutoSeM's own stage 2, replayed: the stage-2 runs of the `AutoSeM (online, no pruning)` row "
+            f"(revision {REPLAYED}), equal mixing and the primary alone first, protected; then the "
+            "utilities point and the GP's runs as they ran; steps of stage 2 (stage 1 left out) and the dev "
             "its answer lost against the unpruned stage 2, per seed.",
             "",
             "| suite | pruner | "
