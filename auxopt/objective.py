@@ -16,12 +16,17 @@ it and 0 steps of its own. Training is deterministic given its settings, seed in
 outcome is the one a second run would give; a trial with another seed is another run. A repeat of
 a PRUNED trial replays its curve to the pruner: stopped again, it ends PRUNED without training;
 let through (its peers have changed), it trains.
+
+``reuse_from`` names other studies of the same storage to look in as well (a search rerun under a new
+name after a change that leaves these runs as they were): a run one of them trained is taken the
+same way, and the trial also records ``reused_study`` and ``reused_cost``, the steps and wall time
+the run cost there, which a comparison of searches' compute counts (:func:`run_cost`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,33 +92,47 @@ _NOT_REUSED = (
     records.RETRY_OF,
     records.RESUMED_FROM_STEP,
     records.REUSED_FROM,
+    records.REUSED_COST,
 )
 
 
 def finished_twin(
-    trial: optuna.Trial, config: dict[str, Any], state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE
+    trial: optuna.Trial,
+    config: dict[str, Any],
+    state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE,
+    study: optuna.Study | None = None,
 ) -> optuna.trial.FrozenTrial | None:
-    """The first trial of ``trial``'s study in ``state`` that ran exactly these settings, if any."""
-    key = settings_key(config)
-    for other in trial.study.get_trials(deepcopy=False, states=(state,)):
-        if (
-            other.number != trial.number
-            and records.CONFIG in other.user_attrs
-            and settings_key(other.user_attrs[records.CONFIG]) == key
-        ):
+    """The first trial in ``state`` that ran exactly these settings: of ``trial``'s own study, or of
+    ``study`` (another one), where only a trial that trained them itself counts."""
+    key, own = settings_key(config), study is None
+    for other in (trial.study if own else study).get_trials(deepcopy=False, states=(state,)):
+        if own and other.number == trial.number or not own and records.REUSED_FROM in other.user_attrs:
+            continue
+        if records.CONFIG in other.user_attrs and settings_key(other.user_attrs[records.CONFIG]) == key:
             return other
     return None
 
 
-def reuse_result(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> float:
-    """Give ``trial`` the outcome of ``twin`` (same settings): its metrics, curve and records, no steps."""
-    _take_records(trial, twin)
+def run_cost(trial: optuna.trial.FrozenTrial) -> tuple[int, float]:
+    """(steps, wall seconds) the trial's run cost: its own, or for an outcome taken from another
+    study (``reuse_from``), what the run cost there; 0 for a repeat within its study."""
+    taken = trial.user_attrs.get(records.REUSED_COST) or {}
+    return (
+        int(trial.user_attrs.get(records.STEPS, 0) + taken.get("steps", 0)),
+        float(trial.user_attrs.get(records.WALL_TIME_S, 0.0) + taken.get("wall_time_s", 0.0)),
+    )
+
+
+def reuse_result(trial: optuna.Trial, twin: optuna.trial.FrozenTrial, study: str | None = None) -> float:
+    """Give ``trial`` the outcome of ``twin`` (same settings; of study ``study`` when not its own):
+    its metrics, curve and records, no steps."""
+    _take_records(trial, twin, study)
     for step, value in twin.intermediate_values.items():
         trial.report(value, step)
     return float(twin.value)
 
 
-def _take_records(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
+def _take_records(trial: optuna.Trial, twin: optuna.trial.FrozenTrial, study: str | None) -> None:
     origin = twin.user_attrs.get(records.REUSED_FROM, twin.number)
     for key, value in twin.user_attrs.items():
         if key not in _NOT_REUSED:
@@ -121,17 +140,22 @@ def _take_records(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
     for key in (records.STEPS, records.EXAMPLES, records.WALL_TIME_S):
         trial.set_user_attr(key, 0)
     trial.set_user_attr(records.REUSED_FROM, origin)
+    if study is not None:
+        steps, wall = run_cost(twin)
+        trial.set_user_attr(records.REUSED_STUDY, study)
+        trial.set_user_attr(records.REUSED_COST, {"steps": steps, "wall_time_s": round(wall, 3)})
 
 
-def replay_pruned(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> frozenset[int]:
+def replay_pruned(trial: optuna.Trial, twin: optuna.trial.FrozenTrial, study: str | None = None) -> frozenset[int]:
     """Report a PRUNED twin's curve (the same settings, so the same curve) and ask the pruner at each
     step, as its run would. Where the pruner stops it again, ``trial`` takes the twin's outcome and is
     pruned without training (0 steps, ``reused_from``); else the steps reported, for the run to skip."""
     for step, value in sorted(twin.intermediate_values.items()):
         trial.report(value, step)
         if trial.should_prune():
-            _take_records(trial, twin)
-            raise optuna.TrialPruned(f"pruned at step {step} (dev {value:.4f}), as trial {twin.number} was")
+            _take_records(trial, twin, study)
+            where = f"trial {twin.number}" + (f" of {study!r}" if study is not None else "")
+            raise optuna.TrialPruned(f"pruned at step {step} (dev {value:.4f}), as {where} was")
     return frozenset(twin.intermediate_values)
 
 
@@ -146,6 +170,8 @@ class Objective:
         checkpoint_every: checkpoint every this many optimisation steps.
         reuse: a trial whose settings equal a finished trial's takes its outcome instead of
             training again (user_attr ``reused_from``).
+        reuse_from: names of other studies in the trial's storage whose trained runs are taken too
+            (names not in the storage are skipped).
     """
 
     def __init__(
@@ -157,9 +183,33 @@ class Objective:
         artifacts: str | Path | None = None,
         checkpoint_every: int = DEFAULT_EVERY,
         reuse: bool = True,
+        reuse_from: Sequence[str] = (),
     ):
         self.build_config, self.prune, self.train_fn = build_config, prune, train_fn
         self.artifacts, self.checkpoint_every, self.reuse = artifacts, checkpoint_every, reuse
+        self.reuse_from = tuple(reuse_from)
+
+    def twin(
+        self, trial: optuna.Trial, settings: dict[str, Any], state: optuna.trial.TrialState
+    ) -> tuple[optuna.trial.FrozenTrial | None, str | None]:
+        """The finished run of these settings in ``state`` to take, and the study it is in (None:
+        the trial's own); (None, None) when there is none or ``reuse`` is off."""
+        if not self.reuse:
+            return None, None
+        twin = finished_twin(trial, settings, state)
+        if twin is not None:
+            return twin, None
+        from auxopt._optuna import storage_of
+
+        for name in self.reuse_from:
+            try:
+                other = optuna.load_study(study_name=name, storage=storage_of(trial.study))
+            except KeyError:
+                continue
+            twin = finished_twin(trial, settings, state, other)
+            if twin is not None:
+                return twin, name
+        return None, None
 
     def __call__(self, trial: optuna.Trial) -> float:
         from auxopt.storage import TrialCheckpointStore, artifact_store, retried_trials
@@ -167,11 +217,11 @@ class Objective:
         config = self.build_config(trial)
         settings = config.describe()
         trial.set_user_attr(records.CONFIG, settings)
-        twin = finished_twin(trial, settings) if self.reuse else None
+        twin, where = self.twin(trial, settings, optuna.trial.TrialState.COMPLETE)
         if twin is not None:
-            return reuse_result(trial, twin)
-        pruned = finished_twin(trial, settings, optuna.trial.TrialState.PRUNED) if self.reuse and self.prune else None
-        replayed = replay_pruned(trial, pruned) if pruned is not None else frozenset()
+            return reuse_result(trial, twin, where)
+        pruned, where = self.twin(trial, settings, optuna.trial.TrialState.PRUNED) if self.prune else (None, None)
+        replayed = replay_pruned(trial, pruned, where) if pruned is not None else frozenset()
         retried = retried_trials(trial)
         if retried:
             trial.set_user_attr(records.RETRY_OF, retried[0])

@@ -23,6 +23,8 @@ CONTAMINATION = "contamination"  # overlap between auxiliary text and the primar
 
 # -- where an outcome came from ---------------------------------------------------------------------
 REUSED_FROM = "reused_from"  # number of the finished trial with the same settings
+REUSED_STUDY = "reused_study"  # the study that trial is in, when not the trial's own (reuse_from)
+REUSED_COST = "reused_cost"  # {"steps", "wall_time_s"}: what the run taken from that study cost there
 RETRY_OF = "retry_of"  # number of the trial this one retries (its worker died)
 RESUMED_FROM_STEP = "resumed_from_step"  # the checkpoint step a retry resumed from (0: none)
 CHECKPOINT_STEP = "checkpoint_step"  # the step of the trial's newest checkpoint (auxopt.storage)

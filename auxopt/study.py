@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 
 from auxopt import records
+from auxopt._optuna import storage_of
 from auxopt.errors import AuxoptError
 from auxopt.objective import Objective
 from auxopt.propose import Distinct, quiet_optuna
@@ -71,6 +72,11 @@ class StudySpec:
             seeded per trial from ``(seed, trial number)``, so one worker's study is reproducible
             and a rerun or another worker draws new trials. ``False``: the sampler's draws as they
             come (a repeat takes the finished twin's outcome without training).
+        reuse_from: names of other studies in the same storage: a trial whose run settings equal a
+            run one of them trained takes that outcome instead of training (user_attrs
+            ``reused_from``, ``reused_study`` and ``reused_cost``, what the run cost there). For a
+            search rerun under a new name after a change that leaves these runs as they were;
+            training is deterministic given its settings, seed included.
     """
 
     name: str
@@ -88,10 +94,15 @@ class StudySpec:
     checkpoint_every: int | None = DEFAULT_EVERY
     on_overlap: str = "warn"
     distinct: bool = True
+    reuse_from: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.primary, Task):
             raise AuxoptError(f"study {self.name!r}: primary must be a Task (use auxopt.load_task)")
+        if isinstance(self.reuse_from, str) or not all(isinstance(n, str) for n in self.reuse_from):
+            raise AuxoptError(f"study {self.name!r}: reuse_from must be a list of study names, not {self.reuse_from!r}")
+        if self.name in self.reuse_from:
+            raise AuxoptError(f"study {self.name!r}: reuse_from names the study itself (it reuses its own runs anyway)")
         validate_on_overlap(self.on_overlap, f"study {self.name!r}")
         if "on_overlap" in self.base:
             raise AuxoptError(
@@ -127,7 +138,10 @@ class StudySpec:
         if self.checkpoint_every is None:
             artifacts = None
         return Objective(
-            self.build_config, artifacts=artifacts, checkpoint_every=self.checkpoint_every or DEFAULT_EVERY
+            self.build_config,
+            artifacts=artifacts,
+            checkpoint_every=self.checkpoint_every or DEFAULT_EVERY,
+            reuse_from=self.reuse_from,
         )
 
     def proposer(self):
@@ -331,6 +345,14 @@ class StudySpec:
         self.preflight()
         study = self.load_study(url)
         logger.info("study %r in %s: %d trials so far", self.name, mask_url(url), len(study.trials))
+        missing = sorted(set(self.reuse_from) - set(optuna.get_all_study_names(storage_of(study))))
+        if missing:
+            logger.warning(
+                "study %r: reuse_from names %s, not in %s: nothing is taken from them",
+                self.name,
+                missing,
+                mask_url(url),
+            )
         if reset:
             again = reset_running(study)
             if again:

@@ -418,3 +418,38 @@ def test_sampler_stage1_pruner_keeps_the_primary_only_runs_and_counts_pruned_pul
     for t in others:  # Beta(1, 1) prior: every pull of a pruned arm is a loss
         wins = evidence[t.params["aux_task"]][0] - 1
         assert wins == 0
+
+
+def test_a_search_rerun_under_a_new_name_takes_the_runs_the_earlier_one_trained(suite, tmp_path):
+    """``reuse_from``: a pipeline rerun under a new name (e.g. after a change to stage 2) trains none
+    of the runs the earlier one trained with the same settings; it gets the same answer, and each
+    trial records where its run came from and what that run cost there."""
+    from auxopt.objective import run_cost
+
+    storage = f"sqlite:///{tmp_path / 'r.db'}"
+    kwargs = dict(
+        base=BASE,
+        stage1_steps=30,
+        online=OnlineThompson(steps_per_pull=5, eval_batches=1),
+        threshold=0.0,
+        baseline=None,
+        top_k=2,
+        stage2_trials=3,
+        pruner=None,
+        storage=storage,
+    )
+    old = AutoSeM("old", suite.primary, suite.auxiliaries, **kwargs)
+    old.optimize(publish_every=None)
+    new = AutoSeM("new", suite.primary, suite.auxiliaries, reuse_from=["old", "never-ran"], **kwargs)
+    new.optimize(publish_every=None)
+    assert (new.result.selected, new.result.ratios) == (old.result.selected, old.result.ratios)
+    assert (new.result.best_dev, new.result.test_at_best) == (old.result.best_dev, old.result.test_at_best)
+    for stage in (1, 2):
+        before = {t.number: t for t in optuna.load_study(study_name=f"old.stage{stage}", storage=storage).trials}
+        for t in optuna.load_study(study_name=f"new.stage{stage}", storage=storage).trials:
+            assert t.user_attrs[records.STEPS] == 0 and t.user_attrs[records.REUSED_STUDY] == f"old.stage{stage}"
+            origin = before[t.user_attrs[records.REUSED_FROM]]
+            assert t.value == origin.value and t.user_attrs[records.CONFIG] == origin.user_attrs[records.CONFIG]
+            assert run_cost(t)[0] == origin.user_attrs[records.STEPS] > 0
+    with pytest.raises(AuxoptError, match="list of AutoSeM names"):
+        AutoSeM("x", suite.primary, suite.auxiliaries, reuse_from="old")

@@ -147,6 +147,13 @@ def test_ci_scale_runs_end_to_end_and_resumes_after_a_kill(tmp_path, data_dir):
         if t.state == TrialState.COMPLETE:
             assert t.user_attrs["steps"] >= scale["steps"] and t.user_attrs["wall_s"] > 0
             assert t.user_attrs["test"] is not None and 0 <= t.user_attrs["test"] <= 1
+    # the AutoSeM rows take each other's runs of the same settings (stage 1 online is the same run
+    # with and without pruning) and count them at what they cost there
+    stages = [n for n in optuna.get_all_study_names(url) if ".autosem-" in n]
+    taken = [
+        t for n in stages for t in optuna.load_study(study_name=n, storage=url).trials if "reused_study" in t.user_attrs
+    ]
+    assert taken and all(t.user_attrs["reused_cost"]["steps"] > 0 and t.user_attrs["steps"] == 0 for t in taken)
     # the report: every row with its seeds, intervals and the figure
     table = done.stdout
     for label in payoff.ROWS.values():

@@ -167,3 +167,68 @@ def test_a_repeat_of_a_pruned_run_is_pruned_again_without_training_unless_the_pr
     assert runs == ["bad", "bad"] and last.state == optuna.trial.TrialState.COMPLETE
     assert last.intermediate_values == dict(curve["bad"]) and last.value == 0.60
     assert "reused_from" not in last.user_attrs and last.user_attrs["steps"] == 30
+
+
+def test_a_study_takes_runs_another_study_trained_and_replays_its_pruned_curves():
+    """``reuse_from``: a finished run of another study of the storage is taken (with what it cost
+    there), a pruned one is replayed to this study's pruner, a repeat within the study costs
+    nothing more, and a run the other study had itself taken from elsewhere is not taken."""
+    import types
+
+    from auxopt.objective import Objective, run_cost
+    from auxopt.train import TrainResult
+
+    curve = {"good": [(10, 0.6), (20, 0.7)], "bad": [(10, 0.40), (20, 0.45)]}
+    runs = []
+
+    def fake_train(config, reporter):
+        runs.append(config.x)
+        done = []
+        for step, value in curve[config.x]:
+            done.append((step, value))
+            reporter.report(step, value)
+            if reporter.should_stop():
+                break
+        stopped = "reporter" if len(done) < len(curve[config.x]) else "max_steps"
+        best = max(done, key=lambda sv: sv[1])
+        return TrainResult("accuracy", best[1], best[0], 0.5, done, done[-1][0], {}, 2.0, stopped, "cpu")
+
+    def build(trial):
+        x = trial.suggest_categorical("x", ["good", "bad"])
+        return types.SimpleNamespace(x=x, checkpoint=None, describe=lambda: {"x": x})
+
+    storage = optuna.storages.InMemoryStorage()
+    pruner = optuna.pruners.ThresholdPruner(lower=0.5)
+    old = optuna.create_study(study_name="old", storage=storage, direction="maximize", pruner=pruner)
+    for x in ("good", "bad"):
+        old.enqueue_trial({"x": x})
+    old.optimize(Objective(build, train_fn=fake_train), n_trials=2)
+    assert runs == ["good", "bad"]
+
+    new = optuna.create_study(study_name="new", storage=storage, direction="maximize", pruner=pruner)
+    for x in ("good", "bad", "good"):
+        new.enqueue_trial({"x": x})
+    new.optimize(Objective(build, train_fn=fake_train, reuse_from=["missing", "old"]), n_trials=3)
+    assert runs == ["good", "bad"]  # nothing trained again
+    good, bad, again = new.trials
+    assert (
+        good.value == 0.7 and good.user_attrs["test_metric"] == 0.5 and good.intermediate_values == {10: 0.6, 20: 0.7}
+    )
+    assert good.user_attrs["reused_study"] == "old" and good.user_attrs["reused_from"] == 0
+    assert run_cost(good) == (20, 2.0) and good.user_attrs["steps"] == 0
+    assert bad.state == optuna.trial.TrialState.PRUNED and run_cost(bad)[0] == 10
+    assert again.user_attrs["reused_study"] == "old" and run_cost(again) == (0, 0.0)  # paid once already
+
+    third = optuna.create_study(study_name="third", storage=storage, direction="maximize")
+    third.enqueue_trial({"x": "good"})
+    third.optimize(Objective(build, train_fn=fake_train, reuse_from=["new"]), n_trials=1)
+    assert runs == ["good", "bad", "good"]  # "new" trained nothing itself: its copies are not taken
+    assert "reused_study" not in third.trials[0].user_attrs and run_cost(third.trials[0])[0] == 20
+
+
+def test_reuse_from_names_other_studies(suite):
+    base = {"model": "tiny", "max_steps": 20}
+    with pytest.raises(Exception, match="list of study names"):
+        StudySpec(name="s", primary=suite.primary, base=base, reuse_from="old")
+    with pytest.raises(Exception, match="names the study itself"):
+        StudySpec(name="s", primary=suite.primary, base=base, reuse_from=["s"])

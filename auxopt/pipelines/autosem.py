@@ -118,6 +118,9 @@ class AutoSeM:
         storage: default storage URL (default: ``sqlite:///<name>.db`` beside the study file).
         on_overlap: ``"warn"``, ``"error"`` or ``"ignore"`` when a task's train split shares
             examples with the primary's dev or test split (see :class:`~auxopt.study.StudySpec`).
+        reuse_from: names of other AutoSeM pipelines in the same storage: a run with the settings
+            of a run their stages trained takes its outcome (:attr:`StudySpec.reuse_from`), e.g. the
+            same search rerun under a new name after a change to stage 2.
     """
 
     name: str
@@ -141,6 +144,7 @@ class AutoSeM:
     storage: str | None = None
     source_file: str | None = None
     on_overlap: str = "warn"
+    reuse_from: Sequence[str] = ()
     result: AutoSeMResult | None = field(default=None, init=False)
     _read_only: bool = field(default=False, init=False, repr=False)
 
@@ -159,6 +163,8 @@ class AutoSeM:
                 raise AuxoptError(f"{key} must be at least 1")
         if self.pruner is not None and not isinstance(self.pruner, optuna.pruners.BasePruner):
             raise AuxoptError(f"pruner must be an Optuna pruner or None, not {type(self.pruner).__name__}")
+        if isinstance(self.reuse_from, str):
+            raise AuxoptError(f"reuse_from must be a list of AutoSeM names, not the string {self.reuse_from!r}")
         if self.online.gamma != self.gamma:
             self.online = replace(self.online, gamma=self.gamma)
         self._stage1_spec()  # validates base settings before any storage is touched
@@ -187,6 +193,7 @@ class AutoSeM:
             user_attrs={"pipeline": self.name, "stage": stage, "stages": [self.stage1_name, self.stage2_name], **attrs},
             source_file=self.source_file,
             on_overlap=self.on_overlap,
+            reuse_from=[f"{other}.stage{i}" for other in self.reuse_from for i in (1, 2)],
         )
 
     def _stage1_spec(self) -> StudySpec:
@@ -329,9 +336,7 @@ class AutoSeM:
     def select(self, evidence: Mapping[str, tuple[float, float]]) -> list[str]:
         """The kept tasks: utility above the ``baseline``, best first, at most ``top_k``."""
         none = self.primary.name if self.stage1 == "online" else "none"
-        baseline = none if self.baseline == "primary" and none in evidence else self.baseline
-        if self.baseline == "primary" and none not in evidence:
-            baseline = "median"
+        baseline = (none if none in evidence else "median") if self.baseline == "primary" else self.baseline
         return [str(t) for t in select_tasks(evidence, self.threshold, self.top_k, none_arm=none, baseline=baseline)]
 
     def optimize(self, n_trials: int | None = None, storage: str | None = None, **run: Any) -> optuna.Study:
@@ -357,11 +362,8 @@ class AutoSeM:
         if not self._read_only:  # load_result() writes nothing
             study1.set_user_attr(records.SELECTED_TASKS, selected)
             study1.set_user_attr(records.UTILITIES, utilities)
-        logger.info(
-            "AutoSeM stage 1 kept %s (utilities %s)",
-            selected or "no task",
-            {k: round(v, 3) for k, v in utilities.items()},
-        )
+        shown = {k: round(v, 3) for k, v in utilities.items()}
+        logger.info("AutoSeM stage 1 kept %s (utilities %s)", selected or "no task", shown)
         aux_evidence = {k: v for k, v in evidence.items() if k not in (self.primary.name, "none")}
 
         baseline = self._primary_only_trials(study1)  # the sampler's stage 1 trained it already
@@ -435,11 +437,8 @@ class AutoSeM:
         stage 1 has none: its one run mixes every task)."""
         if self.stage1 != "sampler" or not self._stage1_runs_full_length():
             return []  # runs shorter than stage 2's are no stand-in for its primary-alone point
-        return [
-            t
-            for t in study1.get_trials(deepcopy=False)
-            if t.state == optuna.trial.TrialState.COMPLETE and _primary_only(t)
-        ]
+        done = study1.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return [t for t in done if _primary_only(t)]
 
     def summary(self) -> str:
         if self.result is None:

@@ -445,13 +445,32 @@ def autosem_pipeline(row: str, seed: int, primary, auxiliaries, scale: dict, url
         n_startup_trials=scale["stage2_startup"],
         seed=seed,
         storage=url,
+        reuse_from=other_searches(url, study_name, row, seed, scale),
     )
+
+
+def other_searches(url: str, study_name: str, row: str, seed: int, scale: dict) -> list[str]:
+    """The file's other AutoSeM searches of ``seed`` (every row and revision): a run one of them
+    trained with the same settings is taken, not trained again (auxopt's ``reuse_from``; training
+    is deterministic given its settings), and counted at what it cost there."""
+    import optuna
+
+    names, mine = set(optuna.get_all_study_names(url)), stage_prefix(study_name, row, seed, scale)
+    prefixes = [
+        f"{study_name}.{key}.seed{seed}" + (f".r{r}" if r > 1 else "")
+        for key in ("autosem-pruned", "autosem-online", "autosem-sampler")
+        for r in range(max(REVISION.values()), 0, -1)
+    ]
+    return [p for p in prefixes if p != mine and {f"{p}.stage1", f"{p}.stage2"} & names]
 
 
 def run_autosem(row, seed, primary, auxiliaries, scale, url, study_name) -> dict:
     """The AutoSeM pipeline, its two stage studies in the benchmark's own file (so it resumes
-    mid-search); compute is summed over every trial of both stages, across restarts."""
+    mid-search); compute is summed over every trial of both stages, across restarts, a run taken
+    from another search counted at its cost there (:func:`auxopt.objective.run_cost`)."""
     import optuna
+
+    from auxopt.objective import run_cost
 
     pipeline = autosem_pipeline(row, seed, primary, auxiliaries, scale, url, study_name)
     pipeline.optimize(publish_every=None)
@@ -462,8 +481,8 @@ def run_autosem(row, seed, primary, auxiliaries, scale, url, study_name) -> dict
         except KeyError:
             continue
         for t in stage.get_trials(deepcopy=False):
-            steps += t.user_attrs.get("steps", 0)
-            wall += t.user_attrs.get("wall_time_s", 0.0)
+            cost = run_cost(t)
+            steps, wall = steps + cost[0], wall + cost[1]
     r = pipeline.result
     return dict(
         dev=r.best_dev,
@@ -812,6 +831,8 @@ def search_curves(url: str, study, suite: Suite, data: dict, scale: dict) -> dic
     import optuna
     from optuna.trial import TrialState
 
+    from auxopt.objective import run_cost
+
     base = {s: v["test"] for s, v in data.get("primary-only", {}).items()}
     singles = data.get("_singles", {})
     curves: dict[str, list[tuple[int, float, int]]] = {}
@@ -835,12 +856,12 @@ def search_curves(url: str, study, suite: Suite, data: dict, scale: dict) -> dic
                 stage2 = optuna.load_study(study_name=f"{prefix}.stage2", storage=url)
             except KeyError:
                 continue
-            spent = sum(t.user_attrs.get("steps", 0) for t in stage1.get_trials(deepcopy=False))
+            spent = sum(run_cost(t)[0] for t in stage1.get_trials(deepcopy=False))
             best = None
             trials = sorted(stage2.get_trials(deepcopy=False), key=lambda t: t.number)
             k = 0
             for t in trials:
-                spent += t.user_attrs.get("steps", 0)
+                spent += run_cost(t)[0]
                 if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
                     continue  # a failed attempt: its steps count, its retry is the run
                 k += 1
@@ -873,6 +894,26 @@ def curve_lines(curves: dict[str, list[tuple[int, float, int]]]) -> list[str]:
     return [*lines, ""]
 
 
+def repeats(url: str) -> str:
+    """The check of what that reuse rests on: settings trained more than once in the file's AutoSeM
+    studies, and how many of them gave the same dev and test scores every time."""
+    import optuna
+
+    from auxopt.propose import settings_key
+
+    scores: dict[str, list] = {}
+    for name in optuna.get_all_study_names(url):
+        if ".autosem-" not in name:
+            continue
+        for t in optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False):
+            if t.state.name == "COMPLETE" and "config" in t.user_attrs and "reused_from" not in t.user_attrs:
+                run = (t.value, t.user_attrs.get("test_metric"))
+                scores.setdefault(settings_key(t.user_attrs["config"]), []).append(run)
+    twice = [set(v) for v in scores.values() if len(v) > 1]
+    same = sum(len(v) == 1 for v in twice)
+    return f"Determinism, checked: of {len(twice)} settings trained more than once, {same} gave the same scores."
+
+
 def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, args) -> None:
     import optuna
 
@@ -903,6 +944,8 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         "- Δ: paired difference of test scores from primary-only over the seeds both rows have, mean and "
         "95 % t-interval; W/T/L: seeds where the row beat / tied / lost to primary-only. Compute: every "
         "training step the row spent, search included, and its wall time.",
+        f"- AutoSeM's searches take a run another search of the file trained with the same settings "
+        f"instead of training it again, and count it at its cost (auxopt's `reuse_from`). {repeats(url)}",
         "",
     ]
     for name, suite in suites.items():
