@@ -133,9 +133,9 @@ def reuse_result(trial: optuna.Trial, twin: optuna.trial.FrozenTrial, study: str
 
 
 def _take_records(trial: optuna.Trial, twin: optuna.trial.FrozenTrial, study: str | None) -> None:
-    origin = twin.user_attrs.get(records.REUSED_FROM, twin.number)
+    origin, own = twin.user_attrs.get(records.REUSED_FROM, twin.number), trial.user_attrs
     for key, value in twin.user_attrs.items():
-        if key not in _NOT_REUSED:
+        if key not in _NOT_REUSED and key not in own:  # what the trial's own space recorded stays
             trial.set_user_attr(key, value)
     for key in (records.STEPS, records.EXAMPLES, records.WALL_TIME_S):
         trial.set_user_attr(key, 0)

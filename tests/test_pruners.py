@@ -195,6 +195,7 @@ def test_a_study_takes_runs_another_study_trained_and_replays_its_pruned_curves(
 
     def build(trial):
         x = trial.suggest_categorical("x", ["good", "bad"])
+        trial.set_user_attr("asked_in", trial.study.study_name)  # what a space records, e.g. AutoSeM's ratios
         return types.SimpleNamespace(x=x, checkpoint=None, describe=lambda: {"x": x})
 
     storage = optuna.storages.InMemoryStorage()
@@ -215,6 +216,7 @@ def test_a_study_takes_runs_another_study_trained_and_replays_its_pruned_curves(
         good.value == 0.7 and good.user_attrs["test_metric"] == 0.5 and good.intermediate_values == {10: 0.6, 20: 0.7}
     )
     assert good.user_attrs["reused_study"] == "old" and good.user_attrs["reused_from"] == 0
+    assert good.user_attrs["asked_in"] == "new"  # the trial's own records are not overwritten
     assert run_cost(good) == (20, 2.0) and good.user_attrs["steps"] == 0
     assert bad.state == optuna.trial.TrialState.PRUNED and run_cost(bad)[0] == 10
     assert again.user_attrs["reused_study"] == "old" and run_cost(again) == (0, 0.0)  # paid once already
