@@ -168,7 +168,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--online-steps", type=int, help="steps of the online stage-1 run (default: by scale)")
     parser.add_argument("--write", action="store_true", help=f"write the table into {_common.RESULTS}")
+    _common.add_threads_option(parser)
     args = parser.parse_args(argv)
+    _common.apply_threads(args)
     methods = [m for m in args.methods.split(",") if m]
     for bad in [m for m in methods if m not in ONLINE and m != "sampler"]:
         parser.error(f"unknown method {bad!r}; choose from {', '.join([*ONLINE, 'sampler'])}")
