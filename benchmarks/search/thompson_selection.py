@@ -124,6 +124,41 @@ def evidence_until(history: list[dict], arms, steps: int) -> dict[str, tuple[flo
     return {arm: (a, b) for arm, (a, b) in tally.items()}
 
 
+ROLES = ("helpful", "neutral", "harmful")
+COUNTS = {"helpful": 4, "neutral": 3, "harmful": 3}  # the synthetic suite's candidates by role
+
+
+def win_rate(tally: dict[tuple[str, int], list[int]], role: str, halves=(0, 1)) -> float:
+    wins, pulls = (sum(tally.get((role, h), [0, 0])[i] for h in halves) for i in (0, 1))
+    return wins / pulls if pulls else float("nan")
+
+
+def role_tally(history: list[dict], suite, steps: int) -> dict[tuple[str, int], list[int]]:
+    """Wins and pulls of the online run's pulls by the pulled task's role (the primary's own arm
+    apart) and by half of the run (0: the pulls that ended in its first half)."""
+    role = {name: r for r in ROLES for name in suite.names(r)}
+    tally: dict[tuple[str, int], list[int]] = {}
+    for pull in history:
+        cell = tally.setdefault((role.get(pull["task"], "primary"), int(pull["step"] > steps / 2)), [0, 0])
+        cell[0] += pull["reward"]
+        cell[1] += 1
+    return tally
+
+
+def expected_precision(rates: dict[str, float], counts: dict[str, int], pulls: int, draws: int = 20000) -> float:
+    """The precision AutoSeM's default rule (top 3 above the median task) would reach if every task
+    of each role won a pull with that role's rate and had ``pulls`` pulls (binomial simulation)."""
+    rng = np.random.default_rng(0)
+    roles = [r for r in ROLES for _ in range(counts[r])]
+    p = np.array([rates[r] for r in roles])
+    total = 0.0
+    for _ in range(draws):
+        u = (rng.binomial(pulls, p) + 1) / (pulls + 2) + rng.uniform(0, 1e-9, len(p))  # ties broken at random
+        kept = [i for i in np.argsort(-u) if u[i] > np.median(u)][:3]
+        total += np.mean([roles[i] == "helpful" for i in kept]) if kept else 0.0
+    return total / draws
+
+
 def run_sampler(suite, trials: int, steps: int, seed: int):
     import optuna
 
@@ -187,14 +222,18 @@ def main(argv=None) -> int:
     rows["random"] = []
     by_length: dict[tuple[str, float], list[tuple[float, float]]] = {}  # (method, fraction) -> [(P, R)]
     length_steps: dict[tuple[str, float], int] = {}  # (method, fraction) -> stage-1 steps
+    tallies: dict[str, dict[tuple[str, int], list[int]]] = {}  # online method -> (role, half) -> [wins, pulls]
     rng = np.random.default_rng(0)
     n_seeds = args.seeds or scale["seeds"]
     for seed in range(n_seeds):
-        suite = make_synthetic_suite(n_helpful=4, n_neutral=3, n_harmful=3, seed=seed)
+        suite = make_synthetic_suite(**{f"n_{r}": n for r, n in COUNTS.items()}, seed=seed)
         helpful = set(suite.names("helpful"))
         for method in methods:
             if method in ONLINE:
                 wall, evidence, posterior, arm, history = run_online(suite, scale["online_steps"], seed, ONLINE[method])
+                for key, (w, n) in role_tally(history, suite, scale["online_steps"]).items():
+                    cell = tallies.setdefault(method, {}).setdefault(key, [0, 0])
+                    cell[0], cell[1] = cell[0] + w, cell[1] + n
                 selected = loss_selection(history, arm)
                 p, r = precision_recall(selected, helpful)
                 rows[f"{method}: {LOSS_RULE}"].append((p, r, len(selected), wall))
@@ -256,6 +295,26 @@ def main(argv=None) -> int:
         for method in methods:
             cells = [(np.mean(by_length[(method, f)], axis=0), length_steps[(method, f)]) for f in LENGTHS]
             lines.append(f"| {method} | " + " | ".join(f"{p:.2f} / {r:.2f} ({n} steps)" for (p, r), n in cells) + " |")
+    if tallies:
+        lines += [
+            "",
+            "Why: how often a pull won, by the pulled task's role, over the pulls of every seed (first half "
+            "of the run / second half / all), and the precision AutoSeM's default rule would reach if every "
+            "task won at its role's rate (all pulls) with n pulls each (binomial simulation).",
+            "",
+            "| method | primary's own arm | helpful | neutral | harmful | pulls per task | "
+            + " | ".join(f"n = {n}" for n in (8, 16, 32, 64))
+            + " |",
+            "|---|---|---|---|---|---|" + "---|" * 4,
+        ]
+        for method, tally in tallies.items():
+            cells = [
+                " / ".join(f"{win_rate(tally, r, h):.2f}" for h in ((0,), (1,), (0, 1))) for r in ("primary", *ROLES)
+            ]
+            pulls = sum(tally.get((r, h), [0, 0])[1] for r in ROLES for h in (0, 1)) / (sum(COUNTS.values()) * n_seeds)
+            rates = {r: win_rate(tally, r) for r in ROLES}
+            sims = [f"{expected_precision(rates, COUNTS, n):.2f}" for n in (8, 16, 32, 64)]
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {pulls:.1f} | " + " | ".join(sims) + " |")
     _common.publish(TITLE, lines, args.write)
     return 0
 
