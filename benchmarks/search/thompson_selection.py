@@ -75,6 +75,7 @@ ONLINE = {
     "online (4 dev batches)": dict(eval_batches=4),
     "online (trend reward)": dict(eval_batches=4, reward="trend"),
     "online (20 steps a pull)": dict(eval_batches=2, steps_per_pull=20),
+    "online (5 steps a pull)": dict(eval_batches=2, steps_per_pull=5),
 }
 
 
@@ -266,7 +267,7 @@ def main(argv=None) -> int:
         f"{n_seeds} seed(s); online: one run of {scale['online_steps']} steps, 10 steps a pull, "
         "reward on 2 dev batches (AutoSeM's: the dev accuracy rose, a tie decided by the dev loss), or "
         "on 4 (the library's default), or the trend reward on 4 (the dev loss fell by more than the "
-        f"median change of the previous 20 pulls), or 20 steps a pull; sampler: "
+        f"median change of the previous 20 pulls), or 20 or 5 steps a pull; sampler: "
         f"{scale['trials']} trials of {scale['trial_steps']} steps "
         "(the first primary-only); each selection rule reads the same runs: the undecayed evidence "
         "(wins/pulls) against the median task or the primary-only arm, or the decayed posterior mean "
