@@ -217,12 +217,22 @@ class Objective:
         config = self.build_config(trial)
         settings = config.describe()
         trial.set_user_attr(records.CONFIG, settings)
+        retried = retried_trials(trial)
+
+        def untrained() -> None:  # a retry that ends without training still owns its predecessor's checkpoints
+            if retried and self.artifacts is not None:
+                TrialCheckpointStore(trial, artifact_store(self.artifacts)).delete_all()
+
         twin, where = self.twin(trial, settings, optuna.trial.TrialState.COMPLETE)
         if twin is not None:
+            untrained()
             return reuse_result(trial, twin, where)
         pruned, where = self.twin(trial, settings, optuna.trial.TrialState.PRUNED) if self.prune else (None, None)
-        replayed = replay_pruned(trial, pruned, where) if pruned is not None else frozenset()
-        retried = retried_trials(trial)
+        try:
+            replayed = replay_pruned(trial, pruned, where) if pruned is not None else frozenset()
+        except optuna.TrialPruned:
+            untrained()
+            raise
         if retried:
             trial.set_user_attr(records.RETRY_OF, retried[0])
         checkpoints = None

@@ -146,3 +146,25 @@ def test_retried_trial_resumes_from_the_artifact_store(suite, reference, tmp_pat
     assert list(artifacts.iterdir()) == []  # a finished trial's checkpoints are deleted ...
     for t in study.get_trials():  # ... and so are their records: the dashboard lists none
         assert optuna.artifacts.get_all_artifact_meta(t, storage=study._storage) == []
+
+
+def test_a_retry_that_takes_a_finished_run_leaves_no_checkpoint(suite, reference, tmp_path):
+    """A retried trial whose settings ran to the end elsewhere (``reuse_from``) takes that outcome
+    instead of resuming; the checkpoints of the run it retries are deleted all the same."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    artifacts = tmp_path / "artifacts"
+    storage = open_storage(url)
+    done = optuna.create_study(study_name="done", storage=storage, direction="maximize")
+    done.optimize(Objective(lambda trial: _config(suite)), n_trials=1)
+    study = optuna.create_study(study_name="r", storage=storage, direction="maximize")
+    objective = Objective(lambda trial: _config(suite), artifacts=artifacts, checkpoint_every=10)  # trains first
+    objective.train_fn = _interrupting(40)
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, objective, url=url, until=1)
+    assert len(list(artifacts.iterdir())) == 2
+    objective.reuse_from, objective.train_fn = ("done",), train
+    assert run_trials(study, objective, url=url, until=1) == 1
+    retry = study.get_trials()[1]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["reused_study"] == "done"
+    assert retry.value == done.best_value == reference.best_dev
+    assert list(artifacts.iterdir()) == []

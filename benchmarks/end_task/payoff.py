@@ -832,6 +832,7 @@ def search_curves(url: str, study, suite: Suite, data: dict, scale: dict) -> dic
     from optuna.trial import TrialState
 
     from auxopt.objective import run_cost
+    from auxopt.storage import retried_trials
 
     base = {s: v["test"] for s, v in data.get("primary-only", {}).items()}
     singles = data.get("_singles", {})
@@ -858,7 +859,8 @@ def search_curves(url: str, study, suite: Suite, data: dict, scale: dict) -> dic
                 continue
             spent = sum(run_cost(t)[0] for t in stage1.get_trials(deepcopy=False))
             best = None
-            trials = sorted(stage2.get_trials(deepcopy=False), key=lambda t: t.number)
+            # a retry stands where the run it retries was started (its worker died; the search went on)
+            trials = sorted(stage2.get_trials(deepcopy=False), key=lambda t: (retried_trials(t)[:1] or [t.number])[0])
             k = 0
             for t in trials:
                 spent += run_cost(t)[0]
