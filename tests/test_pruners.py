@@ -10,6 +10,26 @@ class PruneEverything(optuna.pruners.BasePruner):
         return True
 
 
+def _curve_trainer(curve, runs, test=None, wall=0.0):
+    """A stand-in for ``train``: reports ``curve[config.x]`` step by step, stops when the pruner says
+    so, and appends each run's ``x`` to ``runs``."""
+    from auxopt.train import TrainResult
+
+    def fake_train(config, reporter):
+        runs.append(config.x)
+        done = []
+        for step, value in curve[config.x]:
+            done.append((step, value))
+            reporter.report(step, value)
+            if reporter.should_stop():
+                break
+        stopped = "reporter" if len(done) < len(curve[config.x]) else "max_steps"
+        best = max(done, key=lambda sv: sv[1])
+        return TrainResult("accuracy", best[1], best[0], test, done, done[-1][0], {}, wall, stopped, "cpu")
+
+    return fake_train
+
+
 def test_protected_pruner_lets_queued_points_of_a_users_study_finish(suite, tmp_path):
     """The recipe of docs/tutorials/autosem.md for a study of one's own: points queued as protected run to their last
     step under a pruner that would stop every run; the others end PRUNED with the steps they ran."""
@@ -129,22 +149,11 @@ def test_a_repeat_of_a_pruned_run_is_pruned_again_without_training_unless_the_pr
     import warnings
 
     from auxopt.objective import Objective
-    from auxopt.train import TrainResult
 
     curve = {"bad": [(10, 0.40), (20, 0.45), (30, 0.60)]}
     runs = []
 
-    def fake_train(config, reporter):
-        runs.append(config.x)
-        done = []
-        for step, value in curve[config.x]:
-            done.append((step, value))
-            reporter.report(step, value)
-            if reporter.should_stop():
-                break
-        stopped = "reporter" if len(done) < len(curve[config.x]) else "max_steps"
-        best = max(done, key=lambda sv: sv[1])
-        return TrainResult("accuracy", best[1], best[0], None, done, done[-1][0], {}, 0.0, stopped, "cpu")
+    fake_train = _curve_trainer(curve, runs)
 
     def build(trial):
         x = trial.suggest_categorical("x", ["bad"])
@@ -176,22 +185,11 @@ def test_a_study_takes_runs_another_study_trained_and_replays_its_pruned_curves(
     import types
 
     from auxopt.objective import Objective, run_cost
-    from auxopt.train import TrainResult
 
     curve = {"good": [(10, 0.6), (20, 0.7)], "bad": [(10, 0.40), (20, 0.45)]}
     runs = []
 
-    def fake_train(config, reporter):
-        runs.append(config.x)
-        done = []
-        for step, value in curve[config.x]:
-            done.append((step, value))
-            reporter.report(step, value)
-            if reporter.should_stop():
-                break
-        stopped = "reporter" if len(done) < len(curve[config.x]) else "max_steps"
-        best = max(done, key=lambda sv: sv[1])
-        return TrainResult("accuracy", best[1], best[0], 0.5, done, done[-1][0], {}, 2.0, stopped, "cpu")
+    fake_train = _curve_trainer(curve, runs, test=0.5, wall=2.0)
 
     def build(trial):
         x = trial.suggest_categorical("x", ["good", "bad"])
