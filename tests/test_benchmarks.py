@@ -30,18 +30,46 @@ def test_benchmark_starts(script, tmp_path):
     assert "--write" in done.stdout
 
 
-def test_thompson_selection_expected_precision_follows_the_win_rates():
-    """The selection benchmark's simulation: separated win rates give the default rule near-perfect
-    precision, equal ones the share of helpful tasks (4 of 10), and more pulls help."""
+def _thompson_selection():
     sys.path.insert(0, str(BENCHMARKS / "search"))
     try:
         import thompson_selection as ts
     finally:
         sys.path.remove(str(BENCHMARKS / "search"))
-    apart = ts.expected_precision({"helpful": 0.9, "neutral": 0.5, "harmful": 0.1}, ts.COUNTS, 64, draws=300)
-    equal = ts.expected_precision(dict.fromkeys(ts.ROLES, 0.5), ts.COUNTS, 64, draws=2000)
+    return ts
+
+
+def test_thompson_selection_expected_precision_follows_the_win_rates():
+    """The selection benchmark's simulation: separated win rates give the default rule near-perfect
+    precision, equal ones the share of helpful tasks (4 of 10), and more pulls help, however the
+    pulls are spent."""
+    ts = _thompson_selection()
+    apart = {"helpful": 0.9, "neutral": 0.5, "harmful": 0.1}
     close = {"helpful": 0.6, "neutral": 0.45, "harmful": 0.35}
-    assert apart > 0.99 and abs(equal - 0.4) < 0.05
-    assert ts.expected_precision(close, ts.COUNTS, 8, draws=2000) < ts.expected_precision(
-        close, ts.COUNTS, 64, draws=2000
+    for allocation in ts.ALLOCATIONS:
+        assert ts.expected_precision(apart, ts.COUNTS, 32, draws=300, allocation=allocation) > 0.97, allocation
+        equal = ts.expected_precision(dict.fromkeys(ts.ROLES, 0.5), ts.COUNTS, 16, draws=2000, allocation=allocation)
+        assert abs(equal - 0.4) < 0.05, allocation
+        few, many = (ts.expected_precision(close, ts.COUNTS, n, draws=2000, allocation=allocation) for n in (8, 32))
+        assert few < many, allocation
+    with pytest.raises(ValueError, match="allocation"):
+        ts.expected_precision(close, ts.COUNTS, 8, allocation="greedy")
+
+
+def test_thompson_selection_boundary_allocation_spends_pulls_near_the_cut():
+    """The boundary allocation pulls the clearly harmful tasks least and the helpful ones most."""
+    import numpy as np
+
+    ts = _thompson_selection()
+    p = np.broadcast_to([0.6] * 4 + [0.45] * 3 + [0.2] * 3, (500, 10))
+    wins, pulls = ts._allocate(p, 200, "boundary", np.random.default_rng(0))
+    assert pulls.sum(1).tolist() == [200] * 500 and (wins <= pulls).all()
+    assert pulls[:, :4].mean() > pulls[:, 4:7].mean() > pulls[:, 7:].mean()
+
+
+def test_thompson_selection_simulate_needs_three_rates(tmp_path):
+    script = BENCHMARKS / "search" / "thompson_selection.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--simulate", "0.6,0.4"], cwd=tmp_path, capture_output=True, text=True
     )
+    assert done.returncode == 2 and "three win rates" in done.stderr

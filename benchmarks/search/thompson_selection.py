@@ -18,6 +18,10 @@ arm (the primary's own arm online, ``none`` for the sampler), and the selection 
 posterior mean above 0.5). Precision and recall are against the helpful set.
 
     python benchmarks/search/thompson_selection.py --scale cpu --write
+
+``--simulate H,N,X`` trains nothing: it prints the precision the default rule would reach if helpful,
+neutral and harmful tasks won a pull at those rates (the run's role tally measures them), by pulls a
+task and by how the pulls are spent (:data:`ALLOCATIONS`).
 """
 
 from __future__ import annotations
@@ -146,18 +150,66 @@ def role_tally(history: list[dict], suite, steps: int) -> dict[tuple[str, int], 
     return tally
 
 
-def expected_precision(rates: dict[str, float], counts: dict[str, int], pulls: int, draws: int = 20000) -> float:
+#: how a simulated stage 1 spends its pulls: each task the same number (what the online run's decayed
+#: Thompson sampling nearly does), Thompson sampling with AutoSeM's decay γ = 0.3, or pulls spent on the
+#: boundary of the kept set (LUCB-style: the kept task with the lowest lower bound or the dropped one
+#: with the highest upper bound, whichever has fewer pulls, after 3 pulls each)
+ALLOCATIONS = ("uniform", "thompson", "boundary")
+SIMULATED_PULLS = (8, 13, 16, 20, 32, 64)
+
+
+def _allocate(p: np.ndarray, budget: int, allocation: str, rng: np.random.Generator):
+    """Wins and pulls, ``(draws, tasks)``, of ``budget`` pulls spent by ``allocation`` on tasks that win
+    with probabilities ``p`` (``(draws, tasks)``)."""
+    draws, k = p.shape
+    if allocation == "uniform":
+        n = np.full(k, budget // k) + (np.arange(k) < budget % k)
+        return rng.binomial(n, p), np.broadcast_to(n, p.shape).astype(float)
+    wins, pulls, rows = np.zeros(p.shape), np.zeros(p.shape), np.arange(draws)
+    a, b = np.ones(p.shape), np.ones(p.shape)
+    for step in range(budget):
+        if allocation == "thompson":
+            arm = np.argmax(rng.beta(a, b), axis=1)
+        elif step < 3 * k:
+            arm = np.full(draws, step % k)
+        else:
+            mean = (wins + 1) / (pulls + 2)
+            spread = np.sqrt(mean * (1 - mean) / (pulls + 2))
+            order = np.argsort(-mean, axis=1)
+            kept, dropped = order[:, :3], order[:, 3:]
+            low = np.take_along_axis(kept, np.argmin(np.take_along_axis(mean - spread, kept, 1), 1)[:, None], 1)[:, 0]
+            high = np.take_along_axis(dropped, np.argmax(np.take_along_axis(mean + spread, dropped, 1), 1)[:, None], 1)[
+                :, 0
+            ]
+            arm = np.where(pulls[rows, low] <= pulls[rows, high], low, high)
+        won = rng.random(draws) < p[rows, arm]
+        a, b = 1 + 0.7 * (a - 1), 1 + 0.7 * (b - 1)  # AutoSeM's decay (read by "thompson" only)
+        a[rows, arm] += won
+        b[rows, arm] += ~won
+        wins[rows, arm] += won
+        pulls[rows, arm] += 1
+    return wins, pulls
+
+
+def expected_precision(
+    rates: dict[str, float], counts: dict[str, int], pulls: int, draws: int = 20000, allocation: str = "uniform"
+) -> float:
     """The precision AutoSeM's default rule (top 3 above the median task) would reach if every task
-    of each role won a pull with that role's rate and had ``pulls`` pulls (binomial simulation)."""
+    of each role won a pull with that role's rate, over ``pulls`` pulls a task on average spent as
+    ``allocation`` says (:data:`ALLOCATIONS`; binomial simulation)."""
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation must be one of {ALLOCATIONS}, not {allocation!r}")
     rng = np.random.default_rng(0)
-    roles = [r for r in ROLES for _ in range(counts[r])]
-    p = np.array([rates[r] for r in roles])
-    total = 0.0
-    for _ in range(draws):
-        u = (rng.binomial(pulls, p) + 1) / (pulls + 2) + rng.uniform(0, 1e-9, len(p))  # ties broken at random
-        kept = [i for i in np.argsort(-u) if u[i] > np.median(u)][:3]
-        total += np.mean([roles[i] == "helpful" for i in kept]) if kept else 0.0
-    return total / draws
+    roles = np.array([r for r in ROLES for _ in range(counts[r])])
+    p = np.broadcast_to([rates[r] for r in roles], (draws, len(roles)))
+    wins, n = _allocate(p, pulls * len(roles), allocation, rng)
+    u = (wins + 1) / (n + 2) + rng.uniform(0, 1e-9, p.shape)  # ties broken at random
+    above = u > np.median(u, axis=1, keepdims=True)
+    order = np.argsort(-u, axis=1)[:, :3]
+    kept = np.take_along_axis(above, order, 1)
+    helpful = (roles[order] == "helpful") & kept
+    shares = np.where(kept.any(1), helpful.sum(1) / np.maximum(kept.sum(1), 1), 0.0)
+    return float(shares.mean())
 
 
 def run_sampler(suite, trials: int, steps: int, seed: int):
@@ -204,9 +256,27 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--online-steps", type=int, help="steps of the online stage-1 run (default: by scale)")
     parser.add_argument("--write", action="store_true", help=f"write the table into {_common.RESULTS}")
+    parser.add_argument(
+        "--simulate",
+        metavar="H,N,X",
+        help="no training: print the precision the default rule would reach if helpful, neutral and harmful "
+        "tasks won a pull at these rates, by pulls a task and allocation (e.g. 0.59,0.46,0.33)",
+    )
     _common.add_threads_option(parser)
     args = parser.parse_args(argv)
     _common.apply_threads(args)
+    if args.simulate:
+        try:
+            rates = dict(zip(ROLES, (float(x) for x in args.simulate.split(",")), strict=True))
+        except ValueError:
+            parser.error(f"--simulate takes three win rates, helpful,neutral,harmful, not {args.simulate!r}")
+        if not all(0 <= r <= 1 for r in rates.values()):
+            parser.error(f"--simulate: win rates are probabilities in [0, 1], not {args.simulate!r}")
+        print("| pulls a task | " + " | ".join(ALLOCATIONS) + " |\n|---|" + "---|" * len(ALLOCATIONS))
+        for n in SIMULATED_PULLS:
+            cells = [f"{expected_precision(rates, COUNTS, n, draws=4000, allocation=a):.3f}" for a in ALLOCATIONS]
+            print(f"| {n} | " + " | ".join(cells) + " |")
+        return 0
     methods = [m for m in args.methods.split(",") if m]
     for bad in [m for m in methods if m not in ONLINE and m != "sampler"]:
         parser.error(f"unknown method {bad!r}; choose from {', '.join([*ONLINE, 'sampler'])}")
