@@ -56,6 +56,25 @@ def test_kept_set_against_best_singles_pick_counts_the_seeds_both_ran():
     assert payoff.kept_holds_pick({"AutoSeM (sampler)": data["AutoSeM (sampler)"]}) == {}
 
 
+def test_short_run_evidence_reads_the_sampler_stage_1_against_the_full_runs():
+    full = {"mr": [0.88, 0.86], "sst2": [0.87, 0.89], "cola": [0.84, 0.85]}
+    data = {
+        "_singles": {t: {s: {"dev": d} for s, d in enumerate(devs)} for t, devs in full.items()},
+        "primary-only": {0: {"dev": 0.85}, 1: {"dev": 0.85}},
+    }
+    short = {
+        0: {"none": 0.86, "mr": 0.87, "sst2": 0.85, "cola": 0.84},  # the same order as the full runs
+        1: {"none": 0.86, "mr": 0.87, "sst2": 0.84, "cola": 0.86},  # sst2, the pick, ranks last
+        2: {"none": 0.86, "mr": 0.9},  # no full runs for seed 2: left out
+    }
+    e = payoff.short_run_evidence(short, data)
+    assert (e["below_short"], e["below_full"], e["n"]) == (4, 2, 6)  # a tie with the primary counts as below
+    assert e["ranks"] == [1, 3] and e["of"] == 3
+    assert e["rho"] == pytest.approx((1.0 + (-0.5)) / 2)
+    assert payoff.short_run_evidence({}, data) is None
+    assert "2 seeds" in payoff.short_run_lines(e, {"steps": 300})[0]
+
+
 def test_job_order_puts_the_premise_first_and_pairs_seeds():
     suite = payoff.SUITES["sentiment"]
     order = payoff.jobs(suite, payoff.SCALES["cpu"], seeds=5, only=None)
@@ -158,6 +177,7 @@ def test_ci_scale_runs_end_to_end_and_resumes_after_a_kill(tmp_path, data_dir):
     table = done.stdout
     for label in payoff.ROWS.values():
         assert f"| {label} | " in table and f"| {label} | not run yet" not in table
+    assert "The sampler stage 1 read against the full runs (2 seeds)" in table
     assert (tmp_path / "payoff.png").stat().st_size > 10_000
     # the same command again finds nothing to do and changes nothing
     again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)

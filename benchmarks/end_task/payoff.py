@@ -770,6 +770,22 @@ def suite_lines(name: str, suite: Suite, data: dict, metric: str, scale: dict) -
     return lines + [""]
 
 
+def short_run_lines(evidence: dict | None, scale: dict) -> list[str]:
+    if not evidence:
+        return []
+    e = evidence
+    return [
+        f"The sampler stage 1 read against the full runs ({len(e['ranks'])} seeds): a candidate's one "
+        f"{scale['steps'] // 2}-step run (a repeat takes the same run; a pruned one stops earlier) is at or "
+        f"below the primary alone's in {e['below_short']} of {e['n']}, its {scale['steps']}-step 1:1 run in "
+        f"{e['below_full']} of {e['n']}; Spearman correlation of the two dev scores, mean over seeds, "
+        f"{e['rho']:+.2f}; the task best single (dev) chose ranks "
+        + ", ".join(map(str, e["ranks"]))
+        + f" of {e['of']} among the short runs.",
+        "",
+    ]
+
+
 def kept_holds_pick(data: dict) -> dict[str, tuple[int, int]]:
     """For each AutoSeM row: on how many of the seeds it shares with best single (dev) its kept set
     holds the task best single chose on dev (of how many)."""
@@ -781,6 +797,54 @@ def kept_holds_pick(data: dict) -> dict[str, tuple[int, int]]:
         if seeds:
             held[label] = (sum(picks[s] in runs[s] for s in seeds), len(seeds))
     return held
+
+
+def short_runs(url: str, study_name: str, data: dict, scale: dict) -> dict[int, dict[str, float]]:
+    """Seed → arm → the dev score of the sampler stage 1's run of that arm (``none``: the primary
+    alone), its first finished or pruned one (a repeat takes the same run), for the seeds the
+    AutoSeM (sampler) row finished."""
+    import optuna
+    from optuna.trial import TrialState
+
+    out = {}
+    for seed in data.get("AutoSeM (sampler)", {}):
+        name = f"{stage_prefix(study_name, 'autosem-sampler', seed, scale)}.stage1"
+        try:
+            study = optuna.load_study(study_name=name, storage=url)
+        except KeyError:
+            continue
+        runs: dict[str, float] = {}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            if t.value is not None:
+                runs.setdefault(t.params["aux_task"], t.value)
+        out[seed] = runs
+    return out
+
+
+def short_run_evidence(short: dict[int, dict[str, float]], data: dict) -> dict | None:
+    """How the sampler stage 1's short runs read the candidates against their full 1:1 runs (the
+    ``single`` rows): candidates at or below the primary alone in each, the mean Spearman correlation
+    of the two dev scores per seed, and the short-run rank of the task best single (dev) chose."""
+    import pandas as pd
+
+    singles, base = data.get("_singles", {}), data.get("primary-only", {})
+    below_short = below_full = n = 0
+    rhos, ranks, of = [], [], 0
+    for seed, runs in sorted(short.items()):
+        tasks = [t for t in runs if t != "none"]
+        if "none" not in runs or seed not in base or not all(seed in singles.get(t, {}) for t in tasks):
+            continue
+        full = {t: singles[t][seed]["dev"] for t in tasks}
+        below_short += sum(runs[t] <= runs["none"] for t in tasks)
+        below_full += sum(full[t] <= base[seed]["dev"] for t in tasks)
+        n, of = n + len(tasks), len(tasks)
+        rhos.append(pd.Series([runs[t] for t in tasks]).rank().corr(pd.Series([full[t] for t in tasks]).rank()))
+        pick = max(tasks, key=full.get)
+        ranks.append(sorted(tasks, key=lambda t: -runs[t]).index(pick) + 1)
+    if not n:
+        return None
+    rho = float(pd.Series(rhos).mean())
+    return dict(below_short=below_short, below_full=below_full, n=n, rho=rho, ranks=ranks, of=of)
 
 
 def figure(results: dict[str, tuple[Suite, dict, str]], path: Path) -> None:
@@ -961,6 +1025,7 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
         data = collect(study, suite, scale)
         results[name] = (suite, data, metric)
         lines += suite_lines(name, suite, data, metric, scale)
+        lines += short_run_lines(short_run_evidence(short_runs(url, f"payoff-{name}", data, scale), data), scale)
         lines += curve_lines(search_curves(url, study, suite, data, scale))
         found = study.user_attrs.get("contamination", {})
         pairs = [p for p in found.get("pairs", found.get("overlaps", [])) if p.get("count")]
