@@ -995,8 +995,9 @@ def report(url: str, suites: dict[str, Suite], scale_name: str, write: bool, arg
     lines += [
         f"- Setting ({scale_name} scale): model {s['model']}, max length {s['max_length']}, batch {s['batch_size']}, "
         f"{s['steps']} steps a run, lr {s['lr'] or 'default'} (AdamW, 10 % warm-up, linear decay), dev every "
-        f"{s['eval_every']} steps, test scored at the best dev step; seeds 0–{s['seeds'] - 1}, the same for "
-        f"every row. AutoSeM: stage 1 online (one run at constant lr) or sampler trials (at least "
+        f"{s['eval_every']} steps, test scored at the best dev step; seeds 0, 1, … (the seeds column says "
+        "how many), the same for every row. AutoSeM: stage 1 online (one run at constant lr) or sampler "
+        "trials (at least "
         f"{s['stage1_trials']}, two per arm, of {s['steps'] // 2} steps), "
         f"kept: the tasks whose undecayed win rate beats the median task's (at most 3); stage 2 "
         f"{s['stage2_trials']} runs over ratios 1/8 … 4 of the primary's (log scale, or off), the first being "
