@@ -82,6 +82,21 @@ def test_settings_not_parameters_decide_what_repeats(tmp_path, caplog):
     assert "seems exhausted" in caplog.text
 
 
+def test_a_trial_between_its_first_and_last_suggestion_is_not_drawn_again(tmp_path):
+    """Another worker's trial that has suggested "a" but not yet "b" holds its proposed settings:
+    a sampler that keeps proposing them gets something else."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    _run(url, 1)
+    study = optuna.load_study(study_name="d", storage=open_storage(url))
+    taken = {"a": 3, "b": "y"}
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={"fixed_params": taken}))
+    trial = study.ask()
+    trial.suggest_categorical("a", [1, 2, 3])  # "b" not yet
+    stubborn = optuna.samplers.PartialFixedSampler(taken, optuna.samplers.RandomSampler(seed=0))
+    drawn = Distinct(space, 0, sampler=stubborn)(study)
+    assert drawn != taken and drawn != study.trials[0].params
+
+
 def test_derived_seeds_differ_by_every_key():
     seeds = {derived_seed(0, n, a) for n in range(20) for a in range(5)}
     assert len(seeds) == 100 and derived_seed(0, 3, 1) == derived_seed(0, 3, 1)

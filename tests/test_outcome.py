@@ -243,6 +243,28 @@ def test_verify_runs_paired_seeds_once_stores_the_verdict_and_the_card_shows_it(
     assert verdict["summary"] in card
 
 
+def test_a_pair_whose_trial_has_suggested_only_its_arm_is_not_proposed_again(suite, tmp_path):
+    """Two verify workers: the pair another worker has taken stays taken while its trial is between
+    suggesting the arm and the seed (it was once run twice, and another pair never)."""
+    from auxopt.outcome.verify import VerifyStudy
+
+    storage = f"sqlite:///{tmp_path / 'p.db'}"
+    spec = _spec(suite, storage)
+    spec.load_study().enqueue_trial({"aux": "helpful_0"})
+    spec.optimize(n_trials=1, publish_every=None)
+    pairs = VerifyStudy(chosen(spec), [1, 2])
+    study = pairs.load_study(storage)
+    propose = pairs.proposer()
+    first = propose(study)
+    study.add_trial(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, system_attrs={"fixed_params": first})
+    )
+    trial = study.ask()
+    trial.suggest_categorical("arm", ["chosen", "primary-only"])  # the seed not yet suggested
+    assert (first["arm"], first["seed"]) not in pairs.missing(study)
+    assert propose(study) != first and len(pairs.missing(study)) == 3
+
+
 @pytest.mark.slow
 def test_verify_with_workers_and_from_the_command_line(suite, tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'w.db'}"
