@@ -73,3 +73,19 @@ def test_thompson_selection_simulate_needs_three_rates(tmp_path):
         [sys.executable, str(script), "--simulate", "0.6,0.4"], cwd=tmp_path, capture_output=True, text=True
     )
     assert done.returncode == 2 and "three win rates" in done.stderr
+
+
+def test_thompson_selection_rank_reading_ignores_the_trend_and_keeps_the_task_that_lowers_the_loss():
+    """The rank reading of the online pulls: with the dev loss falling fast early and slowly late, the
+    task whose pulls lower it most is kept first, the one that raises it never."""
+    import numpy as np
+
+    ts = _thompson_selection()
+    rng, loss, history = np.random.default_rng(0), 1.0, [{"task": "primary", "dev_loss": 1.0}]
+    effect = {"good": 0.004, "mid": 0.0, "bad": -0.004, "primary": 0.002}
+    for i in range(400):
+        task = list(effect)[i % 4]
+        loss -= 0.01 * np.exp(-i / 100) + effect[task] + rng.normal(0, 0.002)
+        history.append({"task": task, "dev_loss": loss})
+    kept = ts.rank_selection(history, "primary")
+    assert kept[0] == "good" and "bad" not in kept and "primary" not in kept

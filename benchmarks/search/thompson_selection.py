@@ -119,6 +119,25 @@ def loss_selection(history: list[dict], primary: str, top_k: int = 3) -> list[st
     return sorted((t for t, m in mean.items() if m < bar), key=mean.get)[:top_k]
 
 
+RANK_RULE = "mean rank of the dev-loss change among the 20 nearest pulls, above the median task's, top 3"
+
+
+def rank_selection(history: list[dict], primary: str, top_k: int = 3, window: int = 20) -> list[str]:
+    """A trend-free, tail-robust reading of the same pulls: each pull's fall of the primary dev loss
+    ranked among the ``window`` pulls nearest in time (0: the smallest fall, 1: the largest), averaged
+    per task; kept: the tasks whose mean rank beats the median task's, the best ``top_k``."""
+    changes = [(pull["task"], before["dev_loss"] - pull["dev_loss"]) for before, pull in itertools.pairwise(history)]
+    falls = np.array([c for _, c in changes])
+    ranks: dict[str, list[float]] = {}
+    for i, (task, fall) in enumerate(changes):
+        lo = max(0, min(i - window // 2, len(changes) - window - 1))
+        near = np.delete(falls[lo : lo + window + 1], i - lo) if len(changes) > 1 else falls
+        ranks.setdefault(task, []).append(float(np.mean(near < fall) + 0.5 * np.mean(near == fall)))
+    mean = {t: float(np.mean(v)) for t, v in ranks.items() if t != primary}
+    bar = float(np.median(list(mean.values())))
+    return sorted((t for t, m in mean.items() if m > bar), key=lambda t: -mean[t])[:top_k]
+
+
 def evidence_until(history: list[dict], arms, steps: int) -> dict[str, tuple[float, float]]:
     """The undecayed evidence (Beta(1, 1) + wins, + losses) of the pulls that ended by ``steps``: what
     a stage 1 of that length would have selected on (the pulls before are the same)."""
@@ -289,7 +308,8 @@ def main(argv=None) -> int:
     scale = dict(SCALES[args.scale])
     if args.online_steps:
         scale["online_steps"] = args.online_steps
-    rows = {f"{m}: {rule}": [] for m in methods for rule in [*RULES, *([LOSS_RULE] if m in ONLINE else [])]}
+    readings = [LOSS_RULE, RANK_RULE]
+    rows = {f"{m}: {rule}": [] for m in methods for rule in [*RULES, *(readings if m in ONLINE else [])]}
     rows["random"] = []
     by_length: dict[tuple[str, float], list[tuple[float, float]]] = {}  # (method, fraction) -> [(P, R)]
     length_steps: dict[tuple[str, float], int] = {}  # (method, fraction) -> stage-1 steps
@@ -305,9 +325,11 @@ def main(argv=None) -> int:
                 for key, (w, n) in role_tally(history, suite, scale["online_steps"]).items():
                     cell = tallies.setdefault(method, {}).setdefault(key, [0, 0])
                     cell[0], cell[1] = cell[0] + w, cell[1] + n
-                selected = loss_selection(history, arm)
-                p, r = precision_recall(selected, helpful)
-                rows[f"{method}: {LOSS_RULE}"].append((p, r, len(selected), wall))
+                for rule, select in ((LOSS_RULE, loss_selection), (RANK_RULE, rank_selection)):
+                    selected = select(history, arm)
+                    p, r = precision_recall(selected, helpful)
+                    rows[f"{method}: {rule}"].append((p, r, len(selected), wall))
+                    print(f"seed {seed} {method} {rule}: P={p:.2f} R={r:.2f} selected={sorted(selected)}", flush=True)
                 for fraction in LENGTHS:
                     steps = length_steps[(method, fraction)] = int(scale["online_steps"] * fraction)
                     selected = _select(evidence_until(history, evidence, steps), arm, baseline="median", top_k=3)
