@@ -65,6 +65,17 @@ def trials_of(
     return study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
 
 
+#: the system attr holding a queued trial's parameters (``Study.enqueue_trial`` writes it; so do
+#: auxopt's workers, for the trials they propose)
+FIXED_PARAMS = "fixed_params"
+
+
+def proposed_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters a queued trial was proposed with, else those it has suggested so far (a trial
+    between its first and last suggestion holds only some of them in ``params``)."""
+    return dict(trial.system_attrs.get(FIXED_PARAMS) or trial.params)
+
+
 # -- heartbeat -------------------------------------------------------------------------------------
 def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
     from optuna.storages._heartbeat import is_heartbeat_enabled

@@ -91,9 +91,9 @@ class Distinct:
             if records.CONFIG in trial.user_attrs:
                 key = settings_key(trial.user_attrs[records.CONFIG])
             else:  # asked but not started yet, or run before settings were recorded
-                # the proposed parameters first: a trial that has suggested only some of them yet
-                # would give no settings, and another worker would draw the same ones
-                params = trial.system_attrs.get("fixed_params") or trial.params
+                # the proposed parameters: a trial that has suggested only some of them yet would
+                # give no settings, and another worker would draw the same ones
+                params = _optuna.proposed_params(trial)
                 try:
                     key = settings_key(self.settings_of(optuna.trial.FixedTrial(params, trial.number)))
                 except Exception:

@@ -69,7 +69,7 @@ def _next_trial(
             system: dict = {records.WORKER: me}
             params = propose(study) if propose is not None else None
             if params is not None:
-                system["fixed_params"] = params
+                system[_optuna.FIXED_PARAMS] = params
             study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs=system))
         with warnings.catch_warnings():  # this loop runs the heartbeat itself
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")

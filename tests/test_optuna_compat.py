@@ -87,6 +87,18 @@ def test_trials_of(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_proposed_params(kind, tmp_path):
+    """Optuna's enqueue_trial keeps a queued trial's parameters where auxopt reads them, also while
+    the trial has suggested only some of them."""
+    study = optuna.create_study(storage=make_storage(kind, tmp_path))
+    study.enqueue_trial({"a": 2, "b": "y"})
+    trial = study.ask()
+    trial.suggest_int("a", 0, 3)
+    frozen = _optuna.trials_of(study, use_cache=False)[0]
+    assert frozen.params == {"a": 2} and _optuna.proposed_params(frozen) == {"a": 2, "b": "y"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_heartbeat(kind, tmp_path):
     study = study_with_trials(kind, tmp_path)
     assert _optuna.heartbeat_enabled(_optuna.storage_of(study)) is False

@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from auxopt import records
+from auxopt import _optuna, records
 from auxopt.errors import AuxoptError
 from auxopt.outcome.chosen import Chosen
 from auxopt.progress import fmt_value
@@ -102,9 +102,9 @@ class VerifyStudy(StudySpec):
         done = set(self.finished(study))
         busy = set()
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            # the proposed pair, not the params: a trial that has suggested its arm but not yet its
-            # seed would look free, and another worker would run it twice (and one pair never)
-            params = t.system_attrs.get("fixed_params") or t.params or {}
+            # the proposed pair: a trial that has suggested its arm but not yet its seed would
+            # look free, and another worker would run it twice (and one pair never)
+            params = _optuna.proposed_params(t)
             if "arm" in params and "seed" in params:
                 busy.add((params["arm"], int(params["seed"])))
         return [pair for pair in self.order() if pair not in done and pair not in busy]

@@ -104,19 +104,30 @@ def run_online(suite, steps: int, seed: int, settings: dict):
     return time.perf_counter() - start, evidence, posterior, primary, info["history"]
 
 
+def _falls(history: list[dict]) -> list[tuple[str, float]]:
+    """Each pull's task and fall of the primary dev loss since the previous evaluation (the first pull,
+    with no previous evaluation in the history, left out)."""
+    return [(pull["task"], before["dev_loss"] - pull["dev_loss"]) for before, pull in itertools.pairwise(history)]
+
+
+def _above_median(score: dict[str, float], primary: str, top_k: int) -> list[str]:
+    """The tasks (the primary's own arm apart) whose score beats the median task's, best first, at
+    most ``top_k``."""
+    score = {t: m for t, m in score.items() if t != primary}
+    bar = float(np.median(list(score.values())))
+    return sorted((t for t, m in score.items() if m > bar), key=lambda t: -score[t])[:top_k]
+
+
 LOSS_RULE = "mean dev-loss change below the median task's, top 3"
 
 
 def loss_selection(history: list[dict], primary: str, top_k: int = 3) -> list[str]:
-    """A continuous reading of the same pulls: each task's mean change of the primary dev loss over its
-    pulls (the first pull, with no previous evaluation in the history, left out); kept: the tasks whose
-    mean fall beats the median task's, the best ``top_k``."""
-    changes: dict[str, list[float]] = {}
-    for before, pull in itertools.pairwise(history):
-        changes.setdefault(pull["task"], []).append(pull["dev_loss"] - before["dev_loss"])
-    mean = {t: float(np.mean(v)) for t, v in changes.items() if t != primary}
-    bar = float(np.median(list(mean.values())))
-    return sorted((t for t, m in mean.items() if m < bar), key=mean.get)[:top_k]
+    """A continuous reading of the same pulls: each task's mean fall of the primary dev loss over its
+    pulls; kept: the tasks whose mean fall beats the median task's, the best ``top_k``."""
+    falls: dict[str, list[float]] = {}
+    for task, fall in _falls(history):
+        falls.setdefault(task, []).append(fall)
+    return _above_median({t: float(np.mean(v)) for t, v in falls.items()}, primary, top_k)
 
 
 RANK_RULE = "mean rank of the dev-loss change among the 20 nearest pulls, above the median task's, top 3"
@@ -126,16 +137,14 @@ def rank_selection(history: list[dict], primary: str, top_k: int = 3, window: in
     """A trend-free, tail-robust reading of the same pulls: each pull's fall of the primary dev loss
     ranked among the ``window`` pulls nearest in time (0: the smallest fall, 1: the largest), averaged
     per task; kept: the tasks whose mean rank beats the median task's, the best ``top_k``."""
-    changes = [(pull["task"], before["dev_loss"] - pull["dev_loss"]) for before, pull in itertools.pairwise(history)]
+    changes = _falls(history)
     falls = np.array([c for _, c in changes])
     ranks: dict[str, list[float]] = {}
     for i, (task, fall) in enumerate(changes):
         lo = max(0, min(i - window // 2, len(changes) - window - 1))
         near = np.delete(falls[lo : lo + window + 1], i - lo) if len(changes) > 1 else falls
         ranks.setdefault(task, []).append(float(np.mean(near < fall) + 0.5 * np.mean(near == fall)))
-    mean = {t: float(np.mean(v)) for t, v in ranks.items() if t != primary}
-    bar = float(np.median(list(mean.values())))
-    return sorted((t for t, m in mean.items() if m > bar), key=lambda t: -mean[t])[:top_k]
+    return _above_median({t: float(np.mean(v)) for t, v in ranks.items()}, primary, top_k)
 
 
 def evidence_until(history: list[dict], arms, steps: int) -> dict[str, tuple[float, float]]:
