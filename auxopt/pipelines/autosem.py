@@ -88,7 +88,9 @@ class AutoSeM:
         auxiliaries: the candidate auxiliary tasks.
         base: fixed :class:`~auxopt.train.TrainConfig` fields for every run (model, max_steps, …).
         stage1: ``"online"`` or ``"sampler"``.
-        online: the online schedule's settings (``stage1="online"``).
+        online: the online schedule's settings (``stage1="online"``); ``OnlineThompson(reward="round")``
+            judges every candidate against the others from the same saved state (:mod:`auxopt.train.rounds`:
+            the precise online stage 1 on the selection benchmark, given room for several rounds).
         stage1_steps: training steps of the online stage-1 run, or of each run of the sampler stage 1
             (default ``base["max_steps"]``; the sampler's 1:1 runs may be shorter than stage 2's,
             which then runs the primary alone at its own length).

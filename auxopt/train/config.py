@@ -174,7 +174,9 @@ class TrainConfig:
         from auxopt.train.schedules import make_schedule
 
         resolve_device(self.device)
-        make_schedule(self.active_ratios(), self.schedule, seed=self.seed)
+        schedule = make_schedule(self.active_ratios(), self.schedule, seed=self.seed)
+        if getattr(schedule, "plan", None) is not None:  # judged in rounds: at least one must fit
+            schedule.plan.check_length(self.max_steps)
         check = getattr(self.plugin, "check", None)
         if callable(check):
             check(self)

@@ -87,6 +87,50 @@ class ScheduleFeedback(TrainCallback):
             self.schedule.observe(step, self.reward())
 
 
+class RoundFeedback(TrainCallback):
+    """An online schedule judged in rounds (:mod:`auxopt.train.rounds`): saves the shared weights,
+    their optimiser moments and the learning-rate schedule when a round starts, scores each judged
+    pull (``score()``: dev metric and loss) and puts the saved state back after it. The heads that
+    only auxiliaries use are not saved: each keeps its own training."""
+
+    def __init__(self, schedule, score: Callable[[], tuple[float, float]], model, optimizer, scheduler, head: str):
+        self.schedule, self.score, self.optimizer, self.scheduler = schedule, score, optimizer, scheduler
+        own = tuple(f"heads.{name}." for name in model.heads if name != head)
+        self.shared = [p for name, p in model.named_parameters() if not name.startswith(own)]
+        self.saved: tuple | None = None
+        if schedule.round_starts():
+            self.save()
+
+    @staticmethod
+    def _cloned(state: dict) -> dict:
+        return {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()}
+
+    def save(self) -> None:
+        with torch.no_grad():
+            weights = [p.detach().clone() for p in self.shared]
+        moments = [self._cloned(self.optimizer.state.get(p, {})) for p in self.shared]
+        self.saved = (weights, moments, self.scheduler.state_dict())
+
+    def restore(self) -> None:
+        weights, moments, lr_state = self.saved
+        with torch.no_grad():
+            for p, w in zip(self.shared, weights, strict=True):
+                p.copy_(w)
+        for p, m in zip(self.shared, moments, strict=True):
+            if m:
+                self.optimizer.state[p] = self._cloned(m)
+            else:  # saved before the optimiser's first step
+                self.optimizer.state.pop(p, None)
+        self.scheduler.load_state_dict(lr_state)
+
+    def on_step_end(self, step: int) -> None:
+        if self.schedule.judged():
+            self.schedule.observe(step, self.score())
+            self.restore()
+        if self.schedule.round_starts():
+            self.save()
+
+
 def compiled_forward(model: MultiTaskModel, mode: bool | str):
     """``torch.compile(model)`` for the training forward (``mode``: True or a mode name), or None."""
     if not mode:
@@ -149,7 +193,7 @@ def train(
         )
         run.resume(saver.resume(config.checkpoint.store), hooks)
     if getattr(ctx.schedule, "wants_feedback", False):  # the online schedule's rewards, after the other hooks
-        hooks.append(schedule_feedback(ctx, first=run.resumed_from is None))
+        hooks.append(schedule_feedback(ctx, run.resumed_from is None, optimizer, scheduler))
 
     finetune_start = getattr(strategy, "finetune_start", None)  # a final primary-only phase (AANG)
     for step in range(run.step + 1, config.max_steps + 1):
@@ -262,14 +306,18 @@ def dev_score(ctx: TrainContext, max_batches: int | None, with_loss: bool = Fals
     )
 
 
-def schedule_feedback(ctx: TrainContext, first: bool) -> ScheduleFeedback:
+def schedule_feedback(ctx: TrainContext, first: bool, optimizer, scheduler) -> TrainCallback:
     """The online schedule's rewards: a bounded dev evaluation (metric and loss) after each pull, and
-    once before training as the reference (``first``; not again on a resumed run)."""
+    once before training as the reference (``first``; not again on a resumed run). Judged in rounds
+    (``OnlineThompson(reward="round")``), after each judged pull, which then starts again from the
+    round's saved state (:class:`~auxopt.train.rounds.RoundFeedback`)."""
     schedule = ctx.schedule
 
     def quick_dev() -> tuple[float, float]:
         return dev_score(ctx, schedule.spec.eval_batches, with_loss=True)
 
+    if schedule.plan is not None:
+        return RoundFeedback(schedule, quick_dev, ctx.model, optimizer, scheduler, ctx.primary.head_name)
     if first:
         schedule.observe(0, quick_dev())
     return ScheduleFeedback(schedule, quick_dev)

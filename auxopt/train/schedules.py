@@ -34,6 +34,7 @@ import numpy as np
 
 from auxopt.bandit import BetaBernoulliBandit, check_bandit_parameters, check_reward, select_tasks
 from auxopt.errors import AuxoptError
+from auxopt.train.rounds import JUDGED, RoundPlan
 
 
 class TaskSchedule(Protocol):
@@ -208,14 +209,20 @@ class OnlineThompson:
     (every pull "hurts") is credited to whichever task happened to be pulled. Until ``window``
     changes are known the loss must simply fall.
 
+    ``reward="round"`` judges the auxiliaries' pulls against one another instead, each from the same
+    saved state (:mod:`auxopt.train.rounds`): rounds in which every auxiliary trains one pull from
+    where the run stands, the better half winning, after ``warmup_pulls`` unjudged pulls of every task
+    (the tasks' order is then fixed, the primary first, and the bandit only keeps the evidence).
+
     Args:
         steps_per_pull: minibatches per pull.
         gamma: the bandit's decay toward the prior per pull (AutoSeM: 0.3).
         alpha0: the Beta prior's α (AutoSeM: 1).
         beta0: the Beta prior's β (AutoSeM: 1).
         eval_batches: dev batches per reward evaluation (None: the whole dev split).
-        reward: ``"rose"`` (the dev metric rose; AutoSeM's) or ``"trend"`` (see above).
+        reward: ``"rose"`` (the dev metric rose; AutoSeM's), ``"trend"`` or ``"round"`` (see above).
         window: the pulls the ``"trend"`` reward's median is taken over.
+        warmup_pulls: with ``"round"``, the pulls of every task, in turn, before the first round.
     """
 
     steps_per_pull: int = 10
@@ -225,6 +232,7 @@ class OnlineThompson:
     eval_batches: int | None = 4
     reward: str = "rose"
     window: int = 20
+    warmup_pulls: int = 2
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps_per_pull, int) or self.steps_per_pull < 1:
@@ -232,10 +240,12 @@ class OnlineThompson:
         if self.eval_batches is not None and (not isinstance(self.eval_batches, int) or self.eval_batches < 1):
             raise AuxoptError(f"eval_batches must be a positive integer or None, not {self.eval_batches!r}")
         check_bandit_parameters(self.alpha0, self.beta0, self.gamma)
-        if self.reward not in ("rose", "trend"):
-            raise AuxoptError(f"reward must be 'rose' or 'trend', not {self.reward!r}")
+        if self.reward not in ("rose", "trend", "round"):
+            raise AuxoptError(f"reward must be 'rose', 'trend' or 'round', not {self.reward!r}")
         if not isinstance(self.window, int) or self.window < 1:
             raise AuxoptError(f"window must be a positive integer, not {self.window!r}")
+        if isinstance(self.warmup_pulls, bool) or not isinstance(self.warmup_pulls, int) or self.warmup_pulls < 0:
+            raise AuxoptError(f"warmup_pulls must be a whole number >= 0, not {self.warmup_pulls!r}")
 
 
 class ThompsonSchedule(Schedule):
@@ -282,10 +292,14 @@ class ThompsonSchedule(Schedule):
         self.last_value: float | None = None
         self.changes: list[float] = []  # the dev loss's change over each rewarded pull ("trend")
         self.history: list[dict] = []
+        self.pulls_started = 0
+        self.plan = RoundPlan(arms, spec.warmup_pulls, spec.steps_per_pull) if spec.reward == "round" else None
 
     def next_task(self) -> str:
         if self.remaining == 0:
-            self.current = self.bandit.choose(self.rng)
+            plan, n = self.plan, self.pulls_started
+            self.current = self.bandit.choose(self.rng) if plan is None else plan.slot(n)[1]
+            self.pulls_started += 1
             self.remaining = self.spec.steps_per_pull
         self.remaining -= 1
         self.steps += 1
@@ -295,12 +309,23 @@ class ThompsonSchedule(Schedule):
         """True after the last minibatch of a pull, until the next one is drawn: reward it now."""
         return self.current is not None and self.remaining == 0
 
+    def judged(self) -> bool:
+        """True when the pull that just finished is to be judged (every pull, but in rounds only the
+        auxiliaries' pulls of a round: see :mod:`auxopt.train.rounds`)."""
+        return self.pull_finished() and (self.plan is None or self.plan.slot(self.pulls_started - 1)[0] == JUDGED)
+
+    def round_starts(self) -> bool:
+        """In rounds: True when the next pull opens a round (save the state it starts from now)."""
+        return self.plan is not None and self.remaining == 0 and self.plan.starts(self.pulls_started)
+
     def observe(self, *args: Any) -> int | None:
         """``observe(value)`` or ``observe(step, value)``: reward the finished pull from the primary
         dev metric ``value`` (higher is better), or ``(metric, dev loss)``: 1 if the metric rose
         since the previous call (or tied while the loss fell), else 0. The first call only sets the
         reference. ``step`` (default: minibatches drawn so far) goes into :attr:`history`.
-        Returns the reward, or None when there was nothing to reward."""
+        Returns the reward, or None when there was nothing to reward. In rounds
+        (``reward="round"``) it keeps a judged pull's score and rewards the whole round after its last
+        one (:mod:`auxopt.train.rounds`), and returns None."""
         if len(args) == 1:
             step, value = self.steps, args[0]
         elif len(args) == 2:
@@ -308,8 +333,12 @@ class ThompsonSchedule(Schedule):
         else:
             raise AuxoptError(f"observe takes (value) or (step, value), not {len(args)} arguments")
         metric, loss = value if isinstance(value, tuple) else (value, None)
-        if self.spec.reward == "trend" and loss is None:
-            raise AuxoptError("reward='trend' judges pulls on the dev loss: observe((metric, loss))")
+        if self.spec.reward in ("trend", "round") and loss is None:
+            raise AuxoptError(f"reward={self.spec.reward!r} judges pulls on the dev loss: observe((metric, loss))")
+        if self.plan is not None:  # the round's rewards once its last judged pull is scored
+            for task, reward, scores in self.plan.score(self.current, metric, loss) if self.judged() else ():
+                self._record(step, task, reward, scores)
+            return None
         reward = None
         if self.last_value is not None and self.current is not None:
             last_metric, last_loss = (
@@ -390,6 +419,7 @@ class ThompsonSchedule(Schedule):
             "last_value": self.last_value,
             "changes": list(self.changes),
             "history": list(self.history),
+            "pulls_started": self.pulls_started,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -401,3 +431,8 @@ class ThompsonSchedule(Schedule):
         self.last_value = tuple(last) if isinstance(last, list) else last
         self.changes = [float(c) for c in state.get("changes", [])]
         self.history = list(state["history"])
+        self.pulls_started = int(state.get("pulls_started", 0))
+        if self.plan is not None:  # in rounds: from the start of the round it was saved in
+            if self.remaining:  # saved mid-pull: that pull is trained again
+                self.pulls_started, self.remaining = self.pulls_started - 1, 0
+            self.pulls_started = self.plan.resume_at(self.pulls_started)

@@ -40,7 +40,7 @@ import _common  # noqa: E402
 
 SCALES = {
     # seeds, online steps, sampler trials, steps per sampler trial
-    "ci": dict(seeds=1, online_steps=300, trials=12, trial_steps=60),
+    "ci": dict(seeds=1, online_steps=400, trials=12, trial_steps=60),  # 400: one round after the warm-up
     "cpu": dict(seeds=3, online_steps=1500, trials=40, trial_steps=150),
     "gpu": dict(seeds=5, online_steps=3000, trials=80, trial_steps=300),
 }
@@ -80,6 +80,7 @@ ONLINE = {
     "online (trend reward)": dict(eval_batches=4, reward="trend"),
     "online (20 steps a pull)": dict(eval_batches=2, steps_per_pull=20),
     "online (5 steps a pull)": dict(eval_batches=2, steps_per_pull=5),
+    "online (rounds)": dict(eval_batches=2, reward="round"),
 }
 
 
@@ -318,7 +319,11 @@ def main(argv=None) -> int:
     if args.online_steps:
         scale["online_steps"] = args.online_steps
     readings = [LOSS_RULE, RANK_RULE]
-    rows = {f"{m}: {rule}": [] for m in methods for rule in [*RULES, *(readings if m in ONLINE else [])]}
+
+    def reads(m):  # the readings of a pull's fall since the previous pull: not of pulls judged in rounds
+        return m in ONLINE and ONLINE[m].get("reward") != "round"
+
+    rows = {f"{m}: {rule}": [] for m in methods for rule in [*RULES, *(readings if reads(m) else [])]}
     rows["random"] = []
     by_length: dict[tuple[str, float], list[tuple[float, float]]] = {}  # (method, fraction) -> [(P, R)]
     length_steps: dict[tuple[str, float], int] = {}  # (method, fraction) -> stage-1 steps
@@ -334,7 +339,7 @@ def main(argv=None) -> int:
                 for key, (w, n) in role_tally(history, suite, scale["online_steps"]).items():
                     cell = tallies.setdefault(method, {}).setdefault(key, [0, 0])
                     cell[0], cell[1] = cell[0] + w, cell[1] + n
-                for rule, select in ((LOSS_RULE, loss_selection), (RANK_RULE, rank_selection)):
+                for rule, select in ((LOSS_RULE, loss_selection), (RANK_RULE, rank_selection)) if reads(method) else ():
                     selected = select(history, arm)
                     p, r = precision_recall(selected, helpful)
                     rows[f"{method}: {rule}"].append((p, r, len(selected), wall))
@@ -368,7 +373,9 @@ def main(argv=None) -> int:
         f"{n_seeds} seed(s); online: one run of {scale['online_steps']} steps, 10 steps a pull, "
         "reward on 2 dev batches (AutoSeM's: the dev accuracy rose, a tie decided by the dev loss), or "
         "on 4 (the library's default), or the trend reward on 4 (the dev loss fell by more than the "
-        f"median change of the previous 20 pulls), or 20 or 5 steps a pull; sampler: "
+        f"median change of the previous 20 pulls), or 20 or 5 steps a pull, or judged in rounds (every "
+        "auxiliary one pull from the same saved state, the better half of the round winning, after 2 "
+        "warm-up pulls of every task); sampler: "
         f"{scale['trials']} trials of {scale['trial_steps']} steps "
         "(the first primary-only); each selection rule reads the same runs: the undecayed evidence "
         "(wins/pulls) against the median task or the primary-only arm, or the decayed posterior mean "
