@@ -310,7 +310,7 @@ def schedule_feedback(ctx: TrainContext, first: bool, optimizer, scheduler) -> T
     """The online schedule's rewards: a bounded dev evaluation (metric and loss) after each pull, and
     once before training as the reference (``first``; not again on a resumed run). Judged in rounds
     (``OnlineThompson(reward="round")``), after each judged pull, which then starts again from the
-    round's saved state (:class:`~auxopt.train.rounds.RoundFeedback`)."""
+    round's saved state (:class:`RoundFeedback`)."""
     schedule = ctx.schedule
 
     def quick_dev() -> tuple[float, float]:

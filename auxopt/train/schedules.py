@@ -297,8 +297,8 @@ class ThompsonSchedule(Schedule):
 
     def next_task(self) -> str:
         if self.remaining == 0:
-            plan, n = self.plan, self.pulls_started
-            self.current = self.bandit.choose(self.rng) if plan is None else plan.slot(n)[1]
+            plan = self.plan  # in rounds the order is fixed
+            self.current = self.bandit.choose(self.rng) if plan is None else plan.slot(self.pulls_started)[1]
             self.pulls_started += 1
             self.remaining = self.spec.steps_per_pull
         self.remaining -= 1
